@@ -1,0 +1,96 @@
+// The kernel contract: every backend (cpu/, cuda/) implements exactly these functions.
+//
+// All tensors are dense, row-major float32 unless stated. Pointers are to memory the backend owns
+// (host memory for cpu/, device memory for cuda/). Sizes are element counts. No function allocates
+// on the hot path, none throws: argument validation happens once, in the N-API layer
+// (native/binding.cc), before any pointer is touched.
+//
+// Random numbers (dropout) come from a counter-based generator, hash(seed, offset + i), so that the
+// CPU and CUDA backends draw the same mask for the same (seed, offset) whatever their threading.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace psrpc {
+namespace kernels {
+
+// C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]
+// op(A) = A (stored m x k, leading dimension lda) or A^T (A stored k x m) when trans_a.
+// op(B) = B (stored k x n, ldb) or B^T (B stored n x k) when trans_b. C is m x n with ldc.
+// beta == 0 means C is write-only (NaNs in C are not propagated), as in BLAS.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// y[r, c] += bias[c] for r < rows, c < cols (y is rows x cols, contiguous).
+void bias_add(float* y, const float* bias, int64_t rows, int64_t cols);
+// dbias[c] = sum_r dy[r, c]  (or += when accumulate).
+void bias_grad(const float* dy, float* dbias, int64_t rows, int64_t cols, bool accumulate);
+
+// y = max(x, 0). In place is allowed (y == x).
+void relu_forward(const float* x, float* y, int64_t n);
+// dx = dy where x > 0, else 0. In place is allowed (dx == dy). `x` may be the forward output.
+void relu_backward(const float* x, const float* dy, float* dx, int64_t n);
+
+// Row-wise log-softmax: y[r, :] = x[r, :] - logsumexp(x[r, :]). In place is allowed.
+void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
+// dx = dy - exp(y) * sum(dy) per row, where y is the forward output. In place (dx == dy) allowed.
+void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
+
+// Fused log-softmax + negative log-likelihood (cross entropy). Writes log-probabilities to logp
+// (rows x cols; may alias logits) and returns the mean loss over rows.
+// labels[r] must be in [0, cols): the N-API layer checks this before the call.
+float cross_entropy_forward(const float* logits, const int32_t* labels, float* logp, int64_t rows,
+                            int64_t cols);
+// dlogits = (softmax - onehot(labels)) * scale, with softmax = exp(logp). dlogits may alias logp.
+// scale is usually grad_output / rows (mean reduction).
+void cross_entropy_backward(const float* logp, const int32_t* labels, float* dlogits, int64_t rows,
+                            int64_t cols, float scale);
+// Mean NLL over rows of given log-probabilities: -mean_r logp[r, labels[r]].
+float nll_forward(const float* logp, const int32_t* labels, int64_t rows, int64_t cols);
+// dlogp = 0 everywhere except dlogp[r, labels[r]] = -scale.
+void nll_backward(const int32_t* labels, float* dlogp, int64_t rows, int64_t cols, float scale);
+
+// Inverted dropout: keep element i with probability 1 - p (mask[i] = 1, y = x / (1 - p)), else
+// mask[i] = 0 and y = 0. Element i draws uniform(seed, offset + i). p in [0, 1). In place allowed.
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
+                     uint64_t offset);
+// dx = dy * mask / (1 - p). In place allowed.
+void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p);
+// The uniform [0, 1) draw used by dropout, exposed so tests can check both backends agree.
+float uniform_at(uint64_t seed, uint64_t index);
+
+// y += alpha * x
+void axpy(int64_t n, float alpha, const float* x, float* y);
+// x *= alpha
+void scale(int64_t n, float alpha, float* x);
+// out = a + b, out = a * b (elementwise; out may alias a or b)
+void add(int64_t n, const float* a, const float* b, float* out);
+void mul(int64_t n, const float* a, const float* b, float* out);
+// Sum of all elements, accumulated in double.
+double sum(int64_t n, const float* x);
+
+// Fused SGD, PyTorch semantics (torch.optim.SGD):
+//   g = grad + weight_decay * param
+//   if momentum != 0: buf = first_step ? g : momentum * buf + (1 - dampening) * g
+//                     g = nesterov ? g + momentum * buf : buf
+//   param -= lr * g
+// momentum_buf may be null when momentum == 0.
+void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n, float lr,
+                float momentum, float dampening, float weight_decay, bool nesterov, bool first_step);
+
+// Fused Adam / AdamW, PyTorch semantics (torch.optim.Adam, torch.optim.AdamW when decoupled):
+// step is 1-based (the step being taken). m and v are the first and second moment buffers.
+void adam_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay,
+                 int64_t step);
+
+// Conversions. fp16 is IEEE binary16, bf16 is the top 16 bits of binary32; both round to nearest
+// even; NaN stays NaN, overflow goes to infinity (fp16).
+void f32_to_f16(const float* x, uint16_t* y, int64_t n);
+void f16_to_f32(const uint16_t* x, float* y, int64_t n);
+void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
+void bf16_to_f32(const uint16_t* x, float* y, int64_t n);
+
+}  // namespace kernels
+}  // namespace psrpc
