@@ -1,0 +1,728 @@
+// N-API surface of the CPU addon (psrpc.node): the NativeKernels interface of src/tensor/native.ts.
+//
+// This layer only converts and checks arguments, then calls the kernel contract
+// (include/psrpc/kernels.h). Typed arrays are used in place (napi_get_typedarray_info already
+// applies the view's byteOffset; SharedArrayBuffer views work the same), never copied. Every
+// argument is checked before any memory is touched: a wrong type throws a TypeError, a wrong size,
+// shape, leading dimension, label or probability throws a RangeError that names the function, the
+// argument and the value, and the output arrays are left as they were.
+#include <napi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "cpu/simd.h"
+#include "psrpc/kernels.h"
+
+namespace {
+
+namespace k = psrpc::kernels;
+
+constexpr double kMaxSafeInteger = 9007199254740992.0;  // 2^53: the largest integer a JS number holds exactly
+
+// ---- error messages ------------------------------------------------------------------------
+
+// A bad argument, unwound to the N-API boundary (Guard) and thrown there as a JS TypeError or
+// RangeError: nothing in JS is created until the message is known to be needed.
+struct ArgumentError {
+  bool type_error;
+  std::string message;
+};
+
+[[noreturn]] void throw_type(napi_env, const std::string& message) { throw ArgumentError{true, message}; }
+
+[[noreturn]] void throw_range(napi_env, const std::string& message) { throw ArgumentError{false, message}; }
+
+std::string number_text(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  if (v == std::floor(v) && std::fabs(v) < 1e18) return std::to_string(static_cast<long long>(v));
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::string u128_text(unsigned __int128 v) {
+  if (v == 0) return "0";
+  std::string s;
+  while (v > 0) {
+    s.insert(s.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  }
+  return s;
+}
+
+const char* typed_array_name(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "typed array";
+  }
+}
+
+// What a wrong argument was, for the message: "a Float64Array", "a number (3)", "undefined".
+std::string describe(napi_env env, napi_value v) {
+  bool is_typed = false;
+  napi_is_typedarray(env, v, &is_typed);
+  if (is_typed) {
+    napi_typedarray_type t;
+    size_t len = 0;
+    napi_get_typedarray_info(env, v, &t, &len, nullptr, nullptr, nullptr);
+    return std::string("a ") + typed_array_name(t);
+  }
+  napi_valuetype type;
+  if (napi_typeof(env, v, &type) != napi_ok) return "an unknown value";
+  switch (type) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "a boolean";
+    case napi_number: {
+      double d = 0;
+      napi_get_value_double(env, v, &d);
+      return "a number (" + number_text(d) + ")";
+    }
+    case napi_string: return "a string";
+    case napi_bigint: return "a bigint";
+    case napi_function: return "a function";
+    default: {
+      bool is_array = false;
+      napi_is_array(env, v, &is_array);
+      return is_array ? "an Array" : "an object";
+    }
+  }
+}
+
+// ---- arguments -----------------------------------------------------------------------------
+
+// One call's arguments, with the function name every message starts with. Read straight from
+// napi_get_cb_info into a stack array (Napi::CallbackInfo allocates for more than six arguments),
+// missing ones reading as undefined.
+class Args {
+ public:
+  static constexpr size_t kMax = 16;
+
+  Args(napi_env env, napi_callback_info info, const char* fn) : env_(env), fn_(fn) {
+    size_t argc = kMax;
+    napi_get_cb_info(env, info, &argc, argv_, nullptr, nullptr);  // fills the rest with undefined
+  }
+
+  napi_env env() const { return env_; }
+  std::string prefix(const char* name) const { return std::string(fn_) + ": " + name; }
+  [[noreturn]] void range(const std::string& what) const { throw_range(env_, std::string(fn_) + ": " + what); }
+
+  double number(size_t i, const char* name) const {
+    napi_value v = argv_[i];
+    double d = 0;
+    if (napi_get_value_double(env_, v, &d) != napi_ok) {
+      throw_type(env_, prefix(name) + " must be a number, got " + describe(env_, v));
+    }
+    return d;
+  }
+
+  double finite(size_t i, const char* name) const {
+    const double d = number(i, name);
+    if (!std::isfinite(d)) range(std::string(name) + " must be a finite number, got " + number_text(d));
+    return d;
+  }
+
+  // A finite number >= lo (lr, weight decay, eps, momentum).
+  double at_least(size_t i, const char* name, double lo) const {
+    const double d = finite(i, name);
+    if (d < lo) range(std::string(name) + " must be >= " + number_text(lo) + ", got " + number_text(d));
+    return d;
+  }
+
+  // A number in [0, 1): dropout probability, Adam betas.
+  double unit(size_t i, const char* name) const {
+    const double d = number(i, name);
+    if (!(d >= 0.0 && d < 1.0)) range(std::string(name) + " must be in [0, 1), got " + number_text(d));
+    return d;
+  }
+
+  // A non-negative integer that a JS number holds exactly (sizes, leading dimensions, seeds).
+  int64_t count(size_t i, const char* name) const {
+    const double d = number(i, name);
+    if (!(d >= 0.0) || d != std::floor(d) || d > kMaxSafeInteger) {
+      range(std::string(name) + " must be an integer in [0, 2^53], got " + number_text(d));
+    }
+    return static_cast<int64_t>(d);
+  }
+
+  bool boolean(size_t i, const char* name) const {
+    napi_value v = argv_[i];
+    bool b = false;
+    if (napi_get_value_bool(env_, v, &b) != napi_ok) {
+      throw_type(env_, prefix(name) + " must be a boolean, got " + describe(env_, v));
+    }
+    return b;
+  }
+
+  bool is_nullish(size_t i) const {
+    napi_valuetype type;
+    napi_typeof(env_, argv_[i], &type);
+    return type == napi_null || type == napi_undefined;
+  }
+
+  napi_value raw(size_t i) const { return argv_[i]; }
+
+ private:
+  napi_env env_;
+  const char* fn_;
+  napi_value argv_[kMax];
+};
+
+template <typename T> struct ArrayKind;
+template <> struct ArrayKind<float> {
+  static constexpr napi_typedarray_type type = napi_float32_array;
+  static constexpr const char* name = "Float32Array";
+};
+template <> struct ArrayKind<int32_t> {
+  static constexpr napi_typedarray_type type = napi_int32_array;
+  static constexpr const char* name = "Int32Array";
+};
+template <> struct ArrayKind<uint8_t> {
+  static constexpr napi_typedarray_type type = napi_uint8_array;
+  static constexpr const char* name = "Uint8Array";
+};
+template <> struct ArrayKind<uint16_t> {
+  static constexpr napi_typedarray_type type = napi_uint16_array;
+  static constexpr const char* name = "Uint16Array";
+};
+
+// A typed array argument, in place: its first element (byteOffset applied) and its length.
+template <typename T>
+struct View {
+  T* data = nullptr;
+  int64_t length = 0;
+  const char* name = "";
+
+  uintptr_t begin() const { return reinterpret_cast<uintptr_t>(data); }
+  uintptr_t end() const { return begin() + static_cast<uintptr_t>(length) * sizeof(T); }
+};
+
+template <typename T>
+View<T> array(const Args& args, size_t i, const char* name) {
+  napi_env env = args.env();
+  napi_value v = args.raw(i);
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  // Fails (napi_invalid_arg) for anything that is not a typed array: one call instead of two.
+  const bool is_typed = napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) == napi_ok;
+  if (!is_typed || type != ArrayKind<T>::type) {
+    throw_type(env, args.prefix(name) + " must be a " + ArrayKind<T>::name + ", got " + describe(env, v));
+  }
+  View<T> view;
+  view.data = static_cast<T*>(data);
+  view.length = static_cast<int64_t>(length);
+  view.name = name;
+  return view;
+}
+
+// Elementwise arrays must have the same length.
+template <typename T, typename U>
+void same_length(const Args& args, const View<T>& a, const View<U>& b) {
+  if (a.length != b.length) {
+    args.range(std::string(b.name) + " has " + std::to_string(b.length) + " elements, " + a.name + " has " +
+               std::to_string(a.length) + "; they must match");
+  }
+}
+
+// A shaped array must hold at least `needed` elements; shape() says where the need comes from (a
+// callable, so that the message is only built when it is thrown: no allocation on the hot path).
+template <typename T, typename Shape>
+void at_least_length(const Args& args, const View<T>& a, unsigned __int128 needed, const Shape& shape) {
+  if (static_cast<unsigned __int128>(a.length) < needed) {
+    args.range(std::string(a.name) + " has " + std::to_string(a.length) + " elements, needs at least " +
+               u128_text(needed) + " for " + shape());
+  }
+}
+
+template <typename T, typename U>
+bool overlap(const View<T>& a, const View<U>& b) {
+  return a.length > 0 && b.length > 0 && a.begin() < b.end() && b.begin() < a.end();
+}
+
+// An output may be the very same array as an input (in place) but must not partly overlap it:
+// the kernels read element i before writing element i, nothing more.
+template <typename T, typename U>
+void same_or_disjoint(const Args& args, const View<T>& out, const View<U>& in) {
+  if (overlap(out, in) && !(out.begin() == in.begin() && out.length == in.length)) {
+    args.range(std::string(out.name) + " partly overlaps " + in.name +
+               " (in place means the very same elements, not a shifted view)");
+  }
+}
+
+template <typename T, typename U>
+void disjoint(const Args& args, const View<T>& out, const View<U>& in) {
+  if (overlap(out, in)) args.range(std::string(out.name) + " overlaps " + in.name + "; they must be distinct memory");
+}
+
+std::string rows_cols(int64_t rows, int64_t cols) {
+  return "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols);
+}
+
+unsigned __int128 product(int64_t a, int64_t b) {
+  return static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);
+}
+
+// Every label in [0, cols), checked before the kernel indexes with it.
+void check_labels(const Args& args, const View<int32_t>& labels, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t label = labels.data[r];
+    if (label < 0 || label >= cols) {
+      args.range("labels[" + std::to_string(r) + "] = " + std::to_string(label) + " is outside [0, " +
+                 std::to_string(cols) + ")");
+    }
+  }
+}
+
+// ---- the functions -------------------------------------------------------------------------
+
+napi_value undefined(napi_env env) {
+  napi_value out = nullptr;
+  napi_get_undefined(env, &out);
+  return out;
+}
+
+napi_value number_value(napi_env env, double v) {
+  napi_value out = nullptr;
+  napi_create_double(env, v, &out);
+  return out;
+}
+
+// The boundary: argument errors become JS TypeError / RangeError, nothing else escapes to N-API.
+template <napi_value (*F)(napi_env, napi_callback_info)>
+napi_value Guard(napi_env env, napi_callback_info info) {
+  try {
+    return F(env, info);
+  } catch (const ArgumentError& e) {
+    if (e.type_error) {
+      napi_throw_type_error(env, nullptr, e.message.c_str());
+    } else {
+      napi_throw_range_error(env, nullptr, e.message.c_str());
+    }
+  } catch (const std::exception& e) {
+    napi_throw_error(env, nullptr, e.what());
+  }
+  return nullptr;
+}
+
+napi_value Simd(napi_env env, napi_callback_info info) {
+  napi_value out = nullptr;
+  napi_create_string_utf8(env, psrpc::cpu::simd_name(psrpc::cpu::simd_level()), NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+// Checks one gemm operand stored rows x cols with leading dimension ld.
+template <typename Shape>
+void check_matrix(const Args& args, const View<float>& x, const char* ld_name, int64_t ld, int64_t rows,
+                  int64_t cols, const Shape& shape) {
+  const int64_t min_ld = cols > 1 ? cols : 1;
+  if (ld < min_ld) {
+    args.range(std::string(ld_name) + "=" + std::to_string(ld) + " is smaller than the row length " +
+               std::to_string(cols) + " of " + x.name + " (" + shape() + ")");
+  }
+  const unsigned __int128 needed =
+      rows == 0 || cols == 0 ? 0 : product(rows - 1, ld) + static_cast<unsigned __int128>(cols);
+  at_least_length(args, x, needed, shape);
+}
+
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "gemm");
+  const bool trans_a = args.boolean(0, "transA");
+  const bool trans_b = args.boolean(1, "transB");
+  const int64_t m = args.count(2, "m");
+  const int64_t n = args.count(3, "n");
+  const int64_t kk = args.count(4, "k");
+  const float alpha = static_cast<float>(args.finite(5, "alpha"));
+  const View<float> a = array<float>(args, 6, "a");
+  const int64_t lda = args.count(7, "lda");
+  const View<float> b = array<float>(args, 8, "b");
+  const int64_t ldb = args.count(9, "ldb");
+  const float beta = static_cast<float>(args.finite(10, "beta"));
+  const View<float> c = array<float>(args, 11, "c");
+  const int64_t ldc = args.count(12, "ldc");
+
+  const auto dim = [](const char* name, int64_t v) { return std::string(name) + "=" + std::to_string(v); };
+  check_matrix(args, a, "lda", lda, trans_a ? kk : m, trans_a ? m : kk, [&] {
+    return std::string(trans_a ? "transA " : "") + dim("m", m) + " " + dim("k", kk) + " " + dim("lda", lda);
+  });
+  check_matrix(args, b, "ldb", ldb, trans_b ? n : kk, trans_b ? kk : n, [&] {
+    return std::string(trans_b ? "transB " : "") + dim("k", kk) + " " + dim("n", n) + " " + dim("ldb", ldb);
+  });
+  check_matrix(args, c, "ldc", ldc, m, n, [&] { return dim("m", m) + " " + dim("n", n) + " " + dim("ldc", ldc); });
+  if (m > 0 && n > 0) {
+    if (kk > 0) {
+      disjoint(args, c, a);
+      disjoint(args, c, b);
+    }
+  }
+  k::gemm(trans_a, trans_b, m, n, kk, alpha, a.data, lda, b.data, ldb, beta, c.data, ldc);
+  return undefined(env);
+}
+
+napi_value BiasAdd(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "biasAdd");
+  const View<float> y = array<float>(args, 0, "y");
+  const View<float> bias = array<float>(args, 1, "bias");
+  const int64_t rows = args.count(2, "rows");
+  const int64_t cols = args.count(3, "cols");
+  at_least_length(args, y, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, bias, static_cast<unsigned __int128>(cols), [&] { return rows_cols(rows, cols); });
+  if (rows > 0 && cols > 0) disjoint(args, y, bias);
+  if (rows == 0 || cols == 0) return undefined(env);  // nothing to add (and no 2^53 empty rows to walk)
+  k::bias_add(y.data, bias.data, rows, cols);
+  return undefined(env);
+}
+
+napi_value BiasGrad(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "biasGrad");
+  const View<float> dy = array<float>(args, 0, "dy");
+  const View<float> dbias = array<float>(args, 1, "dbias");
+  const int64_t rows = args.count(2, "rows");
+  const int64_t cols = args.count(3, "cols");
+  const bool accumulate = args.boolean(4, "accumulate");
+  at_least_length(args, dy, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, dbias, static_cast<unsigned __int128>(cols), [&] { return rows_cols(rows, cols); });
+  if (cols > 0) disjoint(args, dbias, dy);
+  if (cols == 0) return undefined(env);
+  k::bias_grad(dy.data, dbias.data, rows, cols, accumulate);
+  return undefined(env);
+}
+
+napi_value ReluForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "reluForward");
+  const View<float> x = array<float>(args, 0, "x");
+  const View<float> y = array<float>(args, 1, "y");
+  same_length(args, x, y);
+  same_or_disjoint(args, y, x);
+  k::relu_forward(x.data, y.data, x.length);
+  return undefined(env);
+}
+
+napi_value ReluBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "reluBackward");
+  const View<float> x = array<float>(args, 0, "x");
+  const View<float> dy = array<float>(args, 1, "dy");
+  const View<float> dx = array<float>(args, 2, "dx");
+  same_length(args, x, dy);
+  same_length(args, x, dx);
+  same_or_disjoint(args, dx, x);
+  same_or_disjoint(args, dx, dy);
+  k::relu_backward(x.data, dy.data, dx.data, x.length);
+  return undefined(env);
+}
+
+napi_value LogSoftmaxForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "logSoftmaxForward");
+  const View<float> x = array<float>(args, 0, "x");
+  const View<float> y = array<float>(args, 1, "y");
+  const int64_t rows = args.count(2, "rows");
+  const int64_t cols = args.count(3, "cols");
+  at_least_length(args, x, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, y, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  same_or_disjoint(args, y, x);
+  if (rows == 0 || cols == 0) return undefined(env);
+  k::log_softmax_forward(x.data, y.data, rows, cols);
+  return undefined(env);
+}
+
+napi_value LogSoftmaxBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "logSoftmaxBackward");
+  const View<float> y = array<float>(args, 0, "y");
+  const View<float> dy = array<float>(args, 1, "dy");
+  const View<float> dx = array<float>(args, 2, "dx");
+  const int64_t rows = args.count(3, "rows");
+  const int64_t cols = args.count(4, "cols");
+  for (const View<float>* v : {&y, &dy, &dx}) at_least_length(args, *v, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  same_or_disjoint(args, dx, y);
+  same_or_disjoint(args, dx, dy);
+  if (rows == 0 || cols == 0) return undefined(env);
+  k::log_softmax_backward(y.data, dy.data, dx.data, rows, cols);
+  return undefined(env);
+}
+
+napi_value CrossEntropyForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "crossEntropyForward");
+  const View<float> logits = array<float>(args, 0, "logits");
+  const View<int32_t> labels = array<int32_t>(args, 1, "labels");
+  const View<float> logp = array<float>(args, 2, "logp");
+  const int64_t rows = args.count(3, "rows");
+  const int64_t cols = args.count(4, "cols");
+  at_least_length(args, logits, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, logp, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, labels, static_cast<unsigned __int128>(rows), [&] { return rows_cols(rows, cols); });
+  same_or_disjoint(args, logp, logits);
+  disjoint(args, logp, labels);
+  check_labels(args, labels, rows, cols);
+  const float loss = k::cross_entropy_forward(logits.data, labels.data, logp.data, rows, cols);
+  return number_value(env, loss);
+}
+
+napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "crossEntropyBackward");
+  const View<float> logp = array<float>(args, 0, "logp");
+  const View<int32_t> labels = array<int32_t>(args, 1, "labels");
+  const View<float> dlogits = array<float>(args, 2, "dlogits");
+  const int64_t rows = args.count(3, "rows");
+  const int64_t cols = args.count(4, "cols");
+  const float scale = static_cast<float>(args.finite(5, "scale"));
+  at_least_length(args, logp, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, dlogits, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, labels, static_cast<unsigned __int128>(rows), [&] { return rows_cols(rows, cols); });
+  same_or_disjoint(args, dlogits, logp);
+  disjoint(args, dlogits, labels);
+  check_labels(args, labels, rows, cols);
+  k::cross_entropy_backward(logp.data, labels.data, dlogits.data, rows, cols, scale);
+  return undefined(env);
+}
+
+napi_value NllForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "nllForward");
+  const View<float> logp = array<float>(args, 0, "logp");
+  const View<int32_t> labels = array<int32_t>(args, 1, "labels");
+  const int64_t rows = args.count(2, "rows");
+  const int64_t cols = args.count(3, "cols");
+  at_least_length(args, logp, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, labels, static_cast<unsigned __int128>(rows), [&] { return rows_cols(rows, cols); });
+  check_labels(args, labels, rows, cols);
+  return number_value(env, k::nll_forward(logp.data, labels.data, rows, cols));
+}
+
+napi_value NllBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "nllBackward");
+  const View<int32_t> labels = array<int32_t>(args, 0, "labels");
+  const View<float> dlogp = array<float>(args, 1, "dlogp");
+  const int64_t rows = args.count(2, "rows");
+  const int64_t cols = args.count(3, "cols");
+  const float scale = static_cast<float>(args.finite(4, "scale"));
+  at_least_length(args, dlogp, product(rows, cols), [&] { return rows_cols(rows, cols); });
+  at_least_length(args, labels, static_cast<unsigned __int128>(rows), [&] { return rows_cols(rows, cols); });
+  disjoint(args, dlogp, labels);
+  check_labels(args, labels, rows, cols);
+  k::nll_backward(labels.data, dlogp.data, rows, cols, scale);
+  return undefined(env);
+}
+
+napi_value DropoutForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "dropoutForward");
+  const View<float> x = array<float>(args, 0, "x");
+  const View<float> y = array<float>(args, 1, "y");
+  const View<uint8_t> mask = array<uint8_t>(args, 2, "mask");
+  const double p = args.unit(3, "p");
+  const int64_t seed = args.count(4, "seed");
+  const int64_t offset = args.count(5, "offset");
+  same_length(args, x, y);
+  same_length(args, x, mask);
+  same_or_disjoint(args, y, x);
+  disjoint(args, mask, x);
+  disjoint(args, mask, y);
+  k::dropout_forward(x.data, y.data, mask.data, x.length, static_cast<float>(p), static_cast<uint64_t>(seed),
+                     static_cast<uint64_t>(offset));
+  return undefined(env);
+}
+
+napi_value DropoutBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "dropoutBackward");
+  const View<float> dy = array<float>(args, 0, "dy");
+  const View<uint8_t> mask = array<uint8_t>(args, 1, "mask");
+  const View<float> dx = array<float>(args, 2, "dx");
+  const double p = args.unit(3, "p");
+  same_length(args, dy, mask);
+  same_length(args, dy, dx);
+  same_or_disjoint(args, dx, dy);
+  disjoint(args, dx, mask);
+  k::dropout_backward(dy.data, mask.data, dx.data, dy.length, static_cast<float>(p));
+  return undefined(env);
+}
+
+napi_value UniformAt(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "uniformAt");
+  const int64_t seed = args.count(0, "seed");
+  const int64_t index = args.count(1, "index");
+  return number_value(env, k::uniform_at(static_cast<uint64_t>(seed), static_cast<uint64_t>(index)));
+}
+
+napi_value Axpy(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "axpy");
+  const float alpha = static_cast<float>(args.finite(0, "alpha"));
+  const View<float> x = array<float>(args, 1, "x");
+  const View<float> y = array<float>(args, 2, "y");
+  same_length(args, x, y);
+  same_or_disjoint(args, y, x);
+  k::axpy(x.length, alpha, x.data, y.data);
+  return undefined(env);
+}
+
+napi_value Scale(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "scale");
+  const float alpha = static_cast<float>(args.finite(0, "alpha"));
+  const View<float> x = array<float>(args, 1, "x");
+  k::scale(x.length, alpha, x.data);
+  return undefined(env);
+}
+
+template <void (*Kernel)(int64_t, const float*, const float*, float*)>
+napi_value Binary(napi_env env, napi_callback_info info, const char* fn) {
+  const Args args(env, info, fn);
+  const View<float> a = array<float>(args, 0, "a");
+  const View<float> b = array<float>(args, 1, "b");
+  const View<float> out = array<float>(args, 2, "out");
+  same_length(args, a, b);
+  same_length(args, a, out);
+  same_or_disjoint(args, out, a);
+  same_or_disjoint(args, out, b);
+  Kernel(a.length, a.data, b.data, out.data);
+  return undefined(env);
+}
+
+napi_value Add(napi_env env, napi_callback_info info) { return Binary<k::add>(env, info, "add"); }
+napi_value Mul(napi_env env, napi_callback_info info) { return Binary<k::mul>(env, info, "mul"); }
+
+napi_value Sum(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "sum");
+  const View<float> x = array<float>(args, 0, "x");
+  return number_value(env, k::sum(x.length, x.data));
+}
+
+napi_value SgdUpdate(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "sgdUpdate");
+  const View<float> param = array<float>(args, 0, "param");
+  const View<float> grad = array<float>(args, 1, "grad");
+  const double lr = args.at_least(3, "lr", 0.0);
+  const double momentum = args.at_least(4, "momentum", 0.0);
+  const double dampening = args.finite(5, "dampening");
+  const double weight_decay = args.at_least(6, "weightDecay", 0.0);
+  const bool nesterov = args.boolean(7, "nesterov");
+  const bool first_step = args.boolean(8, "firstStep");
+  View<float> buf;
+  buf.name = "momentumBuf";
+  if (momentum != 0.0 || !args.is_nullish(2)) {
+    if (momentum != 0.0 && args.is_nullish(2)) {
+      throw_type(args.env(), "sgdUpdate: momentumBuf must be a Float32Array when momentum is " +
+                                 number_text(momentum) + ", got " + describe(args.env(), args.raw(2)));
+    }
+    buf = array<float>(args, 2, "momentumBuf");
+    same_length(args, param, buf);
+  }
+  same_length(args, param, grad);
+  if (nesterov && (momentum <= 0.0 || dampening != 0.0)) {
+    args.range("nesterov needs momentum > 0 and dampening = 0, got momentum=" + number_text(momentum) +
+               " dampening=" + number_text(dampening));
+  }
+  disjoint(args, param, grad);
+  disjoint(args, param, buf);
+  disjoint(args, buf, grad);
+  k::sgd_update(param.data, grad.data, momentum != 0.0 ? buf.data : nullptr, param.length, static_cast<float>(lr),
+                static_cast<float>(momentum), static_cast<float>(dampening), static_cast<float>(weight_decay),
+                nesterov, first_step);
+  return undefined(env);
+}
+
+napi_value AdamUpdate(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "adamUpdate");
+  const View<float> param = array<float>(args, 0, "param");
+  const View<float> grad = array<float>(args, 1, "grad");
+  const View<float> m = array<float>(args, 2, "m");
+  const View<float> v = array<float>(args, 3, "v");
+  const double lr = args.at_least(4, "lr", 0.0);
+  const double beta1 = args.unit(5, "beta1");
+  const double beta2 = args.unit(6, "beta2");
+  const double eps = args.at_least(7, "eps", 0.0);
+  const double weight_decay = args.at_least(8, "weightDecay", 0.0);
+  const bool decoupled = args.boolean(9, "decoupled");
+  const int64_t step = args.count(10, "step");
+  if (step < 1) args.range("step must be >= 1 (it is the 1-based step being taken), got " + std::to_string(step));
+  same_length(args, param, grad);
+  same_length(args, param, m);
+  same_length(args, param, v);
+  disjoint(args, param, grad);
+  disjoint(args, param, m);
+  disjoint(args, param, v);
+  disjoint(args, m, grad);
+  disjoint(args, v, grad);
+  disjoint(args, m, v);
+  k::adam_update(param.data, grad.data, m.data, v.data, param.length, static_cast<float>(lr),
+                 static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(eps),
+                 static_cast<float>(weight_decay), decoupled, step);
+  return undefined(env);
+}
+
+template <typename In, typename Out, void (*Kernel)(const In*, Out*, int64_t)>
+napi_value Convert(napi_env env, napi_callback_info info, const char* fn) {
+  const Args args(env, info, fn);
+  const View<In> x = array<In>(args, 0, "x");
+  const View<Out> y = array<Out>(args, 1, "y");
+  same_length(args, x, y);
+  disjoint(args, y, x);
+  Kernel(x.data, y.data, x.length);
+  return undefined(env);
+}
+
+napi_value F32ToF16(napi_env env, napi_callback_info info) { return Convert<float, uint16_t, k::f32_to_f16>(env, info, "f32ToF16"); }
+napi_value F16ToF32(napi_env env, napi_callback_info info) { return Convert<uint16_t, float, k::f16_to_f32>(env, info, "f16ToF32"); }
+napi_value F32ToBf16(napi_env env, napi_callback_info info) {
+  return Convert<float, uint16_t, k::f32_to_bf16>(env, info, "f32ToBf16");
+}
+napi_value Bf16ToF32(napi_env env, napi_callback_info info) {
+  return Convert<uint16_t, float, k::bf16_to_f32>(env, info, "bf16ToF32");
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  struct Entry {
+    const char* name;
+    napi_callback fn;
+  };
+  const Entry entries[] = {
+      {"simd", Guard<Simd>},
+      {"gemm", Guard<Gemm>},
+      {"biasAdd", Guard<BiasAdd>},
+      {"biasGrad", Guard<BiasGrad>},
+      {"reluForward", Guard<ReluForward>},
+      {"reluBackward", Guard<ReluBackward>},
+      {"logSoftmaxForward", Guard<LogSoftmaxForward>},
+      {"logSoftmaxBackward", Guard<LogSoftmaxBackward>},
+      {"crossEntropyForward", Guard<CrossEntropyForward>},
+      {"crossEntropyBackward", Guard<CrossEntropyBackward>},
+      {"nllForward", Guard<NllForward>},
+      {"nllBackward", Guard<NllBackward>},
+      {"dropoutForward", Guard<DropoutForward>},
+      {"dropoutBackward", Guard<DropoutBackward>},
+      {"uniformAt", Guard<UniformAt>},
+      {"axpy", Guard<Axpy>},
+      {"scale", Guard<Scale>},
+      {"add", Guard<Add>},
+      {"mul", Guard<Mul>},
+      {"sum", Guard<Sum>},
+      {"sgdUpdate", Guard<SgdUpdate>},
+      {"adamUpdate", Guard<AdamUpdate>},
+      {"f32ToF16", Guard<F32ToF16>},
+      {"f16ToF32", Guard<F16ToF32>},
+      {"f32ToBf16", Guard<F32ToBf16>},
+      {"bf16ToF32", Guard<Bf16ToF32>},
+  };
+  for (const Entry& e : entries) {
+    napi_value fn = nullptr;
+    if (napi_create_function(env, e.name, NAPI_AUTO_LENGTH, e.fn, nullptr, &fn) != napi_ok) {
+      throw Napi::Error::New(env, std::string("psrpc: cannot create ") + e.name);
+    }
+    exports.Set(e.name, Napi::Value(env, fn));
+  }
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(psrpc, Init)
