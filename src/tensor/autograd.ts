@@ -1,0 +1,318 @@
+// Reverse-mode autograd: graph nodes recorded by ops, and the engine that runs them backwards.
+//
+// Every tracked op output holds its `gradFn` node, which holds the op's inputs; backward
+// collects the nodes reachable from the roots, orders them (consumers before producers) and
+// runs each node's backward once its whole gradient has arrived. The engine passes gradients
+// as Float32Arrays it owns, so a node may overwrite its incoming gradient in place and hand it
+// on (relu, dropout, log-softmax do), and nodes accumulate straight into a leaf's `.grad` with
+// the kernels' beta/accumulate flags (linear's weight and bias gradients never pass through a
+// temporary). After a backward the graph is released, as in PyTorch, unless `retainGraph`.
+import type { Tensor, DType, Shape } from './tensor.js';
+import { errors } from './errors.js';
+import { getBackend } from './backend.js';
+import { recycleBuffer, takeBuffer } from './pool.js';
+
+let gradEnabled = true;
+
+/** Whether ops record graph nodes right now. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Switches recording on or off; returns the previous setting. */
+export function setGradEnabled(flag: boolean): boolean {
+  const prev = gradEnabled;
+  gradEnabled = flag;
+  return prev;
+}
+
+/**
+ * Runs `fn` with recording off (evaluation, optimizer-style in-place updates) and returns its
+ * result. Synchronous only: the mode is restored when `fn` returns, not when a promise settles.
+ */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Runs `fn` with recording on (inside a `noGrad` region). */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** True when an op with these inputs must record a node. */
+export function tracks(a: Tensor<DType>, b?: Tensor<DType> | null, c?: Tensor<DType> | null): boolean {
+  return gradEnabled && (a.requiresGrad || (b != null && b.requiresGrad) || (c != null && c.requiresGrad));
+}
+
+/**
+ * A node of the graph: the backward of one op application. Subclass it for a built-in op, or use
+ * `customFunction` (function.ts) to build one from closures.
+ */
+export abstract class Node {
+  /** The op's name, for errors and debugging. */
+  abstract readonly name: string;
+  /** The op's tensor inputs; null where an input needs no gradient. */
+  readonly inputs: readonly (Tensor | null)[];
+  /** Shape of the op's output (and of the gradient `backward` receives). */
+  readonly outputShape: Shape;
+  /** The gradient summed so far for this node's output during a backward pass. @internal */
+  pending: Float32Array | null = null;
+  /** Visit mark of the engine's ordering pass. @internal */
+  mark = 0;
+  /** Set when a backward without `retainGraph` ran this node: its saved buffers may be gone. */
+  released = false;
+  /**
+   * True when `backward` neither keeps `gradOut` nor hands it on, so the engine may recycle it
+   * (linear, matmul). Leave false for nodes whose backward lets the array escape.
+   */
+  consumesGradOut = false;
+
+  constructor(inputs: readonly (Tensor<DType> | null | undefined)[], outputShape: Shape) {
+    this.inputs = inputs.map((t) => (t != null && t.requiresGrad ? (t as Tensor) : null));
+    this.outputShape = outputShape;
+  }
+
+  /**
+   * Computes the gradients of the inputs from `gradOut` (the gradient of the output, owned by
+   * the engine: the node may overwrite it and hand it on with `sink.give`) and delivers them
+   * through `sink`. Only inputs with `inputs[i] !== null` need one.
+   */
+  abstract backward(gradOut: Float32Array, sink: GradSink): void;
+
+  /** Records `output` as produced by this node. */
+  attach<T extends Tensor>(output: T): T {
+    output.requiresGrad = true;
+    output.gradFn = this;
+    return output;
+  }
+}
+
+/**
+ * Where a node delivers input gradients during backward. Two ways:
+ * - `give(i, buf)`: hand over a finished gradient array (the engine owns it afterwards);
+ * - `target(i)` then write: returns the array to accumulate into; `fresh` says whether it holds
+ *   garbage (overwrite it, e.g. beta = 0) or a partial sum (add to it, beta = 1).
+ */
+export class GradSink {
+  /** After `target`: true when the returned array must be overwritten, not added to. */
+  fresh = false;
+  /** True when the graph stays usable after this pass: nodes must not consume saved buffers. */
+  retainGraph = false;
+  /** @internal */ node: Node | null = null;
+  /** @internal */ into: Map<Tensor, Float32Array> | null = null;
+
+  /** Hands over `buf` as (a part of) input i's gradient. `buf` must not be used afterwards. */
+  give(i: number, buf: Float32Array): void {
+    const t = this.node!.inputs[i];
+    if (!t) return;
+    const fn = t.gradFn;
+    if (fn) {
+      if (fn.pending === null) fn.pending = buf;
+      else {
+        getBackend(t.device).kernels.add(fn.pending, buf, fn.pending);
+        recycleBuffer(buf);
+      }
+      return;
+    }
+    if (this.into) {
+      const acc = this.into.get(t);
+      if (acc === undefined) this.into.set(t, buf);
+      else {
+        getBackend(t.device).kernels.add(acc, buf, acc);
+        recycleBuffer(buf);
+      }
+      return;
+    }
+    if (t.grad) {
+      getBackend(t.device).kernels.add(t.grad.data, buf, t.grad.data);
+      recycleBuffer(buf);
+    } else if (t.gradStorage && t.gradStorage.length === t.size) {
+      t.gradStorage.set(buf);
+      t.attachGrad(t.gradStorage);
+      recycleBuffer(buf);
+    } else t.attachGrad(buf);
+  }
+
+  /** The array input i's gradient accumulates into; see `fresh`. */
+  target(i: number): Float32Array {
+    const t = this.node!.inputs[i]!;
+    const fn = t.gradFn;
+    if (fn) {
+      if (fn.pending !== null) {
+        this.fresh = false;
+        return fn.pending;
+      }
+      this.fresh = true;
+      return (fn.pending = takeBuffer(t.size));
+    }
+    if (this.into) {
+      let acc = this.into.get(t);
+      this.fresh = acc === undefined;
+      if (acc === undefined) this.into.set(t, (acc = new Float32Array(t.size)));
+      return acc;
+    }
+    if (t.grad) {
+      this.fresh = false;
+      return t.grad.data;
+    }
+    this.fresh = true;
+    const buf = t.gradStorage && t.gradStorage.length === t.size ? t.gradStorage : new Float32Array(t.size);
+    t.attachGrad(buf);
+    return buf;
+  }
+}
+
+/** Options of `backward`. */
+export interface BackwardOptions {
+  /**
+   * Collect leaf gradients into this map (leaf -> gradient, summed) instead of `.grad`; how
+   * distributed autograd keeps a context's gradients apart from local training.
+   */
+  into?: Map<Tensor, Float32Array>;
+  /** Keep the graph usable for another backward (default false: nodes are released). */
+  retainGraph?: boolean;
+}
+
+let epoch = 0;
+
+/**
+ * Backpropagates from `roots`. `grads[i]` is the gradient of some scalar with respect to
+ * `roots[i]` (same size); it may be omitted for one-element roots (then 1). Roots may be leaves
+ * or any tracked tensor, so a pass can start in the middle of a graph: distributed autograd
+ * resumes a backward on the worker that ran a forward with the gradients that came back over
+ * the wire. Gradients of leaves accumulate into `.grad`, or into `options.into`. All arguments
+ * are checked before anything changes. Backward runs with recording off; node backwards are
+ * synchronous.
+ */
+export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'float32'> | Float32Array | null | undefined)[], options: BackwardOptions = {}): void {
+  if (grads !== undefined && grads.length !== roots.length) {
+    throw errors.argument('backward', 'grads.length', grads.length, `one gradient per root (${roots.length})`);
+  }
+  const seeds: Float32Array[] = [];
+  for (let i = 0; i < roots.length; i++) {
+    const root = roots[i]!;
+    if (!root.requiresGrad) throw errors.autograd(`backward: root ${i} does not require grad (no tracked op produced it and it is not a parameter)`);
+    const g = grads?.[i];
+    if (g == null) {
+      if (root.size !== 1) throw errors.autograd(`backward: root ${i} has shape [${root.shape.join(', ')}]; a gradient is needed for a root with more than one element`);
+      seeds.push(Float32Array.of(1));
+    } else {
+      const data = g instanceof Float32Array ? g : g.data;
+      if (!(data instanceof Float32Array) || data.length !== root.size) {
+        throw errors.shape('backward', [root.shape, g instanceof Float32Array ? [g.length] : g.shape], `a float32 gradient of ${root.size} elements for root ${i}`);
+      }
+      seeds.push(data.slice());
+    }
+  }
+  const order = topoOrder(roots);
+  const prevMode = gradEnabled;
+  gradEnabled = false;
+  // One sink per pass: a node's backward may itself run a backward (nested passes stay apart).
+  const sink = new GradSink();
+  sink.into = options.into ?? null;
+  sink.retainGraph = options.retainGraph ?? false;
+  try {
+    for (let i = 0; i < roots.length; i++) {
+      const root = roots[i]!;
+      if (root.gradFn) {
+        const fn = root.gradFn;
+        if (fn.pending === null) fn.pending = seeds[i]!;
+        else getBackend(root.device).kernels.add(fn.pending, seeds[i]!, fn.pending);
+      } else {
+        sink.node = rootNode(root);
+        sink.give(0, seeds[i]!);
+      }
+    }
+    for (let i = order.length - 1; i >= 0; i--) {
+      const node = order[i]!;
+      const g = node.pending;
+      if (g === null) continue;
+      node.pending = null;
+      sink.node = node;
+      node.backward(g, sink);
+      if (node.consumesGradOut) recycleBuffer(g);
+    }
+    if (!sink.retainGraph) releaseGraph(order);
+  } finally {
+    for (const node of order) node.pending = null;
+    gradEnabled = prevMode;
+  }
+}
+
+/**
+ * Marks the nodes released and recycles the intermediate activations that only this graph could
+ * reach (tensors flagged `releaseWithGraph` by Sequential). Their storage becomes empty, so a
+ * stray later use fails on a length check instead of reading recycled memory.
+ */
+function releaseGraph(order: readonly Node[]): void {
+  for (const node of order) {
+    node.released = true;
+    for (const t of node.inputs) {
+      if (t !== null && t.releaseWithGraph) {
+        t.releaseWithGraph = false;
+        recycleBuffer(t.data);
+        t.data = RELEASED;
+      }
+    }
+  }
+}
+
+const RELEASED = new Float32Array(0);
+
+class RootNode extends Node {
+  readonly name = 'root';
+  backward(): void {}
+}
+
+function rootNode(leaf: Tensor): Node {
+  return new RootNode([leaf], leaf.shape);
+}
+
+/** The nodes reachable from the roots, producers before consumers (depth-first post-order). */
+function topoOrder(roots: readonly Tensor[]): Node[] {
+  const mark = ++epoch;
+  const order: Node[] = [];
+  const stack: Node[] = [];
+  const next: number[] = [];
+  for (const root of roots) {
+    const start = root.gradFn;
+    if (!start || start.mark === mark) continue;
+    start.mark = mark;
+    stack.push(start);
+    next.push(0);
+    while (stack.length > 0) {
+      const top = stack.length - 1;
+      const node = stack[top]!;
+      const i = next[top]!;
+      if (i < node.inputs.length) {
+        next[top] = i + 1;
+        const child = node.inputs[i]?.gradFn;
+        if (child && child.mark !== mark) {
+          child.mark = mark;
+          stack.push(child);
+          next.push(0);
+        }
+      } else {
+        if (node.released) {
+          throw errors.autograd(`backward: the graph through '${node.name}' was already used by a backward and released; pass retainGraph: true to the first backward to run it twice`);
+        }
+        order.push(node);
+        stack.pop();
+        next.pop();
+      }
+    }
+  }
+  return order;
+}

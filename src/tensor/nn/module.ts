@@ -1,0 +1,98 @@
+// Module: the base of every layer and model, in torch.nn.Module's vocabulary.
+//
+// A module owns named parameters and named child modules; `namedParameters()` walks them in
+// registration order and names them by path ("0.weight", "2.bias"), so two processes that build
+// the same model agree on the names and on the order (parameter servers shard by them).
+import { errors } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+
+export abstract class Module {
+  /** Training mode (dropout active). Set with train() / eval(). */
+  training = true;
+  private readonly ownParams = new Map<string, Tensor>();
+  private readonly children = new Map<string, Module>();
+
+  /** The module's computation. */
+  abstract forward(x: Tensor): Tensor;
+
+  /** Registers a parameter (a leaf that requires grad) under `name`; returns it. */
+  protected registerParameter(name: string, t: Tensor): Tensor {
+    if (this.ownParams.has(name) || this.children.has(name)) throw errors.range(this.constructor.name, `'${name}' is already registered`);
+    t.setRequiresGrad(true);
+    this.ownParams.set(name, t);
+    return t;
+  }
+
+  /** Registers a child module under `name`; returns it. */
+  protected registerModule<M extends Module>(name: string, m: M): M {
+    if (this.ownParams.has(name) || this.children.has(name)) throw errors.range(this.constructor.name, `'${name}' is already registered`);
+    this.children.set(name, m);
+    return m;
+  }
+
+  /** [name, parameter] pairs, depth first in registration order, names joined with '.'. */
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [name, t] of this.ownParams) out.push([prefix + name, t]);
+    for (const [name, m] of this.children) out.push(...m.namedParameters(`${prefix}${name}.`));
+    return out;
+  }
+
+  /** All parameters, in `namedParameters` order. */
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Total number of parameter elements. */
+  parameterCount(): number {
+    let n = 0;
+    for (const t of this.parameters()) n += t.size;
+    return n;
+  }
+
+  /** [name, module] pairs of the direct children. */
+  namedChildren(): [string, Module][] {
+    return [...this.children];
+  }
+
+  /** Sets training mode on this module and every descendant. */
+  train(flag = true): this {
+    this.training = flag;
+    for (const m of this.children.values()) m.train(flag);
+    return this;
+  }
+
+  /** Evaluation mode: train(false). */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Copies of every parameter's values by name (a checkpoint). */
+  stateDict(): Map<string, Float32Array> {
+    return new Map(this.namedParameters().map(([name, t]) => [name, t.data.slice()]));
+  }
+
+  /**
+   * Copies values into the parameters by name (in place: views and flat buffers stay shared).
+   * Every name and length is checked first; on any mismatch nothing is written.
+   */
+  loadStateDict(state: ReadonlyMap<string, Float32Array> | Readonly<Record<string, Float32Array>>): void {
+    const get = (name: string): Float32Array | undefined => (state instanceof Map ? state.get(name) : (state as Record<string, Float32Array>)[name]);
+    const named = this.namedParameters();
+    const known = new Set(named.map(([n]) => n));
+    for (const name of state instanceof Map ? state.keys() : Object.keys(state)) {
+      if (!known.has(name)) throw errors.range('loadStateDict', `unknown parameter '${name}'; the model has ${[...known].join(', ')}`);
+    }
+    for (const [name, t] of named) {
+      const v = get(name);
+      if (v === undefined) throw errors.range('loadStateDict', `parameter '${name}' is missing`);
+      if (v.length !== t.size) throw errors.shape('loadStateDict', [t.shape, [v.length]], `${t.size} values for '${name}'`);
+    }
+    for (const [name, t] of named) t.data.set(get(name)!);
+  }
+
+  /** Clears every parameter's gradient (see Tensor.zeroGrad). */
+  zeroGrad(setToNone = true): void {
+    for (const t of this.parameters()) t.zeroGrad(setToNone);
+  }
+}
