@@ -1,0 +1,340 @@
+// An RPC agent: one worker's gRPC server, its connections to the other workers, its registry of
+// callable functions, its RRefs, and its part in rendezvous and shutdown.
+//
+// Several agents can live in one process (tests run whole worlds in one process), so everything
+// hangs off the Agent object; src/rpc/index.ts adds module-level functions over a default agent.
+import * as grpc from '@grpc/grpc-js';
+import { decode, encode, flatten, type CodecContext, type Encoded } from './codec.js';
+import { errors, RpcError, Status } from './errors.js';
+import { resolveOptions, type InitOptions, type ResolvedOptions } from './options.js';
+import { Peer, type WorkerInfo } from './peer.js';
+import { agentService, channelOptions, rendezvousService } from './proto.js';
+import { MasterLink, RendezvousHost } from './rendezvous.js';
+import { RRef, RRefContext } from './rref.js';
+import { agentImplementation, type Dispatcher } from './service.js';
+
+
+
+export type RemoteFunction = (...args: any[]) => unknown;
+
+export interface CallOptions {
+  /** Deadline for this call in ms (default: the agent's timeoutMs). */
+  timeoutMs?: number;
+}
+
+export interface ShutdownOptions {
+  /** Wait for every worker to finish its outstanding calls and RRef traffic (default true). */
+  graceful?: boolean;
+  /** Deadline for the graceful barrier (default: the agent's timeoutMs). */
+  timeoutMs?: number;
+}
+
+/** Where a call goes: a worker name, a rank, or a WorkerInfo. */
+export type WorkerRef = string | number | WorkerInfo;
+
+const RESERVED = '__psrpc.';
+
+function bindServer(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+export class Agent implements Dispatcher {
+  readonly name: string;
+  readonly rank: number;
+  readonly worldSize: number;
+  /** host:port this agent's server listens on (for the master: the rendezvous address). */
+  address = '';
+  private readonly opts: ResolvedOptions;
+  private readonly server: grpc.Server;
+  private host?: RendezvousHost;
+  private link?: MasterLink;
+  private readonly peers = new Map<string, Peer>();
+  private readonly infos = new Map<string, WorkerInfo>();
+  private byRank: WorkerInfo[] = [];
+  private readonly fns = new Map<string, RemoteFunction>();
+  private readonly internal: Map<string, (...args: unknown[]) => unknown>;
+  private readonly rrefs: RRefContext;
+  private readonly codec: CodecContext;
+  private state: 'listening' | 'ready' | 'stopping' | 'stopped' = 'listening';
+  private stopping?: Promise<void>;
+  private running = 0;
+  private localCalls = 0;
+  private activity = 0;
+
+  private constructor(opts: ResolvedOptions) {
+    this.opts = opts;
+    this.name = opts.name;
+    this.rank = opts.rank;
+    this.worldSize = opts.worldSize;
+    this.server = new grpc.Server(channelOptions(opts.maxMessageBytes + 64 * 1024));
+    this.rrefs = new RRefContext({
+      name: this.name,
+      workerInfo: (n) => this.workerInfo(n),
+      callInternal: (to, fn, args, t) => this.send(to, fn, args, t),
+      runLocal: (fn, args) => this.runLocal(fn, args),
+    });
+    this.internal = this.rrefs.internalFunctions();
+    this.codec = {
+      worker: this.name,
+      encodeRef: (x) => this.rrefs.encodeRef(x),
+      decodeRef: (d) => this.rrefs.decodeRef(d),
+    };
+  }
+
+  get worker(): string {
+    return this.name;
+  }
+
+  /** Starts the server (and, on the master, the rendezvous host) without joining the world yet. */
+  static async start(options: InitOptions): Promise<Agent> {
+    const opts = resolveOptions(options);
+    const agent = new Agent(opts);
+    const limits = { maxMessageBytes: opts.maxMessageBytes, inlineBytes: opts.inlineBytes, chunkBytes: opts.chunkBytes };
+    agent.server.addService(agentService(), agentImplementation(agent, limits));
+    const listen = opts.isMaster ? opts.master : opts.listen;
+    if (opts.isMaster) {
+      agent.host = new RendezvousHost(opts.name, opts.worldSize);
+      agent.server.addService(rendezvousService(), agent.host.implementation());
+    }
+    let port: number;
+    try {
+      port = await bindServer(agent.server, listen);
+    } catch (e) {
+      agent.server.forceShutdown();
+      throw new RpcError(Status.UNAVAILABLE, opts.name, `cannot listen on ${listen}: ${(e as Error).message}`, { cause: e });
+    }
+    agent.address = `${listen.slice(0, listen.lastIndexOf(':'))}:${port}`;
+    return agent;
+  }
+
+  /** Joins the world through the master; resolves when every worker is known. */
+  async rendezvous(): Promise<this> {
+    if (this.state !== 'listening') throw errors.notRunning(this.name, this.state);
+    const me: WorkerInfo = { name: this.name, rank: this.rank, address: this.address };
+    let all: WorkerInfo[];
+    try {
+      if (this.host) {
+        this.host.start(this.opts.timeoutMs);
+        all = await new Promise<WorkerInfo[]>((resolve, reject) => this.host!.join({ worker: me, worldSize: this.worldSize }, (e, w) => (e ? reject(e) : resolve(w!))));
+      } else {
+        this.link = new MasterLink(this.name, this.opts.master);
+        all = await this.link.join(me, this.worldSize, this.opts.timeoutMs);
+      }
+    } catch (e) {
+      await this.shutdown({ graceful: false });
+      throw e;
+    }
+    for (const w of all) this.infos.set(w.name, w);
+    this.byRank = all;
+    this.state = 'ready';
+    return this;
+  }
+
+  // ---- world ----
+
+  workerInfo(name?: WorkerRef): WorkerInfo {
+    if (name === undefined) return this.infos.get(this.name) ?? { name: this.name, rank: this.rank, address: this.address };
+    if (typeof name === 'object' && name !== null) name = name.name;
+    const w = typeof name === 'number' ? this.byRank[name] : this.infos.get(name);
+    if (!w) throw errors.unknownWorker(this.name, String(name));
+    return w;
+  }
+
+  workers(): WorkerInfo[] {
+    return [...this.byRank];
+  }
+
+  // ---- functions ----
+
+  /** Makes `fn` callable by other workers under `name`; it may return a promise. */
+  register(name: string, fn: RemoteFunction): this {
+    if (typeof name !== 'string' || name.length === 0) throw errors.invalidOption('name', name, 'expected a non-empty string');
+    if (name.startsWith(RESERVED)) throw errors.reservedName(this.name, name);
+    if (typeof fn !== 'function') throw errors.invalidOption('fn', typeof fn, 'expected a function');
+    if (this.fns.has(name)) throw errors.duplicateFunction(this.name, name);
+    this.fns.set(name, fn);
+    return this;
+  }
+
+  unregister(name: string): boolean {
+    return this.fns.delete(name);
+  }
+
+  private runLocal(fn: string, args: unknown[]): Promise<unknown> {
+    const f = this.fns.get(fn);
+    if (!f) return Promise.reject(errors.unknownFunction(this.name, fn));
+    try {
+      return Promise.resolve(f(...args));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ---- calls ----
+
+  /** Runs `fn(...args)` on worker `to` and resolves to its result (rejects with RpcError). */
+  call<R = unknown>(to: WorkerRef, fn: string, args: unknown[] = [], options: CallOptions = {}): Promise<R> {
+    return this.callAsync<R>(to, fn, args, options);
+  }
+
+  /**
+   * Same as call: returns the pending result as a promise. Tensors in `args` are sent from their
+   * own memory: do not modify them until the promise settles.
+   */
+  callAsync<R = unknown>(to: WorkerRef, fn: string, args: unknown[] = [], options: CallOptions = {}): Promise<R> {
+    if (typeof fn === 'string' && fn.startsWith(RESERVED)) return Promise.reject(errors.reservedName(this.name, fn));
+    if (!Array.isArray(args)) return Promise.reject(errors.invalidOption('args', typeof args, 'expected an array of arguments'));
+    return this.send(to, fn, args, options.timeoutMs) as Promise<R>;
+  }
+
+  private async send(to: WorkerRef, fn: string, args: unknown[], timeoutMs = this.opts.timeoutMs): Promise<unknown> {
+    if (this.state !== 'ready' && this.state !== 'stopping') throw errors.notRunning(this.name, this.state);
+    const target = this.workerInfo(to);
+    const payload = encode(args, this.codec);
+    if (target.name === this.name) {
+      // a call to oneself takes the same encode/decode path, so that it means the same thing
+      this.localCalls++;
+      try {
+        return decode(flatten(await this.dispatch(this.name, fn, flatten(payload))), this.codec);
+      } finally {
+        this.localCalls--;
+      }
+    }
+    const result = await this.peer(target).call(fn, payload, timeoutMs);
+    return decode(result, this.codec);
+  }
+
+  private peer(w: WorkerInfo): Peer {
+    let p = this.peers.get(w.name);
+    if (!p) {
+      const limits = { maxMessageBytes: this.opts.maxMessageBytes, inlineBytes: this.opts.inlineBytes, chunkBytes: this.opts.chunkBytes };
+      p = new Peer(this.name, w, limits, () => this.traffic());
+      this.peers.set(w.name, p);
+    }
+    return p;
+  }
+
+  /** @internal Dispatcher: runs one incoming call. */
+  async dispatch(_from: string, name: string, payload: Buffer): Promise<Encoded> {
+    this.running++;
+    try {
+      const fn = name.startsWith(RESERVED) ? this.internal.get(name) : this.fns.get(name);
+      if (!fn) throw errors.unknownFunction(this.name, name);
+      const args = decode(payload, this.codec);
+      if (!Array.isArray(args)) throw errors.codec(this.name, 'call arguments are not an array');
+      const result = await fn(...args);
+      return encode(result, this.codec);
+    } finally {
+      this.running--;
+    }
+  }
+
+  /** @internal */
+  traffic(): void {
+    this.activity++;
+  }
+
+  // ---- remote references ----
+
+  /** Creates `fn(...args)` on worker `to` and returns a reference to it at once. */
+  remote<T = unknown>(to: WorkerRef, fn: string, args: unknown[] = []): RRef<T> {
+    if (this.state !== 'ready' && this.state !== 'stopping') throw errors.notRunning(this.name, this.state);
+    if (fn.startsWith(RESERVED)) throw errors.reservedName(this.name, fn);
+    if (!Array.isArray(args)) throw errors.invalidOption('args', typeof args, 'expected an array of arguments');
+    return this.rrefs.createRemote<T>(this.workerInfo(to).name, { fn, args });
+  }
+
+  /** Wraps a local value as an RRef owned by this worker. */
+  rref<T>(value: T): RRef<T> {
+    return this.rrefs.local(value);
+  }
+
+  /** Counters for tests and monitoring. */
+  stats(): { ownedRRefs: number; outstandingCalls: number; runningHandlers: number; activity: number } {
+    let outstanding = this.localCalls;
+    for (const p of this.peers.values()) outstanding += p.outstanding;
+    return { ownedRRefs: this.rrefs.owned.size, outstandingCalls: outstanding, runningHandlers: this.running, activity: this.activity };
+  }
+
+  private idle(): boolean {
+    const s = this.stats();
+    return s.outstandingCalls === 0 && s.runningHandlers === 0;
+  }
+
+  private async waitIdle(deadline: number): Promise<void> {
+    while (!this.idle()) {
+      if (Date.now() > deadline) {
+        const s = this.stats();
+        throw errors.barrier(this.name, `still ${s.outstandingCalls} calls out and ${s.runningHandlers} handlers running at the deadline`);
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  // ---- shutdown ----
+
+  /**
+   * Stops the agent. Graceful (default): waits until every worker is idle (no calls out, no
+   * handlers running, two barrier rounds without new traffic), then all stop together. Not
+   * graceful: stops at once, failing calls in flight. Rejects (after stopping) if the barrier
+   * missed its deadline, e.g. because a peer died.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.stopping = this.stop(options.graceful ?? true, options.timeoutMs ?? this.opts.timeoutMs);
+    return this.stopping;
+  }
+
+  private async stop(graceful: boolean, timeoutMs: number): Promise<void> {
+    const wasReady = this.state === 'ready';
+    this.state = 'stopping';
+    let failure: unknown;
+    if (graceful && wasReady) {
+      try {
+        await this.barrier(Date.now() + timeoutMs, timeoutMs);
+      } catch (e) {
+        failure = e;
+      }
+    }
+    this.state = 'stopped';
+    this.rrefs.close();
+    for (const p of this.peers.values()) p.close();
+    this.link?.close();
+    if (graceful && failure === undefined) {
+      // let the last barrier answers and responses leave before the sockets close
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { this.server.forceShutdown(); resolve(); }, 2000);
+        this.server.tryShutdown(() => { clearTimeout(t); resolve(); });
+      });
+    } else {
+      this.server.forceShutdown();
+    }
+    this.host?.close();
+    if (failure !== undefined) throw failure;
+  }
+
+  private async barrier(deadline: number, timeoutMs: number): Promise<void> {
+    let previous = -1;
+    for (let round = 0; ; round++) {
+      await this.waitIdle(deadline);
+      const req = { name: this.name, round, idle: this.idle(), activity: this.activity };
+      const left = Math.max(1, deadline - Date.now());
+      const reply = this.host
+        ? await new Promise<{ allIdle: boolean; activity: number }>((resolve, reject) => {
+          const t = setTimeout(() => reject(errors.barrier(this.name, `not every worker reached the barrier within ${timeoutMs} ms`)), left);
+          this.host!.barrier(req, (e, r) => { clearTimeout(t); if (e) reject(e); else resolve(r!); });
+        })
+        : await this.link!.barrier(req, left);
+      if (reply.allIdle && reply.activity === previous) return;
+      previous = reply.allIdle ? reply.activity : -1;
+    }
+  }
+}
+
+/** Starts an agent and joins the world: `const agent = await init({ name, rank, worldSize, master })`. */
+export async function init(options: InitOptions): Promise<Agent> {
+  const agent = await Agent.start(options);
+  return agent.rendezvous();
+}

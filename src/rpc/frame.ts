@@ -1,0 +1,123 @@
+// Frames: the unit of agent-to-agent traffic, and the batching writer that packs them into
+// gRPC messages.
+//
+// Frame layout (little endian), 8-byte aligned so that a payload inside a message keeps the
+// alignment its tensors need:
+//   0  u8  kind          4  u32 callId        16 u32 inline payload length
+//   1  u8  flags         8  f64 aux            20 u32 reserved
+//   2  u16 name length   24 name (UTF-8), zero padding to 8, payload, zero padding to 8
+// One Exchange message holds one or more frames back to back. On a Bulk stream the first message
+// is one frame with CHUNKED set and aux = payload length; the payload follows as raw messages.
+import { errors } from './errors.js';
+import type { Encoded } from './codec.js';
+
+export const enum Kind {
+  Request = 1,
+  Response = 2,
+  Error = 3,
+  /** The response is too large for the Exchange stream: fetch it over Bulk with aux as the id. */
+  ResponseBulk = 4,
+  /** Bulk request for a response parked by ResponseBulk (aux = id). */
+  Fetch = 5,
+}
+
+/** The part of a gRPC stream that frames are written to. */
+export type Sink = NodeJS.EventEmitter & { write(chunk: Buffer): boolean; readonly destroyed: boolean; readonly writable: boolean };
+
+export const CHUNKED = 1;
+const HEAD = 24;
+const pad8 = (n: number) => (8 - (n % 8)) % 8;
+const ZEROS = Buffer.alloc(8);
+
+export interface Frame {
+  kind: Kind;
+  flags: number;
+  callId: number;
+  aux: number;
+  name: string;
+  /** View into the received message (not a copy). */
+  payload: Buffer;
+}
+
+/** Header + name (+ padding) of a frame whose payload has `payloadLen` bytes inline. */
+export function frameHead(kind: Kind, callId: number, name: string, payloadLen: number, aux = 0, flags = 0): Buffer {
+  const nameLen = Buffer.byteLength(name, 'utf8');
+  const size = HEAD + nameLen + pad8(nameLen);
+  const b = Buffer.allocUnsafe(size);
+  b.writeUInt8(kind, 0);
+  b.writeUInt8(flags, 1);
+  b.writeUInt16LE(nameLen, 2);
+  b.writeUInt32LE(callId >>> 0, 4);
+  b.writeDoubleLE(aux, 8);
+  b.writeUInt32LE(payloadLen, 16);
+  b.writeUInt32LE(0, 20);
+  b.write(name, HEAD, 'utf8');
+  b.fill(0, HEAD + nameLen);
+  return b;
+}
+
+/** All segments of one inline frame. */
+export function frameSegments(kind: Kind, callId: number, name: string, payload: Encoded | Uint8Array | null, aux = 0): Uint8Array[] {
+  const segs: Uint8Array[] = [];
+  let len = 0;
+  if (payload instanceof Uint8Array) { segs.push(payload); len = payload.byteLength; }
+  else if (payload) { segs.push(...payload.segments); len = payload.byteLength; }
+  const p = pad8(len);
+  return [frameHead(kind, callId, name, len, aux), ...segs, ...(p ? [ZEROS.subarray(0, p)] : [])];
+}
+
+export function parseFrames(msg: Buffer, worker: string): Frame[] {
+  const out: Frame[] = [];
+  let at = 0;
+  while (at < msg.length) {
+    if (msg.length - at < HEAD) throw errors.codec(worker, `frame header truncated at byte ${at} of ${msg.length}`);
+    const kind = msg.readUInt8(at);
+    const nameLen = msg.readUInt16LE(at + 2);
+    const payloadLen = msg.readUInt32LE(at + 16);
+    const nameEnd = at + HEAD + nameLen;
+    const payStart = nameEnd + pad8(nameLen);
+    const end = payStart + payloadLen + pad8(payloadLen);
+    if (kind < Kind.Request || kind > Kind.Fetch) throw errors.codec(worker, `unknown frame kind ${kind}`);
+    if (payStart + payloadLen > msg.length) throw errors.codec(worker, `frame truncated: needs ${payStart + payloadLen} bytes, message has ${msg.length}`);
+    out.push({
+      kind,
+      flags: msg.readUInt8(at + 1),
+      callId: msg.readUInt32LE(at + 4),
+      aux: msg.readDoubleLE(at + 8),
+      name: msg.toString('utf8', at + HEAD, nameEnd),
+      payload: msg.subarray(payStart, payStart + payloadLen),
+    });
+    at = Math.min(end, msg.length);
+  }
+  return out;
+}
+
+/**
+ * Packs the frames queued within one tick into as few gRPC messages as the message limit allows:
+ * with thousands of calls in flight, one message (and one HTTP/2 DATA write) carries many frames.
+ */
+export class FrameBatcher {
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private scheduled = false;
+
+  constructor(private readonly stream: Sink, private readonly maxBatchBytes: number) {}
+
+  push(segments: Uint8Array[]): void {
+    for (const s of segments) { this.queue.push(s); this.queued += s.byteLength; }
+    if (this.queued >= this.maxBatchBytes) { this.flush(); return; }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.queued === 0) return;
+    const msg = this.queue.length === 1 ? Buffer.from(this.queue[0]!.buffer, this.queue[0]!.byteOffset, this.queued) : Buffer.concat(this.queue, this.queued);
+    this.queue = [];
+    this.queued = 0;
+    if (!this.stream.destroyed && this.stream.writable) this.stream.write(msg);
+  }
+}

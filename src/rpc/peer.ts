@@ -1,0 +1,195 @@
+// The caller's side of the connection to one remote worker.
+//
+// Small calls share one long-lived Exchange stream (opened on first use, reopened after a failure),
+// multiplexed by call id; frames queued in the same tick go out as one message. A call whose
+// request is too large for the stream gets a Bulk stream of its own; a response too large for the
+// stream is parked by the callee and fetched over Bulk. Every call has a deadline: a peer that
+// stops answering fails the call with DEADLINE_EXCEEDED, a broken connection fails every call in
+// flight on it with UNAVAILABLE.
+import * as grpc from '@grpc/grpc-js';
+import { BulkReader, writeBulk } from './bulk.js';
+import type { Encoded } from './codec.js';
+import { errors, fromWireError, type RpcError, type WireError } from './errors.js';
+import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
+import { BULK_PATH, channelOptions, EXCHANGE_PATH } from './proto.js';
+
+export interface WorkerInfo {
+  name: string;
+  rank: number;
+  address: string;
+}
+
+export interface TransportLimits {
+  /** Largest gRPC message either side accepts. */
+  maxMessageBytes: number;
+  /** Payloads up to this size travel inline on the Exchange stream. */
+  inlineBytes: number;
+  /** Chunk size on Bulk streams. */
+  chunkBytes: number;
+}
+
+interface Pending {
+  resolve(payload: Buffer): void;
+  reject(err: RpcError): void;
+  timer?: NodeJS.Timeout;
+}
+
+const identity = (b: Buffer) => b;
+
+export function decodeErrorFrame(payload: Buffer, worker: string): RpcError {
+  try {
+    return fromWireError(JSON.parse(payload.toString('utf8')) as WireError);
+  } catch {
+    return errors.codec(worker, 'error frame is not valid JSON');
+  }
+}
+
+export class Peer {
+  private readonly client: grpc.Client;
+  private exchange?: grpc.ClientDuplexStream<Buffer, Buffer>;
+  private batcher?: FrameBatcher;
+  private readonly pending = new Map<number, Pending>();
+  private readonly bulk = new Set<grpc.ClientDuplexStream<Buffer, Buffer>>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(
+    private readonly self: string,
+    readonly info: WorkerInfo,
+    private readonly limits: TransportLimits,
+    private readonly onTraffic: () => void,
+  ) {
+    this.client = new grpc.Client(info.address, grpc.credentials.createInsecure(), channelOptions(limits.maxMessageBytes + 64 * 1024));
+  }
+
+  /** Calls in flight to this peer. */
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  call(name: string, payload: Encoded, timeoutMs: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(errors.shutDown(this.self));
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) >>> 0 || 1;
+    return new Promise<Buffer>((resolve, reject) => {
+      const p: Pending = { resolve, reject };
+      if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+        p.timer = setTimeout(() => {
+          if (this.pending.delete(id)) reject(errors.timeout(this.self, this.info.name, `call "${name}"`, timeoutMs));
+        }, timeoutMs);
+      }
+      this.pending.set(id, p);
+      this.onTraffic();
+      if (payload.byteLength <= this.limits.inlineBytes) {
+        this.openExchange().push(frameSegments(Kind.Request, id, name, payload));
+      } else {
+        this.bulkCall(Kind.Request, id, name, payload, timeoutMs);
+      }
+    });
+  }
+
+  private settle(id: number, fn: (p: Pending) => void): void {
+    const p = this.pending.get(id);
+    if (!p) return; // timed out already
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    fn(p);
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.kind) {
+      case Kind.Response: this.settle(f.callId, (p) => p.resolve(f.payload)); break;
+      case Kind.Error: this.settle(f.callId, (p) => p.reject(decodeErrorFrame(f.payload, this.info.name))); break;
+      case Kind.ResponseBulk: {
+        if (!this.pending.has(f.callId)) return;
+        this.bulkCall(Kind.Fetch, f.callId, '', null, 0, f.aux);
+        break;
+      }
+      default:
+        this.settle(f.callId, (p) => p.reject(errors.codec(this.info.name, `unexpected frame kind ${f.kind} in a response`)));
+    }
+  }
+
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set('psrpc-from', this.self);
+    return md;
+  }
+
+  private openExchange(): FrameBatcher {
+    if (this.exchange && this.batcher) return this.batcher;
+    const stream = this.client.makeBidiStreamRequest(EXCHANGE_PATH, identity, identity, this.metadata());
+    const batcher = new FrameBatcher(stream, this.limits.inlineBytes);
+    this.exchange = stream;
+    this.batcher = batcher;
+    stream.on('data', (msg: Buffer) => {
+      this.onTraffic();
+      let frames: Frame[];
+      try {
+        frames = parseFrames(msg, this.info.name);
+      } catch (e) {
+        this.failExchange(stream, (e as Error).message);
+        return;
+      }
+      for (const f of frames) this.onFrame(f);
+    });
+    const lost = (why: string) => this.failExchange(stream, why);
+    stream.on('error', (e: grpc.ServiceError) => lost(`${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`));
+    stream.on('end', () => lost('stream ended by the peer'));
+    return batcher;
+  }
+
+  /** The Exchange stream broke: every call in flight on this peer fails; the next call reopens it. */
+  private failExchange(stream: grpc.ClientDuplexStream<Buffer, Buffer>, why: string): void {
+    if (this.exchange !== stream) return;
+    this.exchange = undefined;
+    this.batcher = undefined;
+    stream.cancel();
+    const err = this.closed ? errors.shutDown(this.self) : errors.peerLost(this.self, this.info.name, why);
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(err));
+  }
+
+  private bulkCall(kind: Kind, id: number, name: string, payload: Encoded | null, timeoutMs: number, fetchId = 0): void {
+    const options: grpc.CallOptions = timeoutMs > 0 && Number.isFinite(timeoutMs) ? { deadline: Date.now() + timeoutMs } : {};
+    const stream = this.client.makeBidiStreamRequest(BULK_PATH, identity, identity, this.metadata(), options);
+    this.bulk.add(stream);
+    let reader: BulkReader | undefined;
+    const fail = (err: RpcError) => { this.settle(id, (p) => p.reject(err)); stream.cancel(); };
+    stream.on('data', (msg: Buffer) => {
+      this.onTraffic();
+      try {
+        if (!reader) reader = new BulkReader(msg, this.info.name);
+        else reader.feed(msg);
+      } catch (e) {
+        fail(e as RpcError);
+        return;
+      }
+      if (!reader.done) return;
+      const head = reader.head;
+      if (head.kind === Kind.Response) this.settle(id, (p) => p.resolve(reader!.payload));
+      else if (head.kind === Kind.Error) this.settle(id, (p) => p.reject(decodeErrorFrame(reader!.payload, this.info.name)));
+      else fail(errors.codec(this.info.name, `unexpected bulk frame kind ${head.kind}`));
+    });
+    stream.on('error', (e: grpc.ServiceError) => {
+      const err = e.code === grpc.status.DEADLINE_EXCEEDED
+        ? errors.timeout(this.self, this.info.name, `call "${name}"`, timeoutMs)
+        : this.closed ? errors.shutDown(this.self) : errors.peerLost(this.self, this.info.name, `${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`);
+      this.settle(id, (p) => p.reject(err));
+    });
+    stream.on('close', () => this.bulk.delete(stream));
+    const send = payload
+      ? writeBulk(stream, kind, id, name, payload, this.limits.chunkBytes)
+      : new Promise<void>((resolve) => { stream.write(Buffer.concat(frameSegments(kind, id, name, null, fetchId))); resolve(); });
+    send.then(() => stream.end(), (e: Error) => fail(errors.peerLost(this.self, this.info.name, e.message)));
+  }
+
+  /** Fails every call in flight and closes the channel. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.exchange) this.failExchange(this.exchange, 'agent shut down');
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(errors.shutDown(this.self)));
+    for (const s of this.bulk) s.cancel();
+    this.client.close();
+  }
+}

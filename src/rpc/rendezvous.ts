@@ -1,0 +1,153 @@
+// Rendezvous through the master: every worker joins with its name, rank and address; the master
+// answers everyone at once when the world is complete. The same host runs the shutdown barrier.
+//
+// Nothing waits forever: the master fails every waiting joiner with the list of missing ranks when
+// its deadline passes, duplicates are refused at once, and a joiner that cannot reach the master
+// gives up at its own deadline.
+import * as grpc from '@grpc/grpc-js';
+import { errors, RpcError, Status } from './errors.js';
+import type { WorkerInfo } from './peer.js';
+import { RendezvousClient, channelOptions, type BarrierReply, type BarrierRequest, type JoinReply, type JoinRequest } from './proto.js';
+
+type Reply<T> = (err: RpcError | null, value?: T) => void;
+
+export class RendezvousHost {
+  private readonly joined = new Map<string, { info: WorkerInfo; reply: Reply<WorkerInfo[]> }>();
+  private readonly ranks = new Map<number, string>();
+  private complete?: WorkerInfo[];
+  private timer?: NodeJS.Timeout;
+  private readonly rounds = new Map<number, { entries: Map<string, BarrierRequest>; replies: Reply<BarrierReply>[] }>();
+
+  constructor(private readonly self: string, private readonly worldSize: number) {}
+
+  /** Starts the deadline for the world to complete. */
+  start(timeoutMs: number): void {
+    if (this.timer || this.complete) return;
+    this.timer = setTimeout(() => {
+      if (this.complete) return;
+      const missing: number[] = [];
+      for (let r = 0; r < this.worldSize; r++) if (!this.ranks.has(r)) missing.push(r);
+      const err = errors.worldIncomplete(this.self, this.joined.size, this.worldSize, missing, timeoutMs);
+      for (const j of this.joined.values()) j.reply(err);
+      this.joined.clear();
+      this.ranks.clear();
+    }, timeoutMs);
+  }
+
+  join(req: JoinRequest, reply: Reply<WorkerInfo[]>): void {
+    const w = req.worker;
+    if (req.worldSize !== this.worldSize) return reply(errors.worldMismatch(this.self, 'worldSize', req.worldSize, this.worldSize));
+    if (!Number.isInteger(w.rank) || w.rank < 0 || w.rank >= this.worldSize) {
+      return reply(new RpcError(Status.INVALID_ARGUMENT, this.self, `rank ${w.rank} of "${w.name}" is outside [0, ${this.worldSize})`));
+    }
+    const byName = this.joined.get(w.name) ?? (this.complete?.find((x) => x.name === w.name) && { info: w });
+    if (byName) return reply(errors.duplicateWorker(this.self, 'name', w.name, w.name));
+    const holder = this.ranks.get(w.rank) ?? this.complete?.find((x) => x.rank === w.rank)?.name;
+    if (holder !== undefined) return reply(errors.duplicateWorker(this.self, 'rank', w.rank, holder));
+    if (this.complete) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `the world of ${this.worldSize} is already complete`));
+    this.joined.set(w.name, { info: { name: w.name, rank: w.rank, address: w.address }, reply });
+    this.ranks.set(w.rank, w.name);
+    if (this.joined.size === this.worldSize) {
+      clearTimeout(this.timer);
+      const all = [...this.joined.values()].map((j) => j.info).sort((a, b) => a.rank - b.rank);
+      this.complete = all;
+      for (const j of this.joined.values()) j.reply(null, all);
+      this.joined.clear();
+    }
+  }
+
+  barrier(req: BarrierRequest, reply: Reply<BarrierReply>): void {
+    let round = this.rounds.get(req.round);
+    if (!round) { round = { entries: new Map(), replies: [] }; this.rounds.set(req.round, round); }
+    round.entries.set(req.name, req);
+    round.replies.push(reply);
+    if (round.entries.size < this.worldSize) return;
+    this.rounds.delete(req.round);
+    let allIdle = true;
+    let activity = 0;
+    for (const e of round.entries.values()) { allIdle &&= e.idle; activity += e.activity; }
+    for (const r of round.replies) r(null, { allIdle, activity });
+  }
+
+  implementation(): grpc.UntypedServiceImplementation {
+    const toStatus = (err: RpcError) => ({ code: err.code, details: err.message });
+    return {
+      Join: (call: grpc.ServerUnaryCall<JoinRequest, JoinReply>, cb: grpc.sendUnaryData<JoinReply>) => {
+        this.join(call.request, (err, workers) => (err ? cb(toStatus(err)) : cb(null, { workers: workers! })));
+      },
+      Barrier: (call: grpc.ServerUnaryCall<BarrierRequest, BarrierReply>, cb: grpc.sendUnaryData<BarrierReply>) => {
+        this.barrier(call.request, (err, r) => (err ? cb(toStatus(err)) : cb(null, r!)));
+      },
+    };
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    const err = errors.shutDown(this.self);
+    for (const j of this.joined.values()) j.reply(err);
+    this.joined.clear();
+    for (const r of this.rounds.values()) for (const reply of r.replies) reply(err);
+    this.rounds.clear();
+  }
+}
+
+/** A joiner's (or barrier participant's) connection to the master. */
+export class MasterLink {
+  private readonly client: grpc.Client & Record<string, Function>;
+
+  constructor(private readonly self: string, readonly master: string) {
+    const Ctor = RendezvousClient();
+    this.client = new Ctor(master, grpc.credentials.createInsecure(), channelOptions(4 * 1024 * 1024)) as grpc.Client & Record<string, Function>;
+  }
+
+  private unary<Req, Res>(method: string, req: Req, deadline: number): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      this.client[method]!(req, { deadline }, (err: grpc.ServiceError | null, res: Res) => {
+        if (!err) return resolve(res);
+        reject(err);
+      });
+    });
+  }
+
+  private waitReady(deadline: number, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.waitForReady(deadline, (err) => {
+        if (err) reject(errors.masterUnreachable(this.self, this.master, timeoutMs, err.message));
+        else resolve();
+      });
+    });
+  }
+
+  async join(info: WorkerInfo, worldSize: number, timeoutMs: number): Promise<WorkerInfo[]> {
+    const deadline = Date.now() + timeoutMs;
+    await this.waitReady(deadline, timeoutMs);
+    try {
+      const reply = await this.unary<JoinRequest, JoinReply>('Join', { worker: info, worldSize }, deadline + 1000);
+      return reply.workers.map((w) => ({ name: w.name, rank: w.rank, address: w.address }));
+    } catch (e) {
+      throw this.toRpcError(e as grpc.ServiceError, 'join', timeoutMs, deadline + 1000);
+    }
+  }
+
+  async barrier(req: BarrierRequest, timeoutMs: number): Promise<BarrierReply> {
+    const deadline = Date.now() + timeoutMs;
+    try {
+      return await this.unary<BarrierRequest, BarrierReply>('Barrier', req, deadline);
+    } catch (e) {
+      throw this.toRpcError(e as grpc.ServiceError, 'barrier', timeoutMs, deadline);
+    }
+  }
+
+  private toRpcError(e: grpc.ServiceError, what: string, timeoutMs: number, deadline: number): RpcError {
+    // a DEADLINE_EXCEEDED before our own deadline is the master's answer (world incomplete)
+    if (e.code === Status.DEADLINE_EXCEEDED && Date.now() >= deadline - 50) {
+      return new RpcError(Status.DEADLINE_EXCEEDED, this.self, `${what} through master ${this.master} got no answer within ${timeoutMs} ms`);
+    }
+    if (e.code === Status.UNAVAILABLE) return errors.masterUnreachable(this.self, this.master, timeoutMs, e.details);
+    return new RpcError(e.code, 'master', e.details || e.message);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
