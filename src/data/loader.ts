@@ -144,8 +144,8 @@ function gatherRows(x: Float32Array, y: Int32Array, f: number, indices: Int32Arr
   for (let k = 0; k < size; k++) {
     const i = indices[pos + k]!;
     const from = i * f;
-    const to = k * f;
-    for (let j = 0; j < f; j++) bx[to + j] = x[from + j]!;
+    // TypedArray.set is a memcpy: ~10x faster than an element loop for 784-float rows.
+    bx.set(x.subarray(from, from + f), k * f);
     by[k] = y[i]!;
   }
 }

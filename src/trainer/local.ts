@@ -1,0 +1,82 @@
+// The `local` strategy: one process, one model, the batches of every epoch in a seeded order.
+//
+// It is the baseline every distributed strategy is compared with, so it is also the reference the
+// tests use: sync parameter-server training must reproduce it on concatenated batches.
+import { DataLoader } from '../data/index.js';
+import { cpuKernels } from '../tensor/native.js';
+import { crossEntropy, Tensor } from '../tensor/index.js';
+import { evaluate } from './evaluate.js';
+import { resolveOptions, type TrainOptions } from './options.js';
+import { createProgress } from './progress.js';
+import type { TrainResult } from './result.js';
+import { buildModel, buildOptimizer, chooseDevice, loadTrainingData } from './setup.js';
+
+export interface LocalRunHooks {
+  /** Receives notes (device choice, data loading) that are not progress. */
+  log?: (line: string) => void;
+}
+
+/** Trains the MLP on one process and evaluates it on the test split. */
+export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRunHooks = {}): Promise<TrainResult> {
+  const opts = resolveOptions({ ...options, strategy: 'local' });
+  const log = hooks.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const device = chooseDevice(opts, log);
+  const data = await loadTrainingData(opts);
+  const { train, test } = data;
+  if (train.length < opts.batchSize) {
+    throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${train.length} training samples`);
+  }
+  const model = buildModel(opts, train.features, train.classes);
+  const optimizer = buildOptimizer(model.parameters(), opts);
+  // As PyTorch's reference loop: a fresh seeded order every epoch, the short last batch dropped.
+  const loader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast: true });
+  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: 'local' });
+
+  let samples = 0;
+  let lossSum = 0;
+  let lossCount = 0;
+  const t0 = performance.now();
+  try {
+    for (let epoch = 0; epoch < opts.epochs; epoch++) {
+      lossSum = 0;
+      lossCount = 0;
+      for (const batch of loader) {
+        const x = new Tensor(batch.x, [batch.size, train.features]);
+        const loss = crossEntropy(model.forward(x), batch.y);
+        optimizer.zeroGrad();
+        loss.backward();
+        optimizer.step();
+        const value = loss.item();
+        if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples (try a smaller --lr)`);
+        lossSum += value;
+        lossCount++;
+        samples += batch.size;
+        progress.tick(batch.size, value);
+      }
+    }
+  } finally {
+    progress.stop();
+  }
+  const trainSeconds = (performance.now() - t0) / 1000;
+  const testAccuracy = evaluate(model, test);
+  return {
+    strategy: 'local',
+    consistency: null,
+    trainers: 1,
+    epochs: opts.epochs,
+    dataset: opts.dataset,
+    batchSize: opts.batchSize,
+    lr: opts.lr,
+    hidden: opts.hidden,
+    seed: opts.seed,
+    device,
+    samples,
+    trainSeconds,
+    samplesPerSecond: samples / trainSeconds,
+    finalLoss: lossCount > 0 ? lossSum / lossCount : NaN,
+    testAccuracy,
+    testSamples: test.length,
+    wallSeconds: process.uptime(),
+    simd: cpuKernels().simd(),
+  };
+}

@@ -1,0 +1,128 @@
+// Training options: one typed interface, the defaults in one place, validated once at the edge.
+//
+// The command-line flags (ARCHITECTURE.md's contract) map one to one onto `TrainOptions`; the API
+// entry points take the same object, so a script and a command line train the same way.
+import { InvalidArgumentError, Option, type Command } from 'commander';
+
+export const STRATEGIES = ['local', 'centralized', 'remote-forward', 'partitioned', 'hogwild'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+export const CONSISTENCIES = ['sync', 'async', 'ssp'] as const;
+export type Consistency = (typeof CONSISTENCIES)[number];
+export const DATASETS = ['fashion-mnist', 'mnist', 'synthetic'] as const;
+export type DatasetName = (typeof DATASETS)[number];
+export const DEVICES = ['cpu', 'cuda', 'auto'] as const;
+export type DeviceFlag = (typeof DEVICES)[number];
+export const OPTIMIZERS = ['sgd', 'adam'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+export interface TrainOptions {
+  /** How the model is trained: one process, with servers, or Hogwild threads. */
+  strategy: Strategy;
+  /** Consistency model of the strategies with servers. */
+  consistency: Consistency;
+  /** ssp only: how many steps a trainer may run ahead of the slowest one. */
+  staleness: number;
+  dataset: DatasetName;
+  /** Width of the two hidden layers of the MLP 784-H-H-10. */
+  hidden: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  optimizer: OptimizerName;
+  seed: number;
+  device: DeviceFlag;
+  /** Train on the first N samples of the training split only (0: all of them). */
+  trainSamples: number;
+  /** Evaluate on the first N samples of the test split only (0: all of them). */
+  testSamples: number;
+  /** Hogwild worker threads. */
+  workers: number;
+  /** Where to write the result object, if anywhere. */
+  json?: string;
+  /** 'auto': a bar on a terminal, periodic lines otherwise; 'none': only the final line. */
+  progress: 'auto' | 'bar' | 'lines' | 'none';
+}
+
+export const DEFAULTS: TrainOptions = {
+  strategy: 'local',
+  consistency: 'sync',
+  staleness: 2,
+  dataset: 'fashion-mnist',
+  hidden: 64,
+  epochs: 1,
+  batchSize: 64,
+  lr: 0.05,
+  momentum: 0,
+  weightDecay: 0,
+  optimizer: 'sgd',
+  seed: 0,
+  device: 'auto',
+  trainSamples: 0,
+  testSamples: 0,
+  workers: 2,
+  progress: 'auto',
+};
+
+function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+      throw new InvalidArgumentError(`${flag} must be an integer ${range}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+function real(flag: string, min: number, max: number, minExclusive = false) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n > max || n < min || (minExclusive && n === min)) {
+      const low = minExclusive ? `> ${min}` : `>= ${min}`;
+      throw new InvalidArgumentError(`${flag} must be a number ${low} and <= ${max}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+/** Adds the training flags to a command (trainer, psrun). */
+export function addTrainFlags(cmd: Command): Command {
+  const d = DEFAULTS;
+  return cmd
+    .addOption(new Option('--strategy <name>', 'training strategy').choices(STRATEGIES).default(d.strategy))
+    .addOption(new Option('--consistency <model>', 'consistency model (strategies with servers)').choices(CONSISTENCIES).default(d.consistency))
+    .addOption(new Option('--staleness <n>', 'ssp: steps a trainer may run ahead of the slowest').argParser(integer('--staleness', 0)).default(d.staleness))
+    .addOption(new Option('--dataset <name>', 'dataset').choices(DATASETS).default(d.dataset))
+    .addOption(new Option('--hidden <n>', 'hidden width of the MLP 784-H-H-10').argParser(integer('--hidden', 1, 65536)).default(d.hidden))
+    .addOption(new Option('--epochs <n>', 'epochs to train').argParser(integer('--epochs', 1)).default(d.epochs))
+    .addOption(new Option('--batch-size <n>', 'samples per step (per trainer)').argParser(integer('--batch-size', 1, 1 << 20)).default(d.batchSize))
+    .addOption(new Option('--lr <x>', 'learning rate').argParser(real('--lr', 0, 1e6, true)).default(d.lr))
+    .addOption(new Option('--momentum <x>', 'SGD momentum').argParser(real('--momentum', 0, 1)).default(d.momentum))
+    .addOption(new Option('--weight-decay <x>', 'L2 weight decay').argParser(real('--weight-decay', 0, 1e6)).default(d.weightDecay))
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(OPTIMIZERS).default(d.optimizer))
+    .addOption(new Option('--seed <n>', 'seed for data split, shuffling and initialisation').argParser(integer('--seed', 0, 2 ** 32 - 1)).default(d.seed))
+    .addOption(new Option('--device <device>', 'kernel backend').choices(DEVICES).default(d.device))
+    .addOption(new Option('--train-samples <n>', 'train on the first N training samples only (0: all)').argParser(integer('--train-samples', 0)).default(d.trainSamples))
+    .addOption(new Option('--test-samples <n>', 'evaluate on the first N test samples only (0: all)').argParser(integer('--test-samples', 0)).default(d.testSamples))
+    .addOption(new Option('--workers <n>', 'hogwild: worker threads').argParser(integer('--workers', 1, 256)).default(d.workers))
+    .addOption(new Option('--json <file>', 'write the result object to FILE'))
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'lines', 'none']).default(d.progress));
+}
+
+/** Fills in defaults for an API caller and checks the combinations the flags cannot express. */
+export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
+  const o: TrainOptions = { ...DEFAULTS, ...partial };
+  const positive: Array<keyof TrainOptions> = ['hidden', 'epochs', 'batchSize', 'workers'];
+  for (const key of positive) {
+    const v = o[key];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+      throw new RangeError(`option ${key} must be a positive integer, got ${String(v)}`);
+    }
+  }
+  if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
+  if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);
+  if (!(DATASETS as readonly string[]).includes(o.dataset)) throw new RangeError(`option dataset must be one of ${DATASETS.join(', ')}, got '${o.dataset}'`);
+  return o;
+}
