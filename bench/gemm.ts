@@ -74,10 +74,10 @@ export async function benchGemm(): Promise<GemmResult[]> {
   return out;
 }
 
-interface OpenBlasResult { numpy: number; cblas: number | null }
+export interface OpenBlasResult { numpy: number; cblas: number | null }
 
 /** OpenBLAS figures for GEMM_SHAPES from bench/openblas_gemm.py, or null when python/numpy is missing. */
-function openBlas(): OpenBlasResult[] | null {
+export function openBlas(): OpenBlasResult[] | null {
   const python = '/usr/bin/python3';
   const script = join(dirname(fileURLToPath(import.meta.url)), 'openblas_gemm.py');
   if (!existsSync(python)) return null;

@@ -1,0 +1,10 @@
+// psrpc's public API: re-exported from the layers below and nowhere else.
+export * from './tensor/index.js';
+export { cpuKernels, type NativeKernels } from './tensor/native.js';
+export { cudaAvailable, cudaStatus, resolveDevice } from './tensor/cuda.js';
+export * from './data/index.js';
+export * from './rpc/index.js';
+export { trainLocal } from './trainer/local.js';
+export { evaluate } from './trainer/evaluate.js';
+export { DEFAULTS as TRAIN_DEFAULTS, resolveOptions, type TrainOptions, type Strategy, type Consistency } from './trainer/options.js';
+export { formatResult, writeResult, type TrainResult } from './trainer/result.js';
