@@ -5,6 +5,8 @@
 // hangs off the Agent object; src/rpc/index.ts adds module-level functions over a default agent.
 import * as grpc from '@grpc/grpc-js';
 import { decode, encode, flatten, type CodecContext, type Encoded } from './codec.js';
+import { DistAutograd } from './dist-autograd.js';
+import { OptimizerHost } from './dist-optimizer.js';
 import { errors, RpcError, Status } from './errors.js';
 import { resolveOptions, type InitOptions, type ResolvedOptions } from './options.js';
 import { Peer, type WorkerInfo } from './peer.js';
@@ -56,6 +58,10 @@ export class Agent implements Dispatcher {
   private readonly fns = new Map<string, RemoteFunction>();
   private readonly internal: Map<string, (...args: unknown[]) => unknown>;
   private readonly rrefs: RRefContext;
+  /** Distributed autograd: contexts, and the backward pass across workers. */
+  readonly distAutograd: DistAutograd;
+  /** @internal The owner side of DistributedOptimizers (one local optimizer per parameter group). */
+  readonly optimizerHost: OptimizerHost;
   private readonly codec: CodecContext;
   private state: 'listening' | 'ready' | 'stopping' | 'stopped' = 'listening';
   private stopping?: Promise<void>;
@@ -75,7 +81,22 @@ export class Agent implements Dispatcher {
       callInternal: (to, fn, args, t) => this.send(to, fn, args, t),
       runLocal: (fn, args) => this.runLocal(fn, args),
     });
-    this.internal = this.rrefs.internalFunctions();
+    this.distAutograd = new DistAutograd({
+      name: this.name,
+      rank: this.rank,
+      sendRaw: (to, fn, args, t) => this.transmit(to, fn, args, t),
+      runTarget: (fn, args) => (fn.startsWith(RESERVED) ? this.runInternal(fn, args) : this.runLocal(fn, args)),
+    });
+    this.optimizerHost = new OptimizerHost({
+      name: this.name,
+      sendRaw: (to, fn, args, t) => this.transmit(to, fn, args, t),
+      gradients: (ctxId) => this.distAutograd.gradientsOf(ctxId),
+    });
+    this.internal = new Map([
+      ...this.rrefs.internalFunctions(),
+      ...this.distAutograd.internalFunctions(),
+      ...this.optimizerHost.internalFunctions(),
+    ]);
     this.codec = {
       worker: this.name,
       encodeRef: (x) => this.rrefs.encodeRef(x),
@@ -172,6 +193,16 @@ export class Agent implements Dispatcher {
     }
   }
 
+  private runInternal(fn: string, args: unknown[]): Promise<unknown> {
+    const f = this.internal.get(fn);
+    if (!f) return Promise.reject(errors.unknownFunction(this.name, fn));
+    try {
+      return Promise.resolve(f(...args));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   // ---- calls ----
 
   /** Runs `fn(...args)` on worker `to` and resolves to its result (rejects with RpcError). */
@@ -189,7 +220,14 @@ export class Agent implements Dispatcher {
     return this.send(to, fn, args, options.timeoutMs) as Promise<R>;
   }
 
-  private async send(to: WorkerRef, fn: string, args: unknown[], timeoutMs = this.opts.timeoutMs): Promise<unknown> {
+  /** Every outgoing call: inside a distributed autograd context, user calls and RRef methods record send/recv. */
+  private async send(to: WorkerRef, fn: string, args: unknown[], timeoutMs?: number): Promise<unknown> {
+    const ctx = this.distAutograd.current();
+    if (ctx && this.distAutograd.recordable(fn)) return this.distAutograd.call(ctx, this.workerInfo(to).name, fn, args, timeoutMs);
+    return this.transmit(to, fn, args, timeoutMs);
+  }
+
+  private async transmit(to: WorkerRef, fn: string, args: unknown[], timeoutMs = this.opts.timeoutMs): Promise<unknown> {
     if (this.state !== 'ready' && this.state !== 'stopping') throw errors.notRunning(this.name, this.state);
     const target = this.workerInfo(to);
     const payload = encode(args, this.codec);

@@ -5,12 +5,18 @@ import { Agent, init, type CallOptions, type RemoteFunction, type ShutdownOption
 import { errors } from './errors.js';
 import type { InitOptions } from './options.js';
 import type { RRef } from './rref.js';
+import type { DistAutogradContext } from './dist-autograd.js';
+import { DistributedOptimizer, type OptimizerClass } from './dist-optimizer.js';
+import type { Tensor } from '../tensor/index.js';
 
 export { Agent, init } from './agent.js';
 export type { CallOptions, RemoteFunction, ShutdownOptions, WorkerRef } from './agent.js';
 export type { InitOptions } from './options.js';
 export type { WorkerInfo } from './peer.js';
 export { RRef } from './rref.js';
+export { DistAutograd, DistAutogradContext } from './dist-autograd.js';
+export { DistributedOptimizer, OptimizerHost } from './dist-optimizer.js';
+export type { OptimizerClass, OptimizerFactory } from './dist-optimizer.js';
 export { RpcError, CodecError, Status } from './errors.js';
 export { encode, decode, flatten } from './codec.js';
 export type { CodecContext, Encoded } from './codec.js';
@@ -38,6 +44,20 @@ export const callAsync = <R = unknown>(to: WorkerRef, fn: string, args?: unknown
 export const remote = <T = unknown>(to: WorkerRef, fn: string, args?: unknown[]): RRef<T> => current().remote<T>(to, fn, args);
 export const workerInfo = (name?: WorkerRef) => current().workerInfo(name);
 export const workers = () => current().workers();
+
+/** Distributed autograd over the default agent (see Agent.distAutograd). */
+export const distAutograd = {
+  context: <T>(fn: (ctx: DistAutogradContext) => T | Promise<T>) => current().distAutograd.context(fn),
+  newContext: () => current().distAutograd.newContext(),
+  current: () => current().distAutograd.current(),
+  backward: (ctx: DistAutogradContext | number, roots: readonly Tensor[], grads?: readonly (Tensor | Float32Array | null | undefined)[]) =>
+    current().distAutograd.backward(ctx, roots, grads),
+  getGradients: (ctx: DistAutogradContext | number) => current().distAutograd.getGradients(ctx),
+};
+
+/** A DistributedOptimizer over the default agent. */
+export const distributedOptimizer = (optimizer: string | OptimizerClass, paramRRefs: readonly RRef<Tensor>[], options?: Record<string, unknown>) =>
+  new DistributedOptimizer(current(), optimizer, paramRRefs, options);
 
 export async function shutdown(options?: ShutdownOptions): Promise<void> {
   const a = current();
