@@ -293,7 +293,10 @@ export class RRefContext {
     const self = this.host.name;
     if (d.o === self) {
       if (!d.c) {
-        this.entry(d.i).forks.add(d.f);
+        // The handle may arrive before the remote() that created it (its create message is sent a
+        // microtask later than a call made right after remote()): make the placeholder entry, as
+        // the fork handler does and as PyTorch's getOrCreateOwnerRRef does.
+        this.entry(d.i, true).forks.add(d.f);
         this.notifyAccept(d.p, d.f);
       }
       return this.handle(new ForkState(self, d.i, d.f, Promise.resolve()));

@@ -147,6 +147,28 @@ test('a fork sent before its parent is confirmed, and the parent released at onc
   }
 });
 
+test('an RRef passed back to its owner right after remote() resolves there, and is freed after release', async (t) => {
+  const world = await startWorld(2);
+  const [w0, w1] = world;
+  w1!.register('box', (i: number) => ({ i }));
+  w1!.register('unbox', async (ref: RRef<{ i: number }>) => {
+    const v = await ref.toHere();
+    await ref.release();
+    return v.i;
+  });
+  try {
+    for (let i = 0; i < 20; i++) {
+      const ref = w0!.remote<{ i: number }>('w1', 'box', [i]);
+      // Sent in the same tick as remote(): this call may reach the owner before the creation.
+      t.is(await w0!.call('w1', 'unbox', [ref]), i);
+      await ref.release();
+    }
+    t.is(await settle(w1!, 0), 0);
+  } finally {
+    await stopWorld(world);
+  }
+});
+
 test('no value is left on the owner after 10,000 released remote() calls', async (t) => {
   const world = await startWorld(2);
   const [w0, w1] = world;
