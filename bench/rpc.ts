@@ -3,11 +3,14 @@
 // and tensor echo round-trip throughput at 1, 16 and 64 MB; prints a table and writes
 // bench/results/rpc.json. With --torch (default when /usr/bin/python3 can import torch) it also
 // runs /work/shared/anchors/torch_rpc_ping.py (or $TORCH_RPC_PING) for a same-run comparison.
+// Large payloads take the bulk side channel (src/rpc/bulk-socket.ts); PSRPC_BULK_SOCKET=0 measures
+// the gRPC-only path instead (the JSON records which one ran as bulkTransport).
 //   node --import tsx bench/rpc.ts [--no-torch]
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sideChannelEnabled } from '../src/rpc/bulk-socket.js';
 import { Agent } from '../src/rpc/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -65,7 +68,7 @@ async function parent(): Promise<void> {
     await agent.shutdown({ graceful: true });
     await kidExit;
 
-    const result: Record<string, unknown> = { p50Us, p99Us, callsPerSecond, echoGBps };
+    const result: Record<string, unknown> = { p50Us, p99Us, callsPerSecond, echoGBps, bulkTransport: sideChannelEnabled() ? 'socket' : 'grpc' };
     const torch = process.argv.includes('--no-torch') ? undefined : runTorch();
     if (torch) result.torch = torch;
     result.date = new Date().toISOString();

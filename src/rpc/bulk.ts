@@ -1,4 +1,5 @@
-// Chunked transfer of one large payload over a Bulk stream (client- and server-side alike).
+// Chunked transfer of one large payload over a Bulk stream (client- and server-side alike): the
+// fallback for when the bulk side channel (bulk-socket.ts) is not (yet) open.
 //
 // The sender writes one header frame (CHUNKED, aux = payload length), then the payload's segments
 // cut into chunks no larger than the chunk size. Chunks are views of the caller's arrays (grpc-js

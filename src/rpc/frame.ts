@@ -19,6 +19,10 @@ export const enum Kind {
   ResponseBulk = 4,
   /** Bulk request for a response parked by ResponseBulk (aux = id). */
   Fetch = 5,
+  /** Caller asks for a bulk side channel (bulk-socket.ts); name = the host it reached the callee at. */
+  SideOpen = 6,
+  /** Callee's answer to SideOpen: aux = port (0: refused), payload = the token to connect with. */
+  SideReady = 7,
 }
 
 /** The part of a gRPC stream that frames are written to. */
@@ -77,7 +81,7 @@ export function parseFrames(msg: Buffer, worker: string): Frame[] {
     const nameEnd = at + HEAD + nameLen;
     const payStart = nameEnd + pad8(nameLen);
     const end = payStart + payloadLen + pad8(payloadLen);
-    if (kind < Kind.Request || kind > Kind.Fetch) throw errors.codec(worker, `unknown frame kind ${kind}`);
+    if (kind < Kind.Request || kind > Kind.SideReady) throw errors.codec(worker, `unknown frame kind ${kind}`);
     if (payStart + payloadLen > msg.length) throw errors.codec(worker, `frame truncated: needs ${payStart + payloadLen} bytes, message has ${msg.length}`);
     out.push({
       kind,

@@ -1,13 +1,17 @@
 // The caller's side of the connection to one remote worker.
 //
 // Small calls share one long-lived Exchange stream (opened on first use, reopened after a failure),
-// multiplexed by call id; frames queued in the same tick go out as one message. A call whose
-// request is too large for the stream gets a Bulk stream of its own; a response too large for the
-// stream is parked by the callee and fetched over Bulk. Every call has a deadline: a peer that
+// multiplexed by call id; frames queued in the same tick go out as one message. Opening that stream
+// also negotiates the bulk side channel (bulk-socket.ts): once it is up, every payload from
+// SIDE_MIN_BYTES on (request or response) travels over it. Until then, or if it cannot be opened,
+// a call whose request is too large for the stream gets a Bulk stream of its own, and a response
+// too large for the stream is parked by the callee and fetched over Bulk. The side channel and
+// the Exchange stream fail together. Every call has a deadline: a peer that
 // stops answering fails the call with DEADLINE_EXCEEDED, a broken connection fails every call in
 // flight on it with UNAVAILABLE.
 import * as grpc from '@grpc/grpc-js';
 import { BulkReader, writeBulk } from './bulk.js';
+import { connectSide, SIDE_MIN_BYTES, sideChannelEnabled, SideOffer, type SideHead, type SideLink } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, fromWireError, type RpcError, type WireError } from './errors.js';
 import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
@@ -52,6 +56,15 @@ export class Peer {
   private readonly bulk = new Set<grpc.ClientDuplexStream<Buffer, Buffer>>();
   private nextId = 1;
   private closed = false;
+  /** Bulk side channel of the current Exchange stream, once connected (bulk-socket.ts). */
+  private side?: SideLink;
+  /**
+   * The reverse link, connected by the callee, that carries requests: a socket's reader can land
+   * bytes straight in their final buffer only at the end that connected it (net's onread), so
+   * each direction gets the socket its receiver connected. Until it is up, requests use `side`.
+   */
+  private sideOut?: SideLink;
+  private sideOffer?: SideOffer;
 
   constructor(
     private readonly self: string,
@@ -80,9 +93,13 @@ export class Peer {
       }
       this.pending.set(id, p);
       this.onTraffic();
-      if (payload.byteLength <= this.limits.inlineBytes) {
+      if (this.side?.open && (payload.byteLength >= SIDE_MIN_BYTES || payload.byteLength > this.limits.inlineBytes)) {
+        (this.sideOut?.open ? this.sideOut : this.side).send(Kind.Request, id, name, payload);
+      } else if (payload.byteLength <= this.limits.inlineBytes) {
         this.openExchange().push(frameSegments(Kind.Request, id, name, payload));
       } else {
+        // opening the Exchange stream negotiates the side channel for the large calls that follow
+        if (sideChannelEnabled()) this.openExchange();
         this.bulkCall(Kind.Request, id, name, payload, timeoutMs);
       }
     });
@@ -96,8 +113,9 @@ export class Peer {
     fn(p);
   }
 
-  private onFrame(f: Frame): void {
+  private onFrame(f: Frame, stream: grpc.ClientDuplexStream<Buffer, Buffer>): void {
     switch (f.kind) {
+      case Kind.SideReady: this.connectSide(stream, f); break;
       case Kind.Response: this.settle(f.callId, (p) => p.resolve(f.payload)); break;
       case Kind.Error: this.settle(f.callId, (p) => p.reject(decodeErrorFrame(f.payload, this.info.name))); break;
       case Kind.ResponseBulk: {
@@ -131,12 +149,58 @@ export class Peer {
         this.failExchange(stream, (e as Error).message);
         return;
       }
-      for (const f of frames) this.onFrame(f);
+      for (const f of frames) this.onFrame(f, stream);
     });
     const lost = (why: string) => this.failExchange(stream, why);
     stream.on('error', (e: grpc.ServiceError) => lost(`${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`));
     stream.on('end', () => lost('stream ended by the peer'));
+    if (sideChannelEnabled()) batcher.push(frameSegments(Kind.SideOpen, 0, this.host(), null));
     return batcher;
+  }
+
+  /** The callee's host as this side reaches it (brackets of an IPv6 literal removed). */
+  private host(): string {
+    const a = this.info.address;
+    const h = a.slice(0, a.lastIndexOf(':'));
+    return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+  }
+
+  /** SideReady arrived: connect; until connected (or if refused) large calls go over Bulk. */
+  private connectSide(stream: grpc.ClientDuplexStream<Buffer, Buffer>, f: Frame): void {
+    if (f.aux === 0 || this.side) return;
+    connectSide(this.host(), f.aux, Buffer.from(f.payload), this.self).then((link) => {
+      if (this.closed || this.exchange !== stream || this.side) { link.close(); return; }
+      this.side = link;
+      link.onMessage = (h, payload) => this.onSideMessage(h, payload);
+      // the side channel and the Exchange stream stand or fall together, like one connection
+      link.onClose = (why) => { if (this.side === link) this.failExchange(stream, why); };
+      this.offerReverse(link);
+    }, () => { /* unreachable port: large calls keep using Bulk streams */ });
+  }
+
+  /** Offers the callee a reverse link for requests (see sideOut); without it, requests use `side`. */
+  private offerReverse(link: SideLink): void {
+    const host = link.localAddress;
+    if (!host) return;
+    SideOffer.listen(host, this.self, (out) => {
+      if (this.side !== link) { out.close(); return; }
+      this.sideOut = out;
+      out.onMessage = (h, payload) => this.onSideMessage(h, payload);
+      out.onClose = (why) => link.close(why);
+    }).then((offer) => {
+      if (this.side !== link) { offer.close(); return; }
+      this.sideOffer = offer;
+      link.send(Kind.SideReady, 0, String(offer.port), offer.token);
+    }, () => { /* no reverse link: requests share `side` */ });
+  }
+
+  private onSideMessage(h: SideHead, payload: Buffer): void {
+    this.onTraffic();
+    switch (h.kind) {
+      case Kind.Response: this.settle(h.callId, (p) => p.resolve(payload)); break;
+      case Kind.Error: this.settle(h.callId, (p) => p.reject(decodeErrorFrame(payload, this.info.name))); break;
+      default: this.settle(h.callId, (p) => p.reject(errors.codec(this.info.name, `unexpected side-channel frame kind ${h.kind} in a response`)));
+    }
   }
 
   /** The Exchange stream broke: every call in flight on this peer fails; the next call reopens it. */
@@ -144,6 +208,14 @@ export class Peer {
     if (this.exchange !== stream) return;
     this.exchange = undefined;
     this.batcher = undefined;
+    const side = this.side;
+    const out = this.sideOut;
+    this.side = undefined;
+    this.sideOut = undefined;
+    this.sideOffer?.close();
+    this.sideOffer = undefined;
+    side?.close();
+    out?.close();
     stream.cancel();
     const err = this.closed ? errors.shutDown(this.self) : errors.peerLost(this.self, this.info.name, why);
     for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(err));

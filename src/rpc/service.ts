@@ -1,4 +1,5 @@
-// The callee's side: the Agent service's Exchange and Bulk handlers.
+// The callee's side: the Agent service's Exchange and Bulk handlers, and the callee's end of the
+// bulk side channel an Exchange stream negotiates (bulk-socket.ts).
 //
 // Each request frame is handed to the dispatcher and answered when its promise settles, in
 // whatever order they settle: a handler that waits an hour holds up nothing but its own answer.
@@ -6,6 +7,7 @@
 // cannot even be parsed is closed with DATA_LOSS; the agent keeps serving either way.
 import * as grpc from '@grpc/grpc-js';
 import { BulkReader, writeBulk } from './bulk.js';
+import { connectSide, SIDE_MIN_BYTES, SideOffer, type SideHead, type SideLink } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, Status, toWireError } from './errors.js';
 import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
@@ -13,6 +15,8 @@ import type { TransportLimits } from './peer.js';
 
 export interface Dispatcher {
   readonly worker: string;
+  /** Host this agent's gRPC server listens on; side-channel listeners never bind wider than it. */
+  readonly listenHost: string;
   /** Runs the named function on the encoded arguments; resolves to the encoded result. */
   dispatch(from: string, name: string, payload: Buffer): Promise<Encoded>;
   /** Counts a message in or out (for the shutdown barrier's quiescence check). */
@@ -38,11 +42,68 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
   const Exchange = (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
     const from = fromOf(call);
     const out = new FrameBatcher(call, limits.inlineBytes);
+    // the bulk side channel of this stream (bulk-socket.ts): large requests arrive on it and
+    // large responses leave on it; it lives and dies with this stream
+    let side: SideLink | undefined;
+    // the reverse link the caller offers (peer.ts sideOut): requests arrive on it, zero-copy
+    let sideIn: SideLink | undefined;
+    let offer: SideOffer | undefined;
+    let gone = false;
+    const answerOn = (link: SideLink, callId: number, name: string, payload: Buffer) => {
+      d.dispatch(from, name, payload).then(
+        (result) => { d.traffic(); link.send(Kind.Response, callId, '', result); },
+        (err) => { d.traffic(); link.send(Kind.Error, callId, '', errorPayload(err)); },
+      );
+    };
+    const attach = (link: SideLink) => {
+      if (gone) { link.close(); return; }
+      side = link;
+      const onMessage = (h: SideHead, payload: Buffer) => {
+        d.traffic();
+        if (h.kind === Kind.Request) answerOn(link, h.callId, h.name, payload);
+        else if (h.kind === Kind.SideReady && !sideIn) connectReverse(link, h.name, payload);
+        else link.send(Kind.Error, h.callId, '', errorPayload(errors.codec(d.worker, `unexpected frame kind ${h.kind} in a request`)));
+      };
+      const connectReverse = (link: SideLink, port: string, token: Buffer) => {
+        const host = link.remoteAddress;
+        if (!host || !/^\d{1,5}$/.test(port)) return;
+        connectSide(host, Number(port), Buffer.from(token), d.worker).then((rev) => {
+          if (gone || side !== link || sideIn) { rev.close(); return; }
+          sideIn = rev;
+          rev.onMessage = onMessage;
+          rev.onClose = (why) => link.close(why);
+        }, () => { /* requests keep arriving on the link itself */ });
+      };
+      link.onMessage = onMessage;
+      link.onClose = () => { if (side === link) { side = undefined; sideIn?.close(); } };
+    };
+    const openSide = (host: string) => {
+      if (offer || side) { out.push(frameSegments(Kind.SideReady, 0, '', null, 0)); return; }
+      // Bind where our gRPC server already listens, not wherever the caller says: a caller must not
+      // be able to open a listener on an interface this agent was not exposed on. Only a wildcard
+      // server (already on every interface) takes the caller's view of our address.
+      const wildcard = ['0.0.0.0', '::', '[::]', ''].includes(d.listenHost);
+      SideOffer.listen(wildcard ? host : d.listenHost.replace(/^\[(.*)\]$/, '$1'), d.worker, attach).then(
+        (o) => {
+          if (gone) { o.close(); return; }
+          offer = o;
+          out.push(frameSegments(Kind.SideReady, 0, '', o.token, o.port));
+        },
+        () => out.push(frameSegments(Kind.SideReady, 0, '', null, 0)),
+      );
+    };
+    const cleanup = () => {
+      gone = true;
+      offer?.close();
+      side?.close();
+      sideIn?.close();
+    };
     const answer = (f: Frame) => {
       d.dispatch(from, f.name, f.payload).then(
         (result) => {
           d.traffic();
-          if (result.byteLength <= limits.inlineBytes) out.push(frameSegments(Kind.Response, f.callId, '', result));
+          if (side?.open && (result.byteLength >= SIDE_MIN_BYTES || result.byteLength > limits.inlineBytes)) side.send(Kind.Response, f.callId, '', result);
+          else if (result.byteLength <= limits.inlineBytes) out.push(frameSegments(Kind.Response, f.callId, '', result));
           else out.push(frameSegments(Kind.ResponseBulk, f.callId, '', null, park(result)));
         },
         (err) => { d.traffic(); out.push(frameSegments(Kind.Error, f.callId, '', errorPayload(err))); },
@@ -59,11 +120,14 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
       }
       for (const f of frames) {
         if (f.kind === Kind.Request) answer(f);
+        else if (f.kind === Kind.SideOpen) openSide(f.name);
         else out.push(frameSegments(Kind.Error, f.callId, '', errorPayload(errors.codec(d.worker, `unexpected frame kind ${f.kind} in a request`))));
       }
     });
-    call.on('end', () => { out.flush(); call.end(); });
-    call.on('error', () => { /* the caller went away; its calls fail on its side */ });
+    call.on('end', () => { out.flush(); call.end(); cleanup(); });
+    call.on('error', () => { cleanup(); /* the caller went away; its calls fail on its side */ });
+    call.on('cancelled', cleanup);
+    call.on('close', cleanup);
   };
 
   const Bulk = (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
