@@ -35,7 +35,7 @@ const labels = Int32Array.of(0, 2);
 const optimizer = new DistributedOptimizer(trainer, 'sgd', params, { lr: 0.1 });
 for (let step = 0; step < 3; step++) {
   await trainer.distAutograd.context(async (ctx) => {
-    const hidden = await layer.rpcSync<Tensor>().forward(x);      // forward on the owner, recorded
+    const hidden = await layer.rpcSync().forward(x);      // forward on the owner, recorded
     const loss = crossEntropy(relu(hidden), labels);
     await trainer.distAutograd.backward(ctx, [loss]);              // backward reaches the owner
     await optimizer.step(ctx);                                     // the owner steps its parameters

@@ -108,6 +108,11 @@ export class Agent implements Dispatcher {
     return this.name;
   }
 
+  /** The host part of the address this agent's server listens on. */
+  get listenHost(): string {
+    return this.address.slice(0, this.address.lastIndexOf(':'));
+  }
+
   /** Starts the server (and, on the master, the rendezvous host) without joining the world yet. */
   static async start(options: InitOptions): Promise<Agent> {
     const opts = resolveOptions(options);

@@ -79,6 +79,13 @@ export function findMethod(value: unknown, name: string): ((...a: unknown[]) => 
 }
 
 type MethodProxy<R> = Record<string, (...args: unknown[]) => R>;
+type Fn = (...args: never[]) => unknown;
+/** The value's methods, each answering with a promise of its result (what rpcSync() returns). */
+export type RemoteMethods<T> = unknown extends T ? MethodProxy<Promise<unknown>>
+  : { [K in keyof T as T[K] extends Fn ? K : never]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never };
+/** The value's methods, each answering at once with an RRef to its result (what remote() returns). */
+export type RemoteRefMethods<T> = unknown extends T ? MethodProxy<RRef>
+  : { [K in keyof T as T[K] extends Fn ? K : never]: T[K] extends (...args: infer A) => infer R ? (...args: A) => RRef<Awaited<R>> : never };
 
 export class RRef<T = unknown> {
   /** @internal */
@@ -121,21 +128,21 @@ export class RRef<T = unknown> {
   }
 
   /** `ref.rpcSync().m(...args)` runs method m on the owner and resolves to its result. */
-  rpcSync(timeoutMs?: number): MethodProxy<Promise<unknown>> {
-    return this.proxy((m, args) => this.invoke(m, args, timeoutMs));
+  rpcSync(timeoutMs?: number): RemoteMethods<T> {
+    return this.proxy((m, args) => this.invoke(m, args, timeoutMs)) as unknown as RemoteMethods<T>;
   }
 
   /** Same as rpcSync (every call is a promise in Node); kept for torch's vocabulary. */
-  rpcAsync(timeoutMs?: number): MethodProxy<Promise<unknown>> {
+  rpcAsync(timeoutMs?: number): RemoteMethods<T> {
     return this.rpcSync(timeoutMs);
   }
 
   /** `ref.remote().m(...args)` runs method m on the owner and returns an RRef to its result at once. */
-  remote(): MethodProxy<RRef> {
+  remote(): RemoteRefMethods<T> {
     return this.proxy((m, args) => {
       this.check();
       return this.ctx.createRemote(this.state.owner, { rref: this.id, method: m, args }, this.state.confirmed);
-    });
+    }) as unknown as RemoteRefMethods<T>;
   }
 
   private async invoke(method: string, args: unknown[], timeoutMs?: number): Promise<unknown> {
@@ -198,7 +205,7 @@ export class RRefContext {
   }
 
   /** @internal */
-  forget(ref: RRef): void {
+  forget(ref: object): void {
     this.registry.unregister(ref);
   }
 
