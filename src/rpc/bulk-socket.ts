@@ -42,7 +42,7 @@ const EMPTY = Buffer.alloc(0);
  * Payloads from this size on (and all that do not fit an Exchange message) take the side channel
  * when it is open: a 1 MB Exchange message through grpc-js moves at about 0.4 GB/s round trip.
  */
-export const SIDE_MIN_BYTES = 256 * 1024;
+export const SIDE_MIN_BYTES = 32 * 1024; // measured: a 220 KB round trip 2.3 ms over gRPC, 0.45 ms here; 32 KB 720 vs 165 us
 
 /** The side channel is on unless PSRPC_BULK_SOCKET=0 (then every large payload uses gRPC Bulk). */
 export function sideChannelEnabled(): boolean {

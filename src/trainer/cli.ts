@@ -2,6 +2,7 @@
 // final line and writes `--json`. Bad flags exit 1 with one line naming the flag, before any work.
 import { Command, CommanderError } from 'commander';
 import { trainLocal } from './local.js';
+import { runTrainerProcess } from './process.js';
 import { addTrainFlags, type Strategy, type TrainOptions } from './options.js';
 import { formatResult, writeResult, type TrainResult } from './result.js';
 
@@ -10,6 +11,9 @@ type Runner = (opts: TrainOptions) => Promise<TrainResult>;
 /** Strategies this command can run; the others need servers (psrun / ps-server). */
 const RUNNERS: Partial<Record<Strategy, Runner>> = {
   local: (o) => trainLocal(o),
+  // one process of a world with servers (src/trainer/process.ts says what each trainer's --json holds)
+  centralized: async (o) => (await runTrainerProcess(o)).result,
+  partitioned: async (o) => (await runTrainerProcess(o)).result,
 };
 
 export function trainerCommand(): Command {

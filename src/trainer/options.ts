@@ -43,6 +43,22 @@ export interface TrainOptions {
   json?: string;
   /** 'auto': a bar on a terminal, periodic lines otherwise; 'none': only the final line. */
   progress: 'auto' | 'bar' | 'lines' | 'none';
+  /**
+   * Strategies with servers (one process per rank): this process's worker name. Default: `ps<rank>`
+   * for the server ranks [0, servers), `trainer<rank - servers>` for the others.
+   */
+  name?: string;
+  /** This process's rank in [0, worldSize) (default: env RANK). */
+  rank?: number;
+  /** Processes in the world, servers and trainers together (default: env WORLD_SIZE). */
+  worldSize?: number;
+  /** host:port of the rendezvous, hosted by rank 0 (default: env MASTER_ADDR:MASTER_PORT). */
+  master?: string;
+  /**
+   * centralized: how many of the world's ranks are parameter servers; ranks [0, servers) are
+   * servers (ps0..), the rest trainers (trainer0..). partitioned: ignored, every rank is a worker.
+   */
+  servers: number;
 }
 
 export const DEFAULTS: TrainOptions = {
@@ -63,6 +79,7 @@ export const DEFAULTS: TrainOptions = {
   testSamples: 0,
   workers: 2,
   progress: 'auto',
+  servers: 1,
 };
 
 function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -108,7 +125,12 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--test-samples <n>', 'evaluate on the first N test samples only (0: all)').argParser(integer('--test-samples', 0)).default(d.testSamples))
     .addOption(new Option('--workers <n>', 'hogwild: worker threads').argParser(integer('--workers', 1, 256)).default(d.workers))
     .addOption(new Option('--json <file>', 'write the result object to FILE'))
-    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'lines', 'none']).default(d.progress));
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'lines', 'none']).default(d.progress))
+    .addOption(new Option('--name <name>', 'worker name (default ps<rank> for server ranks, trainer<rank - servers> for the others)'))
+    .addOption(new Option('--rank <n>', 'this process\'s rank in the world (default: env RANK)').argParser(integer('--rank', 0)))
+    .addOption(new Option('--world-size <n>', 'processes in the world, servers and trainers (default: env WORLD_SIZE)').argParser(integer('--world-size', 1)))
+    .addOption(new Option('--master <host:port>', 'rendezvous address, hosted by rank 0 (default: env MASTER_ADDR:MASTER_PORT)'))
+    .addOption(new Option('--servers <n>', 'centralized: ranks [0, n) are parameter servers, the rest trainers').argParser(integer('--servers', 0, 4096)).default(d.servers));
 }
 
 /** Fills in defaults for an API caller and checks the combinations the flags cannot express. */

@@ -1,0 +1,115 @@
+// Parameter-server benchmark: 1 epoch of Fashion-MNIST, MLP 784-64-64-10, batch 64, lr 0.05, as
+// separate processes on 127.0.0.1: centralized sync and async (1 ps-server + 2 trainers) and
+// partitioned (2 workers). Prints a table with PyTorch's figures for the same exercise
+// (/work/shared/anchors/README.md, batch-updating PS) and writes bench/results/ps.json.
+//   node --import tsx bench/ps.ts [--runs 3] [--dataset fashion-mnist] [--epochs 1]
+// Each configuration runs `--runs` times; the table shows the best and the median samples/s.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TrainResult } from '../src/trainer/result.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SERVER = join(root, 'src/server/main.ts');
+const TRAINER = join(root, 'src/trainer/main.ts');
+
+interface Config {
+  label: string;
+  strategy: 'centralized' | 'partitioned';
+  consistency: 'sync' | 'async' | 'ssp';
+  servers: number;
+  trainers: number;
+  /** PyTorch's batch-updating PS on the same exercise (anchors README), samples/s. */
+  torch?: [number, number];
+  /** The figures this project aims at. */
+  target: { accuracy?: number; speedup?: number };
+}
+
+const CONFIGS: Config[] = [
+  { label: 'centralized sync, 1 ps + 2 trainers', strategy: 'centralized', consistency: 'sync', servers: 1, trainers: 2, torch: [41_000, 57_000], target: { accuracy: 0.82, speedup: 1.2 } },
+  { label: 'centralized async, 1 ps + 2 trainers', strategy: 'centralized', consistency: 'async', servers: 1, trainers: 2, torch: [40_000, 49_000], target: { speedup: 1.2 } },
+  { label: 'centralized ssp(2), 1 ps + 2 trainers', strategy: 'centralized', consistency: 'ssp', servers: 1, trainers: 2, target: {} },
+  { label: 'partitioned, 2 workers', strategy: 'partitioned', consistency: 'sync', servers: 0, trainers: 2, target: { accuracy: 0.82 } },
+];
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function runProcess(script: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+async function runOnce(c: Config, train: string[]): Promise<TrainResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'psrpc-bench-ps-'));
+  try {
+    // every trainer writes its own result; the first trainer's covers the whole run
+    const json = (rank: number) => join(dir, `result-${rank}.json`);
+    const world = c.servers + c.trainers;
+    const master = `127.0.0.1:${await freePort()}`;
+    const common = ['--strategy', c.strategy, '--consistency', c.consistency, '--servers', String(c.servers), '--world-size', String(world), '--master', master, '--progress', 'none', ...train];
+    const runs: Promise<{ code: number | null; out: string }>[] = [];
+    for (let rank = 0; rank < world; rank++) {
+      const isServer = rank < c.servers;
+      runs.push(runProcess(isServer ? SERVER : TRAINER, [...common, '--rank', String(rank), ...(isServer ? [] : ['--json', json(rank)])]));
+    }
+    const done = await Promise.all(runs);
+    for (const d of done) if (d.code !== 0) throw new Error(`${c.label}: a process exited with ${d.code}:\n${d.out}`);
+    return JSON.parse(readFileSync(json(c.servers), 'utf8')) as TrainResult;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const runsPer = Number(flag('--runs', '3'));
+  const train = ['--dataset', flag('--dataset', 'fashion-mnist'), '--epochs', flag('--epochs', '1'), '--batch-size', '64', '--lr', '0.05', '--hidden', '64'];
+  const rows: Array<Record<string, unknown>> = [];
+  for (const c of CONFIGS) {
+    const results: TrainResult[] = [];
+    for (let i = 0; i < runsPer; i++) results.push(await runOnce(c, train));
+    const rates = results.map((r) => r.samplesPerSecond).sort((a, b) => a - b);
+    const best = rates[rates.length - 1]!;
+    const median = rates[Math.floor(rates.length / 2)]!;
+    const accuracy = results.map((r) => r.testAccuracy);
+    const vsTorch = c.torch ? best / c.torch[1] : undefined;
+    const accOk = c.target.accuracy === undefined || Math.min(...accuracy) >= c.target.accuracy;
+    const speedOk = c.target.speedup === undefined || (vsTorch !== undefined && vsTorch >= c.target.speedup);
+    rows.push({
+      label: c.label, strategy: c.strategy, consistency: c.consistency, servers: c.servers, trainers: c.trainers,
+      samplesPerSecondBest: best, samplesPerSecondMedian: median, samplesPerSecondAll: rates,
+      testAccuracy: accuracy, samples: results[0]!.samples, torchSamplesPerSecond: c.torch ?? null,
+      vsTorchHigh: vsTorch ?? null, target: c.target, met: accOk && speedOk,
+    });
+    const torch = c.torch ? `${c.torch[0] / 1000}k-${c.torch[1] / 1000}k` : '-';
+    process.stdout.write(`${c.label.padEnd(40)} best ${Math.round(best).toString().padStart(7)}/s  median ${Math.round(median).toString().padStart(7)}/s  ` +
+      `acc ${accuracy.map((a) => a.toFixed(4)).join(',')}  torch ${torch}${vsTorch ? ` (x${vsTorch.toFixed(2)} of its high)` : ''}  ${accOk && speedOk ? 'target met' : 'TARGET MISSED'}\n`);
+  }
+  const out = join(root, 'bench/results/ps.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runsPer, train, rows }, null, 2) + '\n');
+  process.stdout.write(`wrote ${out}\n`);
+}
+
+await main();

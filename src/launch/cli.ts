@@ -1,0 +1,204 @@
+// The `psrun` command: builds a topology from flags or a topology file, checks all of it before
+// starting anything (one clear line and exit 1 on a problem), runs it with the Launcher, prints
+// the job's result line and writes `--json`. Ctrl-C / SIGTERM / SIGHUP stop every child first.
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { formatResult, writeResult } from '../trainer/result.js';
+import type { CommandResolver } from './commands.js';
+import { LaunchError, TopologyError } from './errors.js';
+import type { TextOutput } from './job-progress.js';
+import { formatFailure, Launcher, type SpawnFn } from './launcher.js';
+import { MAX_PROCESSES, readTopologyFile, topologyFromFlags, type Topology } from './topology.js';
+import { TOPOLOGY_KEYS, trainFlagTable, type FlagValue, type TrainFlags } from './train-flags.js';
+import type { Consistency } from '../trainer/options.js';
+
+function count(flag: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > MAX_PROCESSES) {
+      throw new InvalidArgumentError(`${flag} must be an integer in [${min}, ${MAX_PROCESSES}], got '${value}'`);
+    }
+    return n;
+  };
+}
+
+function seconds(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 3600) throw new InvalidArgumentError(`${flag} must be a number of seconds in [0, 3600], got '${value}'`);
+    return n;
+  };
+}
+
+/** `--shards ps0=0.75,ps1=0.25`: a fraction of the parameters per server. */
+function shardSpec(value: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of value.split(',')) {
+    const m = /^\s*([^=\s]+)\s*=\s*([^=\s]+)\s*$/.exec(part);
+    const n = m ? Number(m[2]) : NaN;
+    if (!m || !Number.isFinite(n)) throw new InvalidArgumentError(`--shards must look like ps0=0.75,ps1=0.25, got '${value}'`);
+    if (Object.prototype.hasOwnProperty.call(out, m[1]!)) throw new InvalidArgumentError(`--shards names '${m[1]}' twice`);
+    out[m[1]!] = n;
+  }
+  return out;
+}
+
+export function psrunCommand(): Command {
+  const cmd = new Command('psrun')
+    .description('Start a local psrpc topology (parameter servers + trainers), multiplex their logs, report the result')
+    .addOption(new Option('--servers <n>', 'ps-server processes (default: 1, or 0 for partitioned)').argParser(count('--servers', 0)))
+    .addOption(new Option('--trainers <n>', 'trainer processes (default: 2)').argParser(count('--trainers', 1)))
+    .addOption(new Option('--topology <file>', 'a JSON topology file (docs/TOPOLOGIES.md)'))
+    .addOption(new Option('--shards <spec>', 'fraction of the parameters per server, e.g. ps0=0.75,ps1=0.25').argParser(shardSpec))
+    .addOption(new Option('--kill-grace <seconds>', 'seconds between SIGTERM and SIGKILL when stopping').argParser(seconds('--kill-grace')).default(5))
+    .addOption(new Option('--server-exit-grace <seconds>', 'seconds servers get to exit after the trainers finished').argParser(seconds('--server-exit-grace')).default(30))
+    .addOption(new Option('--dry-run', 'print the processes and their command lines, start nothing'));
+  for (const opt of trainFlagTable().values()) {
+    // psrun runs the multi-process strategies; its default is the first of them.
+    if (opt.long === '--strategy') cmd.addOption(new Option(opt.flags, opt.description).choices(opt.argChoices ?? []).default('centralized'));
+    else cmd.addOption(opt);
+  }
+  for (const opt of [
+    new Option('--json <file>', 'write the job result object to FILE'),
+    new Option('--progress <mode>', 'job progress display: a bar on a terminal, plain lines otherwise').choices(['auto', 'bar', 'lines', 'none']).default('auto'),
+  ]) cmd.addOption(opt);
+  return cmd
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false);
+}
+
+interface PsrunFlags {
+  servers?: number;
+  trainers?: number;
+  topology?: string;
+  shards?: Record<string, number>;
+  killGrace: number;
+  serverExitGrace: number;
+  dryRun?: boolean;
+  json?: string;
+  progress: 'auto' | 'bar' | 'lines' | 'none';
+  strategy: string;
+  consistency: Consistency;
+  staleness: number;
+  [key: string]: unknown;
+}
+
+/** Builds the topology from the parsed command line (flags, or a file plus flag overrides). */
+export async function topologyFromCommand(cmd: Command): Promise<Topology> {
+  const f = cmd.opts<PsrunFlags>();
+  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
+  const train: TrainFlags = {};
+  for (const key of trainFlagTable().keys()) {
+    if (!TOPOLOGY_KEYS.has(key) && given(key)) train[key as keyof TrainFlags] = f[key] as FlagValue;
+  }
+  if (f.topology !== undefined) {
+    for (const flag of ['servers', 'trainers', 'shards'] as const) {
+      if (given(flag)) throw new TopologyError(`--${flag} cannot be combined with --topology (the topology file says it)`);
+    }
+    return readTopologyFile(f.topology, {
+      train,
+      ...(given('strategy') ? { strategy: f.strategy } : {}),
+      ...(given('consistency') ? { consistency: f.consistency } : {}),
+      ...(given('staleness') ? { staleness: f.staleness } : {}),
+    });
+  }
+  return topologyFromFlags({
+    servers: f.servers,
+    trainers: f.trainers,
+    strategy: f.strategy,
+    consistency: f.consistency,
+    staleness: given('staleness') ? f.staleness : undefined,
+    shards: f.shards,
+    train,
+  });
+}
+
+export interface MainDeps {
+  resolve?: CommandResolver;
+  spawn?: SpawnFn;
+  stdout?: TextOutput;
+  stderr?: TextOutput;
+  env?: NodeJS.ProcessEnv;
+  /** performance.now() when the command started (default: when main() is called). */
+  startTime?: number;
+  /** Install SIGINT/SIGTERM/SIGHUP handlers on this process (default true). */
+  handleSignals?: boolean;
+  /** Called once the launcher exists (tests interrupt it). */
+  onLauncher?: (l: Launcher) => void;
+}
+
+/** Runs psrun; resolves to the exit code. */
+export async function main(argv: string[], deps: MainDeps = {}): Promise<number> {
+  const startTime = deps.startTime ?? performance.now();
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  const cmd = psrunCommand();
+  if (deps.stderr) cmd.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
+  try {
+    cmd.parse(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
+    throw e;
+  }
+  const f = cmd.opts<PsrunFlags>();
+  let topology: Topology;
+  try {
+    topology = await topologyFromCommand(cmd);
+  } catch (e) {
+    if (e instanceof TopologyError) {
+      stderr.write(`error: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+
+  const launcher = new Launcher(topology, {
+    resolve: deps.resolve,
+    spawn: deps.spawn,
+    stdout,
+    stderr,
+    env: deps.env,
+    progress: f.progress,
+    killGraceMs: f.killGrace * 1000,
+    serverExitGraceMs: f.serverExitGrace * 1000,
+    startTime,
+  });
+  deps.onLauncher?.(launcher);
+  if (f.dryRun) {
+    for (const p of launcher.processes) {
+      stdout.write(`${p.name} (${p.role}, rank ${p.rank}): ${launcher.argsFor(p, '127.0.0.1', 0, '<tmp>').join(' ')}\n`);
+    }
+    return 0;
+  }
+
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const onSignal = (sig: NodeJS.Signals) => {
+    stderr.write(`psrun: ${sig}: stopping all processes\n`);
+    launcher.interrupt(sig);
+  };
+  if (deps.handleSignals !== false) for (const s of signals) process.on(s, onSignal);
+  try {
+    const outcome = await launcher.run();
+    for (const name of outcome.lingering) stderr.write(`psrun: warning: ${name} was still running ${f.serverExitGrace}s after the trainers finished; stopped it\n`);
+    if (outcome.failure) {
+      for (const l of formatFailure(outcome.failure)) stderr.write(l + '\n');
+    } else if (outcome.interrupted) {
+      stderr.write(`psrun: interrupted by ${outcome.interrupted}; stopped all processes\n`);
+    } else if (outcome.error) {
+      stderr.write(`error: ${outcome.error}\n`);
+    } else if (outcome.result) {
+      stdout.write(`psrun ${formatResult(outcome.result)}\n`);
+      if (f.json) await writeResult(f.json, outcome.result);
+    }
+    return outcome.exitCode;
+  } catch (e) {
+    if (e instanceof LaunchError) {
+      stderr.write(`error: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}

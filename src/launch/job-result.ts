@@ -1,0 +1,90 @@
+// The job's result: psrun has each trainer write its own `--json` file and combines them into the
+// one object ARCHITECTURE.md's contract describes.
+//
+// Combination rules (docs/TOPOLOGIES.md repeats them):
+// - A trainer whose result says `trainers: 1` (or says nothing) reports itself alone: `samples`
+//   and `samplesPerSecond` are summed over the trainers, `trainSeconds` is the longest loop.
+// - A trainer whose result already says `trainers: T` (it reports the whole job, e.g. after an
+//   all-reduce of the counters) is taken as is: the first trainer's figures, not a sum.
+//   So are its trainSeconds and finalLoss.
+// - testAccuracy, testSamples, simd, device and consistency come from the first trainer (lowest
+//   rank); the final loss is the mean over trainers; wallSeconds is psrun's whole run.
+import type { TrainResult } from '../trainer/result.js';
+import { LaunchError } from './errors.js';
+import type { Topology } from './topology.js';
+
+export interface TrainerFigures {
+  name: string;
+  samples: number;
+  samplesPerSecond: number;
+  trainSeconds: number;
+  testAccuracy: number;
+  finalLoss: number;
+}
+
+export interface JobResult extends TrainResult {
+  /** ps-server processes (0 for partitioned). */
+  servers: number;
+  /** 'sum': per-trainer figures summed; 'first': the first trainer already reported the job. */
+  aggregation: 'sum' | 'first';
+  /** Each trainer's own figures, in rank order. */
+  perTrainer: TrainerFigures[];
+}
+
+function num(name: string, r: Record<string, unknown>, key: string): number {
+  const v = r[key];
+  if (typeof v !== 'number') throw new LaunchError(`${name}'s result has no numeric '${key}' (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+/** Combines the trainers' results (in rank order) into the job's result. */
+export function combineResults(topology: Topology, results: Array<{ name: string; result: unknown }>, wallSeconds: number): JobResult {
+  if (results.length === 0) throw new LaunchError('no trainer result to combine');
+  const per: TrainerFigures[] = [];
+  const raw: Array<Record<string, unknown>> = [];
+  for (const { name, result } of results) {
+    if (result === null || typeof result !== 'object' || Array.isArray(result)) throw new LaunchError(`${name}'s result is not a JSON object`);
+    const r = result as Record<string, unknown>;
+    raw.push(r);
+    per.push({
+      name,
+      samples: num(name, r, 'samples'),
+      samplesPerSecond: num(name, r, 'samplesPerSecond'),
+      trainSeconds: typeof r.trainSeconds === 'number' ? r.trainSeconds : NaN,
+      testAccuracy: typeof r.testAccuracy === 'number' ? r.testAccuracy : NaN,
+      finalLoss: typeof r.finalLoss === 'number' ? r.finalLoss : NaN,
+    });
+  }
+  const T = topology.trainers.length;
+  const first = raw[0]!;
+  const aggregation = T > 1 && first.trainers === T ? 'first' : 'sum';
+  const samples = aggregation === 'first' ? per[0]!.samples : per.reduce((a, p) => a + p.samples, 0);
+  const samplesPerSecond = aggregation === 'first' ? per[0]!.samplesPerSecond : per.reduce((a, p) => a + p.samplesPerSecond, 0);
+  const losses = (aggregation === 'first' ? [per[0]!] : per).map((p) => p.finalLoss).filter(Number.isFinite);
+  const loops = (aggregation === 'first' ? [per[0]!] : per).map((p) => (Number.isFinite(p.trainSeconds) ? p.trainSeconds : 0));
+  const o = topology.options;
+  return {
+    strategy: topology.strategy,
+    // The process knows what it ran (partitioned, for one, runs sync whatever was asked).
+    consistency: typeof first.consistency === 'string' ? first.consistency : topology.consistency,
+    trainers: T,
+    servers: topology.servers.length,
+    epochs: o.epochs,
+    dataset: o.dataset,
+    batchSize: o.batchSize,
+    lr: o.lr,
+    hidden: o.hidden,
+    seed: o.seed,
+    device: typeof first.device === 'string' ? first.device : o.device,
+    samples,
+    trainSeconds: Math.max(...loops),
+    samplesPerSecond,
+    finalLoss: losses.length > 0 ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN,
+    testAccuracy: per[0]!.testAccuracy,
+    testSamples: typeof first.testSamples === 'number' ? first.testSamples : 0,
+    wallSeconds,
+    simd: typeof first.simd === 'string' ? first.simd : 'unknown',
+    aggregation,
+    perTrainer: per,
+  };
+}

@@ -1,0 +1,349 @@
+// The launcher: starts every process of a checked topology, multiplexes their output, watches
+// them, and stops all of them when one fails or when psrun itself is interrupted.
+//
+// Life of a job: resolve the entry commands (a missing file fails here, before anything starts),
+// pick a free rendezvous port, spawn servers then trainers in rank order, each in its own process
+// group (so a stop reaches whatever a child started, and a terminal's Ctrl-C reaches psrun only,
+// which then stops the children in order). A child exiting non-zero or by a signal that psrun did
+// not send is a failure: the others get SIGTERM, then SIGKILL after the grace period, and the
+// outcome names the process, its code or signal and its last lines. When every trainer has exited
+// 0, servers that do not exit on their own within `serverExitGraceMs` are stopped (a warning, not
+// a failure: the training result exists). The trainers' result files are then combined.
+import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultResolver, type CommandResolver, type ResolvedCommand } from './commands.js';
+import { LaunchError } from './errors.js';
+import { freePort } from './free-port.js';
+import { JobDisplay, JobProgress, parseProgressLine, type DisplayMode, type TextOutput } from './job-progress.js';
+import { combineResults, type JobResult } from './job-result.js';
+import { LogMux, type StreamName } from './log-mux.js';
+import type { ProcessSpec, Role, Topology } from './topology.js';
+import { trainFlagArgs } from './train-flags.js';
+
+export type SpawnFn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+
+export interface LauncherOptions {
+  /** Role -> command; default `node <package>/bin/<role>.js` (from source: the .ts entries through tsx). */
+  resolve?: CommandResolver;
+  /** Default child_process.spawn; tests count or fake spawns with it. */
+  spawn?: SpawnFn;
+  stdout?: TextOutput;
+  stderr?: TextOutput;
+  /** 'auto': a bar when stderr is a terminal, plain lines otherwise. */
+  progress?: 'auto' | 'bar' | 'lines' | 'none';
+  /** Milliseconds between SIGTERM and SIGKILL when stopping. */
+  killGraceMs?: number;
+  /** Milliseconds servers get to exit on their own after the last trainer exited 0. */
+  serverExitGraceMs?: number;
+  /** Lines of each process kept for the failure report. */
+  tailLines?: number;
+  /** Rendezvous host (always local) and port (0: a free one). */
+  host?: string;
+  port?: number;
+  /** performance.now() of the job's start, for wallSeconds (default: when run() starts). */
+  startTime?: number;
+  /** The environment children inherit (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ProcessFailure {
+  name: string;
+  role: Role;
+  rank: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** A spawn error (e.g. ENOENT) instead of an exit. */
+  error?: string;
+  lastLines: string[];
+}
+
+export interface LaunchOutcome {
+  /** 0 on success, 1 on a failure, 128+n when psrun was interrupted by signal n. */
+  exitCode: number;
+  result?: JobResult;
+  failure?: ProcessFailure;
+  interrupted?: NodeJS.Signals;
+  /** A problem after the processes ran (e.g. a missing result file). */
+  error?: string;
+  /** Servers still running after the trainers finished, stopped by psrun. */
+  lingering: string[];
+}
+
+interface Running {
+  spec: ProcessSpec;
+  child: ChildProcess;
+  exited: boolean;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Resolves when the process has exited and its output is fully forwarded. */
+  done: Promise<void>;
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
+
+/** Describes an exit: 'code 3' or 'signal SIGKILL'. */
+export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `signal ${signal}` : `code ${code}`;
+}
+
+export class Launcher {
+  private readonly resolve: CommandResolver;
+  private readonly spawnFn: SpawnFn;
+  private readonly out: TextOutput;
+  private readonly err: TextOutput;
+  private readonly running: Running[] = [];
+  private stopping = false;
+  private killTimer?: NodeJS.Timeout;
+  private serverTimer?: NodeJS.Timeout;
+  private failure?: ProcessFailure;
+  private interrupted?: NodeJS.Signals;
+  private readonly lingering: string[] = [];
+  private mux?: LogMux;
+  private display?: JobDisplay;
+
+  constructor(readonly topology: Topology, private readonly opts: LauncherOptions = {}) {
+    // Built on first use, inside run(): finding the package root can fail, and that is a LaunchError
+    // for the caller's report, not an exception from a constructor.
+    let fallback: CommandResolver | undefined;
+    this.resolve = opts.resolve ?? ((role) => (fallback ??= defaultResolver())(role));
+    this.spawnFn = opts.spawn ?? nodeSpawn;
+    this.out = opts.stdout ?? process.stdout;
+    this.err = opts.stderr ?? process.stderr;
+  }
+
+  /** Every process in rank order. */
+  get processes(): ProcessSpec[] {
+    return [...this.topology.servers, ...this.topology.trainers];
+  }
+
+  /** Runs the job to its end; never rejects for a child's failure (see the outcome). */
+  async run(): Promise<LaunchOutcome> {
+    const started = this.opts.startTime ?? performance.now();
+    const t = this.topology;
+    // Everything that can fail without a process runs first.
+    const commands = new Map<Role, ResolvedCommand>();
+    for (const p of this.processes) if (!commands.has(p.role)) commands.set(p.role, this.resolve(p.role));
+    const host = this.opts.host ?? '127.0.0.1';
+    const port = this.opts.port || (await freePort(host));
+    const resultDir = await mkdtemp(join(tmpdir(), 'psrun-'));
+
+    const mode = this.displayMode();
+    const progress = new JobProgress(t.trainers.map((p) => p.name));
+    const display = (this.display = new JobDisplay(progress, { mode, stdout: this.out, stderr: this.err }));
+    const trainers = new Set(t.trainers.map((p) => p.name));
+    const mux = (this.mux = new LogMux(display, { names: this.processes.map((p) => p.name), tailLines: this.opts.tailLines }, (name, _stream, line) => {
+      if (!trainers.has(name)) return true;
+      const sample = parseProgressLine(line);
+      if (!sample) return true;
+      display.update(name, sample);
+      return mode === 'lines';
+    }));
+
+    try {
+      for (const spec of this.processes) {
+        if (this.stopping) break;
+        this.start(spec, commands.get(spec.role)!, host, port, resultDir, mux);
+      }
+      // No process is added after the loop, so this waits for every one of them.
+      await Promise.all(this.running.map((r) => r.done));
+    } catch (e) {
+      await rm(resultDir, { recursive: true, force: true });
+      throw e;
+    } finally {
+      clearTimeout(this.killTimer);
+      clearTimeout(this.serverTimer);
+      display.stop();
+    }
+
+    const outcome: LaunchOutcome = { exitCode: 0, lingering: this.lingering };
+    try {
+      if (this.failure) {
+        outcome.failure = this.failure;
+        outcome.exitCode = 1;
+      } else if (this.interrupted) {
+        outcome.interrupted = this.interrupted;
+        outcome.exitCode = 128 + (SIGNAL_NUMBERS[this.interrupted] ?? 15);
+      } else {
+        const results = [];
+        for (const spec of t.trainers) {
+          const file = join(resultDir, `${spec.name}.json`);
+          let text: string;
+          try {
+            text = await readFile(file, 'utf8');
+          } catch {
+            throw new LaunchError(`${spec.name} exited 0 but wrote no result to ${file}`, file);
+          }
+          let result: unknown;
+          try {
+            result = JSON.parse(text);
+          } catch (e) {
+            throw new LaunchError(`${spec.name} wrote a result that is not JSON (${(e as Error).message})`, file);
+          }
+          results.push({ name: spec.name, result });
+        }
+        outcome.result = combineResults(t, results, (performance.now() - started) / 1000);
+      }
+    } catch (e) {
+      if (!(e instanceof LaunchError)) throw e;
+      outcome.error = e.message;
+      outcome.exitCode = 1;
+    } finally {
+      await rm(resultDir, { recursive: true, force: true });
+    }
+    return outcome;
+  }
+
+  /**
+   * Stops the job because psrun received `signal` (Ctrl-C, SIGTERM): every child gets SIGTERM,
+   * then SIGKILL after the grace period. A second call kills at once.
+   */
+  interrupt(signal: NodeJS.Signals): void {
+    if (this.interrupted) {
+      for (const r of this.running) if (!r.exited) this.signal(r, 'SIGKILL');
+      return;
+    }
+    this.interrupted = signal;
+    this.stopAll();
+  }
+
+  private displayMode(): DisplayMode {
+    const p = this.opts.progress ?? 'auto';
+    if (p === 'auto') return this.err.isTTY ? 'bar' : 'lines';
+    return p;
+  }
+
+  /** The command line of one process (exported through `commandLine` for tests and --dry-run). */
+  argsFor(spec: ProcessSpec, host: string, port: number, resultDir: string): string[] {
+    const t = this.topology;
+    const args = [
+      '--name', spec.name,
+      '--rank', String(spec.rank),
+      '--world-size', String(t.servers.length + t.trainers.length),
+      '--master', `${host}:${port}`,
+      '--servers', String(t.servers.length),
+      '--strategy', t.strategy,
+      '--consistency', t.consistency,
+    ];
+    if (t.staleness !== undefined) args.push('--staleness', String(t.staleness));
+    args.push(...trainFlagArgs(t.train));
+    if (spec.role === 'trainer') args.push('--progress', 'lines', '--json', join(resultDir, `${spec.name}.json`));
+    args.push(...spec.args);
+    return args;
+  }
+
+  envFor(spec: ProcessSpec, host: string, port: number): NodeJS.ProcessEnv {
+    const t = this.topology;
+    const env: NodeJS.ProcessEnv = {
+      ...(this.opts.env ?? process.env),
+      MASTER_ADDR: host,
+      MASTER_PORT: String(port),
+      RANK: String(spec.rank),
+      WORLD_SIZE: String(t.servers.length + t.trainers.length),
+      LOCAL_RANK: String(spec.rank),
+      LOCAL_WORLD_SIZE: String(t.servers.length + t.trainers.length),
+      PSRPC_NAME: spec.name,
+      PSRPC_SERVERS: String(t.servers.length),
+    };
+    if (t.shards) env.PSRPC_SHARDS = JSON.stringify(t.shards);
+    else delete env.PSRPC_SHARDS;
+    return { ...env, ...spec.env };
+  }
+
+  private start(spec: ProcessSpec, cmd: ResolvedCommand, host: string, port: number, resultDir: string, mux: LogMux): void {
+    const args = [...cmd.args, ...this.argsFor(spec, host, port, resultDir)];
+    let child: ChildProcess;
+    try {
+      child = this.spawnFn(cmd.command, args, {
+        env: this.envFor(spec, host, port),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+    } catch (e) {
+      this.fail({ name: spec.name, role: spec.role, rank: spec.rank, code: null, signal: null, error: (e as Error).message, lastLines: [] });
+      return;
+    }
+    const r: Running = { spec, child, exited: false, code: null, signal: null, done: Promise.resolve() };
+    const streams: Array<Promise<void>> = [];
+    if (child.stdout) streams.push(mux.attach(spec.name, child.stdout, 'stdout'));
+    if (child.stderr) streams.push(mux.attach(spec.name, child.stderr, 'stderr'));
+    const exited = new Promise<void>((resolve) => {
+      child.once('error', (e) => {
+        // Spawn failed (no exit will follow) or a kill failed (the exit still follows).
+        if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) return;
+        r.exited = true;
+        this.fail({ name: spec.name, role: spec.role, rank: spec.rank, code: null, signal: null, error: e.message, lastLines: mux.tail(spec.name) });
+        resolve();
+      });
+      child.once('exit', (code, signal) => {
+        r.exited = true;
+        r.code = code;
+        r.signal = signal;
+        resolve();
+      });
+    });
+    r.done = exited.then(() => Promise.all(streams)).then(() => this.onExit(r));
+    this.running.push(r);
+  }
+
+  private onExit(r: Running): void {
+    if (this.stopping) return;
+    if (r.code !== 0 || r.signal) {
+      this.fail({ name: r.spec.name, role: r.spec.role, rank: r.spec.rank, code: r.code, signal: r.signal, lastLines: this.mux?.tail(r.spec.name) ?? [] });
+      return;
+    }
+    if (r.spec.role === 'trainer') this.display?.finish(r.spec.name);
+    const trainersLeft = this.running.some((x) => x.spec.role === 'trainer' && !x.exited) || this.running.length < this.processes.length;
+    if (!trainersLeft && !this.serverTimer) {
+      this.serverTimer = setTimeout(() => {
+        const left = this.running.filter((x) => !x.exited);
+        if (left.length === 0) return;
+        this.lingering.push(...left.map((x) => x.spec.name));
+        this.stopAll();
+      }, this.opts.serverExitGraceMs ?? 30_000);
+    }
+  }
+
+  private fail(f: ProcessFailure): void {
+    if (this.stopping) return;
+    this.failure = f;
+    this.stopAll();
+  }
+
+  private stopAll(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.serverTimer);
+    for (const r of this.running) if (!r.exited) this.signal(r, 'SIGTERM');
+    this.killTimer = setTimeout(() => {
+      for (const r of this.running) if (!r.exited) this.signal(r, 'SIGKILL');
+    }, this.opts.killGraceMs ?? 5000);
+  }
+
+  /** Signals the child's whole process group (it leads one: spawned detached), else the child. */
+  private signal(r: Running, sig: NodeJS.Signals): void {
+    const pid = r.child.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        r.child.kill(sig);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+}
+
+/** One line per failure fact, then the process's last lines: what psrun prints on a failure. */
+export function formatFailure(f: ProcessFailure): string[] {
+  const what = f.error ? `could not run (${f.error})` : `exited with ${describeExit(f.code, f.signal)}`;
+  const lines = [`psrun: ${f.name} (${f.role}, rank ${f.rank}) ${what}; stopped the other processes`];
+  if (f.lastLines.length > 0) {
+    lines.push(`psrun: last ${f.lastLines.length} line(s) of ${f.name}:`);
+    for (const l of f.lastLines) lines.push(`  ${f.name} | ${l}`);
+  } else lines.push(`psrun: ${f.name} wrote nothing`);
+  return lines;
+}

@@ -1,0 +1,455 @@
+// ParameterServer: one server's shard of the model, its optimizer state and its consistency model.
+//
+// The shard is one contiguous range of the flat parameter vector (see shard-plan.ts), held as one
+// Float32Array and stepped by one fused optimizer kernel: SGD and Adam are element-wise, so one
+// update over the whole range equals one update per parameter slice, with a single native call.
+//
+// Consistency, per server (every trainer pushes to every server once per step, so the servers'
+// rounds stay aligned without talking to each other):
+//   sync  bulk-synchronous: a push waits (async execution: the handler's promise) until every live
+//         trainer has pushed in this round; then the averaged gradient makes one step and every
+//         waiting push is answered with the new parameters.
+//   async every push is one step, at once.
+//   ssp   as async, but a trainer's push (and pull) waits while it is more than `staleness` steps
+//         ahead of the slowest live trainer (steps = pushes applied, its "clock").
+// Every reply carries `version`, the number of steps this shard has taken.
+//
+// Replies carry a view of the shard, not a copy. In sync mode it cannot change while a reply is
+// being written (the next step needs every answered trainer's next push); in async and ssp a
+// large reply may see a later step's values part-way, as Hogwild readers do.
+//
+// Liveness: `leave` removes a trainer from the live set. A trainer that stops talking while others
+// wait on it (its agent died) is dropped after `liveTimeoutMs`, so nothing waits forever.
+import type { Agent } from '../rpc/index.js';
+import { Adam, getBackend, SGD, Tensor, type Optimizer } from '../tensor/index.js';
+import { errors } from './errors.js';
+import { ServerMetrics } from './metrics.js';
+import { CONSISTENCY_MODELS, PS_FUNCTIONS, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
+import { checkSpecs, planShards, type ParameterSpec, type Shard } from './shard-plan.js';
+
+interface TrainerState {
+  name: string;
+  live: boolean;
+  /** Pushes applied (ssp/async); sync rounds it took part in. */
+  clock: number;
+  /** Sync round in which it last pushed (-1: none). */
+  pushedRound: number;
+  lastSeen: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export class ParameterServer {
+  readonly name: string;
+  readonly options: Required<Omit<ParameterServerOptions, 'optimizer'>> & { optimizer: ServerOptimizerOptions };
+  readonly metrics: ServerMetrics;
+  /** Steps taken. */
+  version = 0;
+  private layoutSpecs?: ParameterSpec[];
+  private shardInfo?: Shard;
+  private data = new Float32Array(0);
+  private param?: Tensor;
+  private optimizer?: Optimizer<unknown>;
+  private readonly trainers = new Map<string, TrainerState>();
+  private joinedCount = 0;
+  private leftCount = 0;
+  private readonly droppedNames: string[] = [];
+  private joinWaiters: Waiter[] = [];
+  private joinTimer?: NodeJS.Timeout;
+  // sync round state
+  private roundGrads: Float32Array[] = [];
+  private roundWaiters: Waiter[] = [];
+  private scratch?: Float32Array;
+  // ssp state
+  private blocked: Array<{ trainer: TrainerState; waiter: Waiter }> = [];
+  private watchdog?: NodeJS.Timeout;
+  private counts = { pushes: 0, pulls: 0, maxLead: 0 };
+  private closed = false;
+  private doneResolve!: () => void;
+  /** Resolves once the expected trainers have joined and every one of them has left (or was dropped). */
+  readonly done: Promise<void>;
+
+  constructor(options: ParameterServerOptions) {
+    const o = options;
+    const name = typeof o?.name === 'string' && o.name.length > 0 ? o.name : '';
+    if (!name) throw errors.badOption('?', 'name', o?.name, 'expected a non-empty string');
+    if (!Number.isSafeInteger(o.shards) || o.shards < 1) throw errors.badOption(name, 'shards', o.shards, 'expected an integer >= 1');
+    if (!Number.isSafeInteger(o.shard) || o.shard < 0 || o.shard >= o.shards) throw errors.badOption(name, 'shard', o.shard, `expected an integer in [0, ${o.shards})`);
+    if (!Number.isSafeInteger(o.trainers) || o.trainers < 1) throw errors.badOption(name, 'trainers', o.trainers, 'expected an integer >= 1');
+    if (!(CONSISTENCY_MODELS as readonly string[]).includes(o.consistency)) throw errors.badOption(name, 'consistency', o.consistency, `expected one of ${CONSISTENCY_MODELS.join(', ')}`);
+    const staleness = o.staleness ?? 2;
+    if (!Number.isSafeInteger(staleness) || staleness < 0) throw errors.badOption(name, 'staleness', staleness, 'expected an integer >= 0');
+    const joinTimeoutMs = o.joinTimeoutMs ?? 60_000;
+    const liveTimeoutMs = o.liveTimeoutMs ?? 60_000;
+    if (!(joinTimeoutMs > 0)) throw errors.badOption(name, 'joinTimeoutMs', joinTimeoutMs, 'expected a number > 0');
+    if (!(liveTimeoutMs > 0)) throw errors.badOption(name, 'liveTimeoutMs', liveTimeoutMs, 'expected a number > 0');
+    const kind: unknown = o.optimizer?.kind;
+    if (kind !== 'sgd' && kind !== 'adam') throw errors.badOption(name, 'optimizer.kind', kind, "expected 'sgd' or 'adam'");
+    // build a throwaway optimizer now so bad hyper-parameters fail at construction, not at the first push
+    makeOptimizer(new Tensor(new Float32Array(1), [1]), o.optimizer);
+    this.name = name;
+    this.options = { ...o, name, staleness, joinTimeoutMs, liveTimeoutMs };
+    this.metrics = new ServerMetrics(name);
+    this.done = new Promise((r) => { this.doneResolve = r; });
+  }
+
+  /** The parameter layout and this server's shard, once a trainer has initialised the server. */
+  get shard(): Shard | undefined {
+    return this.shardInfo;
+  }
+
+  /** This server's values (a view of its buffer; empty before initialisation). */
+  get values(): Float32Array {
+    return this.data;
+  }
+
+  // ---- the API (each method is also an RPC function, see register) ----
+
+  /**
+   * Joins `trainer` to the live set. The first join initialises the server with `layout` (all
+   * parameters, in flat order) and `values` (this server's shard of them); later joins must send
+   * the same layout (their values are ignored). Resolves, with the current parameters, once
+   * `trainers` trainers have joined.
+   */
+  async join(trainer: string, layout: ParameterSpec[], values: Float32Array): Promise<PullReply> {
+    this.checkOpen();
+    this.checkTrainerName(trainer);
+    this.initialise(layout, values);
+    let t = this.trainers.get(trainer);
+    if (!t) {
+      t = { name: trainer, live: true, clock: this.slowestClock(), pushedRound: -1, lastSeen: Date.now() };
+      this.trainers.set(trainer, t);
+      this.joinedCount++;
+    } else if (!t.live) {
+      t.live = true;
+      t.clock = Math.max(t.clock, this.slowestClock());
+      this.leftCount--;
+    }
+    t.lastSeen = Date.now();
+    this.metrics.liveTrainers.set(this.liveCount());
+    if (this.joinedCount >= this.options.trainers) {
+      this.releaseJoins();
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        this.joinWaiters.push({ resolve, reject });
+        this.joinTimer ??= setTimeout(() => {
+          const e = errors.joinTimeout(this.name, this.joinedCount, this.options.trainers, this.options.joinTimeoutMs);
+          const ws = this.joinWaiters;
+          this.joinWaiters = [];
+          this.joinTimer = undefined;
+          for (const w of ws) w.reject(e);
+        }, this.options.joinTimeoutMs);
+      });
+    }
+    return this.reply(t);
+  }
+
+  /** The current parameters of this shard. In ssp, waits while `trainer` is too far ahead. */
+  async pull(trainer?: string): Promise<PullReply> {
+    this.checkOpen();
+    if (!this.shardInfo) throw errors.notInitialised(this.name);
+    if (trainer === undefined || trainer === null) return this.reply(undefined);
+    const t = this.liveTrainer(trainer);
+    t.lastSeen = Date.now();
+    if (this.options.consistency === 'ssp') await this.sspGate(t);
+    return this.reply(t);
+  }
+
+  /**
+   * Pushes `trainer`'s gradient, computed on parameters of version `version`. Resolves when it has
+   * been applied (sync: when the round's step is taken). `grads` is only read until then.
+   */
+  async push(trainer: string, version: number, grads: Gradients): Promise<PushReply> {
+    const t = await this.apply(trainer, version, grads);
+    return { version: this.version, clock: t.clock };
+  }
+
+  /** push, then pull: one round trip per server per step. */
+  async pushPull(trainer: string, version: number, grads: Gradients): Promise<PullReply> {
+    const t = await this.apply(trainer, version, grads);
+    return this.reply(t);
+  }
+
+  /** Removes `trainer` from the live set; a sync round or ssp wait no longer waits for it. */
+  leave(trainer: string): PushReply {
+    this.checkTrainerName(trainer);
+    const t = this.trainers.get(trainer);
+    if (!t) throw errors.notJoined(this.name, trainer);
+    if (t.live) this.remove(t);
+    return { version: this.version, clock: t.clock };
+  }
+
+  /** The layout the server was initialised with and its shard (null before). */
+  layout(): { layout: ParameterSpec[]; shard: Shard } | null {
+    return this.layoutSpecs && this.shardInfo ? { layout: this.layoutSpecs, shard: this.shardInfo } : null;
+  }
+
+  stats(): ServerStats {
+    return {
+      name: this.name,
+      version: this.version,
+      pushes: this.counts.pushes,
+      pulls: this.counts.pulls,
+      steps: this.version,
+      live: [...this.trainers.values()].filter((t) => t.live).map((t) => t.name),
+      joined: this.joinedCount,
+      left: this.leftCount,
+      dropped: [...this.droppedNames],
+      maxLead: this.counts.maxLead,
+    };
+  }
+
+  /** Registers the `ps.*` functions on `agent`. */
+  register(agent: Agent): this {
+    agent.register(PS_FUNCTIONS.join, (trainer: string, layout: ParameterSpec[], values: Float32Array) => this.join(trainer, layout, values));
+    agent.register(PS_FUNCTIONS.pull, (trainer?: string) => this.pull(trainer));
+    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients) => this.push(trainer, version, grads));
+    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients) => this.pushPull(trainer, version, grads));
+    agent.register(PS_FUNCTIONS.leave, (trainer: string) => this.leave(trainer));
+    agent.register(PS_FUNCTIONS.layout, () => this.layout());
+    agent.register(PS_FUNCTIONS.stats, () => this.stats());
+    return this;
+  }
+
+  /** Fails every waiting call and stops the timers (and the metrics endpoint). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const e = errors.closed(this.name);
+    for (const w of this.joinWaiters) w.reject(e);
+    for (const w of this.roundWaiters) w.reject(e);
+    for (const b of this.blocked) b.waiter.reject(e);
+    this.joinWaiters = [];
+    this.roundWaiters = [];
+    this.roundGrads = [];
+    this.blocked = [];
+    clearTimeout(this.joinTimer);
+    clearInterval(this.watchdog);
+    this.doneResolve();
+    await this.metrics.close();
+  }
+
+  // ---- internals ----
+
+  private checkOpen(): void {
+    if (this.closed) throw errors.closed(this.name);
+  }
+
+  private checkTrainerName(trainer: unknown): asserts trainer is string {
+    if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
+  }
+
+  private liveTrainer(trainer: string): TrainerState {
+    this.checkTrainerName(trainer);
+    const t = this.trainers.get(trainer);
+    if (!t || !t.live) throw errors.notJoined(this.name, trainer);
+    return t;
+  }
+
+  private initialise(layout: ParameterSpec[], values: Float32Array): void {
+    const total = checkSpecs(layout, `ps.join on "${this.name}"`);
+    if (this.layoutSpecs) {
+      const a = this.layoutSpecs;
+      if (a.length !== layout.length) throw errors.layoutMismatch(this.name, `${layout.length} parameters instead of ${a.length}`);
+      for (let i = 0; i < a.length; i++) {
+        if (a[i]!.name !== layout[i]!.name || a[i]!.size !== layout[i]!.size) {
+          throw errors.layoutMismatch(this.name, `parameter ${i} is '${layout[i]!.name}' (${layout[i]!.size}) instead of '${a[i]!.name}' (${a[i]!.size})`);
+        }
+      }
+      return;
+    }
+    const shard = planShards(layout, this.options.shards)[this.options.shard]!;
+    if (!(values instanceof Float32Array)) throw errors.wrongType(this.name, 'initial values', values, 'a Float32Array');
+    if (values.length !== shard.length) {
+      throw errors.wrongLength(this.name, `initial values for shard ${this.options.shard} of ${this.options.shards} (${total} elements in all)`, values.length, shard.length);
+    }
+    this.layoutSpecs = layout.map((p) => ({ name: p.name, size: p.size }));
+    this.shardInfo = shard;
+    this.data = Float32Array.from(values);
+    this.param = new Tensor(this.data, [this.data.length]);
+    this.optimizer = makeOptimizer(this.param, this.options.optimizer);
+    const period = Math.max(10, Math.min(1000, this.options.liveTimeoutMs / 4));
+    this.watchdog = setInterval(() => this.checkLiveness(), period);
+    this.watchdog.unref();
+  }
+
+  private releaseJoins(): void {
+    clearTimeout(this.joinTimer);
+    this.joinTimer = undefined;
+    const ws = this.joinWaiters;
+    this.joinWaiters = [];
+    for (const w of ws) w.resolve();
+  }
+
+  /** Checks `grads` completely (before any state changes) and returns it as one shard-long array. */
+  private gradientOf(grads: unknown): Float32Array {
+    const shard = this.shardInfo!;
+    if (grads instanceof Float32Array) {
+      if (grads.length !== shard.length) throw errors.wrongLength(this.name, 'pushed gradient', grads.length, shard.length);
+      return grads;
+    }
+    if (grads === null || typeof grads !== 'object' || ArrayBuffer.isView(grads) || Array.isArray(grads)) {
+      throw errors.wrongType(this.name, 'pushed gradient', grads, 'a Float32Array or an object of Float32Arrays by parameter name');
+    }
+    const byName = grads as Record<string, unknown>;
+    const held = new Map(shard.slices.map((s) => [s.name, s]));
+    for (const key of Object.keys(byName)) {
+      const s = held.get(key);
+      if (!s) throw errors.unknownParameter(this.name, key, [...held.keys()]);
+      const g = byName[key];
+      if (!(g instanceof Float32Array)) throw errors.wrongType(this.name, `gradient of '${key}'`, g, 'a Float32Array');
+      if (g.length !== s.length) throw errors.wrongLength(this.name, `gradient of '${key}' (elements ${s.offset}..${s.offset + s.length} of it are held here)`, g.length, s.length);
+    }
+    for (const s of shard.slices) if (!(s.name in byName)) throw errors.missingParameter(this.name, s.name);
+    const out = new Float32Array(shard.length);
+    let at = 0;
+    for (const s of shard.slices) {
+      out.set(byName[s.name] as Float32Array, at);
+      at += s.length;
+    }
+    return out;
+  }
+
+  private async apply(trainer: string, version: number, grads: Gradients): Promise<TrainerState> {
+    this.checkOpen();
+    if (!this.shardInfo) throw errors.notInitialised(this.name);
+    const t = this.liveTrainer(trainer);
+    if (!Number.isSafeInteger(version) || version < 0) throw errors.wrongType(this.name, 'pushed version', version, 'an integer >= 0');
+    const g = this.gradientOf(grads);
+    t.lastSeen = Date.now();
+    this.counts.pushes++;
+    this.metrics.pushes.inc();
+    this.metrics.bytesIn.inc(g.byteLength);
+    this.metrics.staleness.observe(Math.max(0, this.version - version));
+    if (this.options.consistency === 'sync') {
+      if (t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
+      t.pushedRound = this.version;
+      this.roundGrads.push(g);
+      const answered = new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
+      this.maybeFinishRound();
+      await answered;
+      return t;
+    }
+    if (this.options.consistency === 'ssp') await this.sspGate(t);
+    if (!t.live) throw errors.notJoined(this.name, trainer);
+    const lead = t.clock - this.slowestClock();
+    if (lead > this.counts.maxLead) this.counts.maxLead = lead;
+    this.step(g);
+    t.clock++;
+    this.wakeBlocked();
+    return t;
+  }
+
+  private step(grad: Float32Array): void {
+    this.optimizer!.update(this.param!, this.data, grad);
+    this.version++;
+    this.metrics.steps.inc();
+    this.metrics.version.set(this.version);
+  }
+
+  /** sync: steps when every live trainer has pushed in this round. */
+  private maybeFinishRound(): void {
+    if (this.roundGrads.length === 0) return;
+    if (this.joinedCount < this.options.trainers) return;
+    for (const t of this.trainers.values()) if (t.live && t.pushedRound !== this.version) return;
+    const grads = this.roundGrads;
+    const waiters = this.roundWaiters;
+    this.roundGrads = [];
+    this.roundWaiters = [];
+    let g: Float32Array;
+    if (grads.length === 1) {
+      g = grads[0]!;
+    } else {
+      g = this.scratch ??= new Float32Array(this.data.length);
+      average(g, grads);
+    }
+    try {
+      this.step(g);
+    } catch (e) {
+      for (const w of waiters) w.reject(e);
+      return;
+    }
+    for (const t of this.trainers.values()) if (t.pushedRound === this.version - 1) t.clock++;
+    for (const w of waiters) w.resolve();
+  }
+
+  private slowestClock(): number {
+    let min = Infinity;
+    for (const t of this.trainers.values()) if (t.live && t.clock < min) min = t.clock;
+    return min === Infinity ? 0 : min;
+  }
+
+  private async sspGate(t: TrainerState): Promise<void> {
+    while (t.live && t.clock - this.slowestClock() > this.options.staleness) {
+      await new Promise<void>((resolve, reject) => this.blocked.push({ trainer: t, waiter: { resolve, reject } }));
+    }
+  }
+
+  private wakeBlocked(): void {
+    if (this.blocked.length === 0) return;
+    const slowest = this.slowestClock();
+    const still: typeof this.blocked = [];
+    for (const b of this.blocked) {
+      if (!b.trainer.live || b.trainer.clock - slowest <= this.options.staleness) b.waiter.resolve();
+      else still.push(b);
+    }
+    this.blocked = still;
+  }
+
+  private liveCount(): number {
+    let n = 0;
+    for (const t of this.trainers.values()) if (t.live) n++;
+    return n;
+  }
+
+  private remove(t: TrainerState): void {
+    t.live = false;
+    this.leftCount++;
+    this.metrics.liveTrainers.set(this.liveCount());
+    this.maybeFinishRound();
+    this.wakeBlocked();
+    if (this.joinedCount >= this.options.trainers && this.liveCount() === 0) this.doneResolve();
+  }
+
+  /** Drops live trainers that others wait on and that have been silent for liveTimeoutMs. */
+  private checkLiveness(): void {
+    const waiting = this.roundWaiters.length > 0 || this.blocked.length > 0;
+    if (!waiting) return;
+    const now = Date.now();
+    const slowest = this.slowestClock();
+    for (const t of this.trainers.values()) {
+      if (!t.live || now - t.lastSeen < this.options.liveTimeoutMs) continue;
+      const blocking = this.options.consistency === 'sync' ? t.pushedRound !== this.version : t.clock === slowest;
+      if (blocking) {
+        this.droppedNames.push(t.name);
+        this.remove(t);
+      }
+    }
+  }
+
+  private reply(t: TrainerState | undefined): PullReply {
+    this.counts.pulls++;
+    this.metrics.pulls.inc();
+    this.metrics.bytesOut.inc(this.data.byteLength);
+    return { version: this.version, values: this.data, clock: t?.clock ?? 0 };
+  }
+}
+
+function makeOptimizer(param: Tensor, o: ServerOptimizerOptions): Optimizer<unknown> {
+  if (o.kind === 'adam') {
+    return new Adam([param], { lr: o.lr, ...(o.betas ? { betas: o.betas } : {}), ...(o.eps !== undefined ? { eps: o.eps } : {}), weightDecay: o.weightDecay ?? 0 });
+  }
+  return new SGD([param], { lr: o.lr, momentum: o.momentum ?? 0, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false });
+}
+
+/** out = mean of `grads` (all the same length), with the native vector kernels. */
+function average(out: Float32Array, grads: Float32Array[]): void {
+  const k = getBackend('cpu').kernels;
+  if (grads.length >= 2) k.add(grads[0]!, grads[1]!, out);
+  else out.set(grads[0]!);
+  for (let i = 2; i < grads.length; i++) k.axpy(1, grads[i]!, out);
+  k.scale(1 / grads.length, out);
+}

@@ -1,0 +1,74 @@
+// The parameter server's vocabulary: its options, the RPC function names it registers, and the
+// shapes of what those functions take and answer. Trainers (client.ts) and the server share it.
+import type { ParameterSpec } from './shard-plan.js';
+
+export const CONSISTENCY_MODELS = ['sync', 'async', 'ssp'] as const;
+export type ConsistencyModel = (typeof CONSISTENCY_MODELS)[number];
+
+/** The server-side optimizer (torch.optim semantics, fused native kernels). */
+export type ServerOptimizerOptions =
+  | { kind: 'sgd'; lr: number; momentum?: number; weightDecay?: number; nesterov?: boolean }
+  | { kind: 'adam'; lr: number; betas?: [number, number]; eps?: number; weightDecay?: number };
+
+export interface ParameterServerOptions {
+  /** This server's name (its agent's name): in errors and as the metrics' `server` label. */
+  name: string;
+  /** This server's index in the shard plan, in [0, shards). */
+  shard: number;
+  /** Number of servers sharing the parameters. */
+  shards: number;
+  /** Trainers expected to join; `join` answers once this many have joined. */
+  trainers: number;
+  consistency: ConsistencyModel;
+  /** ssp: steps a trainer may run ahead of the slowest live one (default 2). */
+  staleness?: number;
+  optimizer: ServerOptimizerOptions;
+  /** How long `join` waits for the other trainers, in ms (default 60,000). */
+  joinTimeoutMs?: number;
+  /** A live trainer silent this long while others wait on it is dropped, in ms (default 60,000). */
+  liveTimeoutMs?: number;
+}
+
+/** A gradient push: the whole shard as one array, or one array per parameter slice by name. */
+export type Gradients = Float32Array | Record<string, Float32Array>;
+
+export interface PullReply {
+  /** Steps this shard has taken. */
+  version: number;
+  /** The shard's values (a view of the server's buffer: consume it before the next step). */
+  values: Float32Array;
+  /** ssp/async: the caller's clock (its pushes applied); sync: the round. */
+  clock: number;
+}
+
+export interface PushReply {
+  version: number;
+  clock: number;
+}
+
+export interface ServerStats {
+  name: string;
+  version: number;
+  pushes: number;
+  pulls: number;
+  steps: number;
+  live: string[];
+  joined: number;
+  left: number;
+  dropped: string[];
+  /** Largest (own clock - slowest live clock) seen when a push was applied (ssp/async). */
+  maxLead: number;
+}
+
+/** The RPC names a server registers. */
+export const PS_FUNCTIONS = {
+  join: 'ps.join',
+  pull: 'ps.pull',
+  push: 'ps.push',
+  pushPull: 'ps.pushPull',
+  leave: 'ps.leave',
+  layout: 'ps.layout',
+  stats: 'ps.stats',
+} as const;
+
+export type { ParameterSpec };

@@ -1,0 +1,45 @@
+// The `partitioned` strategy: every worker is also the server of 1/N of the parameters and of
+// their optimizer state. Each step a worker pushes each gradient shard to its owner (itself
+// included), each owner averages the N shards it received and steps, and everyone pulls the
+// updated shards back: synchronous data parallelism with a sharded optimizer (ZeRO-1 style), built
+// from the same ParameterServer and PsClient as the centralized strategy.
+import type { Agent } from '../rpc/index.js';
+import { ParameterServer, type ServerOptimizerOptions } from '../server/index.js';
+import { trainCentralized, type TrainedWorker, type TrainerContext } from './centralized.js';
+import type { TrainOptions } from './options.js';
+
+/** The server-side optimizer that `opts` asks for (the same one the local strategy builds). */
+export function serverOptimizer(opts: TrainOptions): ServerOptimizerOptions {
+  return opts.optimizer === 'adam'
+    ? { kind: 'adam', lr: opts.lr, weightDecay: opts.weightDecay }
+    : { kind: 'sgd', lr: opts.lr, momentum: opts.momentum, weightDecay: opts.weightDecay };
+}
+
+/**
+ * Creates worker `rank`'s shard server (sync, N = `workers` trainers) and registers it on `agent`.
+ * Do it before the world's rendezvous completes, so no worker can call it before it exists.
+ */
+export function partitionServer(agent: Agent, opts: TrainOptions, rank: number, workers: number, extra: { liveTimeoutMs?: number } = {}): ParameterServer {
+  return new ParameterServer({
+    name: agent.name,
+    shard: rank,
+    shards: workers,
+    trainers: workers,
+    consistency: 'sync',
+    optimizer: serverOptimizer(opts),
+    ...extra,
+  }).register(agent);
+}
+
+export interface PartitionedContext extends Omit<TrainerContext, 'servers'> {
+  /** Every worker's name, in rank order: worker i owns shard i. */
+  workerNames: readonly string[];
+}
+
+/** Trains as worker `ctx.rank` of `ctx.trainers`; its own shard server must be registered already. */
+export function trainPartitioned(opts: TrainOptions, ctx: PartitionedContext): Promise<TrainedWorker> {
+  if (ctx.workerNames.length !== ctx.trainers) {
+    throw new RangeError(`partitioned: ${ctx.workerNames.length} worker names for ${ctx.trainers} workers`);
+  }
+  return trainCentralized(opts, { ...ctx, servers: ctx.workerNames });
+}

@@ -1,0 +1,218 @@
+// One process of a world with parameter servers: find its place from the flags (or torchrun's
+// environment: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE), join, run, report.
+//
+// The world's ranks:
+//   centralized  ranks [0, servers) are parameter servers ps0.., the others trainers trainer0..
+//   partitioned  every rank is a worker trainer<rank> and the server of shard <rank>; --servers is ignored
+// Rank 0 hosts the rendezvous at --master.
+//
+// Names: by default as above; --name overrides a process's own name, and every process takes the
+// others' names from the rendezvous (by rank), so custom names work.
+//
+// Reporting: every trainer registers `trainer.report`, answered when its training is done. The
+// first trainer (lowest trainer rank) gathers all reports, pulls the final parameters from the
+// servers, evaluates them on the test split and writes the run's result (`trainers` = all of them,
+// `samples` and `samplesPerSecond` summed, the longest loop's `trainSeconds`). Every other trainer
+// writes its own figures (`trainers: 1`, `testAccuracy` null): give each trainer its own --json
+// file (psrun does) and read the first trainer's for the whole run.
+import { Agent } from '../rpc/index.js';
+import { ParameterServer, type ServerStats } from '../server/index.js';
+import { cpuKernels } from '../tensor/native.js';
+import { trainCentralized, type TrainedWorker, type TrainerReport } from './centralized.js';
+import { evaluate } from './evaluate.js';
+import type { TrainOptions } from './options.js';
+import { partitionServer, serverOptimizer, trainPartitioned } from './partitioned.js';
+import type { TrainResult } from './result.js';
+import { chooseDevice, loadTrainingData } from './setup.js';
+
+export const REPORT_FN = 'trainer.report';
+
+/** Long enough for the slowest trainer to finish before the final barrier gives up. */
+const SHUTDOWN_TIMEOUT_MS = 30 * 60_000;
+
+export interface WorldPlace {
+  name: string;
+  rank: number;
+  worldSize: number;
+  master: string;
+  role: 'server' | 'trainer';
+  /** Rank among the servers or among the trainers. */
+  index: number;
+  /** Every rank is a worker that also serves a shard (the partitioned strategy). */
+  partitioned: boolean;
+  /** Server and trainer counts (partitioned: servers = trainers = worldSize, the same processes). */
+  servers: number;
+  trainers: number;
+  serverNames: string[];
+  trainerNames: string[];
+}
+
+/** Works out this process's place in the world; throws one clear line for impossible worlds. */
+export function resolveWorld(opts: TrainOptions, env: NodeJS.ProcessEnv = process.env): WorldPlace {
+  const fromEnv = (key: string, flag: string): number | undefined => {
+    const v = env[key];
+    if (v === undefined || v === '') return undefined;
+    if (!/^\d+$/.test(v)) throw new RangeError(`env ${key}='${v}' is not a non-negative integer (or give ${flag})`);
+    return Number(v);
+  };
+  const rank = opts.rank ?? fromEnv('RANK', '--rank');
+  const worldSize = opts.worldSize ?? fromEnv('WORLD_SIZE', '--world-size');
+  let master = opts.master;
+  if (master === undefined && env.MASTER_ADDR && env.MASTER_PORT) master = `${env.MASTER_ADDR}:${env.MASTER_PORT}`;
+  if (rank === undefined) throw new RangeError(`--strategy ${opts.strategy} needs --rank (or env RANK)`);
+  if (worldSize === undefined) throw new RangeError(`--strategy ${opts.strategy} needs --world-size (or env WORLD_SIZE)`);
+  if (master === undefined) throw new RangeError(`--strategy ${opts.strategy} needs --master host:port (or env MASTER_ADDR and MASTER_PORT)`);
+  if (!/^[^\s:]+:\d{1,5}$/.test(master)) throw new RangeError(`--master must be host:port, got '${master}'`);
+  if (rank >= worldSize) throw new RangeError(`--rank ${rank} is outside the world of --world-size ${worldSize}`);
+  if (opts.strategy === 'partitioned') {
+    const names = Array.from({ length: worldSize }, (_, i) => `trainer${i}`);
+    return { name: opts.name ?? names[rank]!, rank, worldSize, master, role: 'trainer', index: rank, partitioned: true, servers: worldSize, trainers: worldSize, serverNames: names, trainerNames: names };
+  }
+  if (opts.strategy !== 'centralized') throw new RangeError(`--strategy ${opts.strategy} does not run as ps-server/trainer processes with ranks`);
+  const servers = opts.servers;
+  if (servers < 1 || servers >= worldSize) {
+    throw new RangeError(`--servers ${servers} leaves no ${servers < 1 ? 'server' : 'trainer'} in a world of --world-size ${worldSize} (need 1 <= servers < world size)`);
+  }
+  const serverNames = Array.from({ length: servers }, (_, i) => `ps${i}`);
+  const trainerNames = Array.from({ length: worldSize - servers }, (_, i) => `trainer${i}`);
+  const role = rank < servers ? 'server' : 'trainer';
+  const index = role === 'server' ? rank : rank - servers;
+  const name = opts.name ?? (role === 'server' ? serverNames[index]! : trainerNames[index]!);
+  return { name, rank, worldSize, master, role, index, partitioned: false, servers, trainers: worldSize - servers, serverNames, trainerNames };
+}
+
+async function startAgent(place: WorldPlace): Promise<Agent> {
+  return Agent.start({ name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master });
+}
+
+export interface ServerProcessOptions {
+  /** Serve /metrics on 127.0.0.1 at this port (0: any free port). */
+  metricsPort?: number;
+  log?: (line: string) => void;
+}
+
+/** Runs a `ps-server` process: serves its shard until every trainer has left, then shuts down. */
+export async function runServerProcess(opts: TrainOptions, extra: ServerProcessOptions = {}): Promise<ServerStats> {
+  const log = extra.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const place = resolveWorld(opts);
+  if (place.role !== 'server') throw new RangeError(`rank ${place.rank} is a trainer rank (servers are ranks 0..${place.servers - 1}); start it with trainer`);
+  const server = new ParameterServer({
+    name: place.name,
+    shard: place.index,
+    shards: place.servers,
+    trainers: place.trainers,
+    consistency: opts.consistency,
+    staleness: opts.staleness,
+    optimizer: serverOptimizer(opts),
+  });
+  const agent = await startAgent(place);
+  try {
+    server.register(agent);
+    if (extra.metricsPort !== undefined) {
+      const port = await server.metrics.listen(extra.metricsPort);
+      log(`${place.name}: metrics on http://127.0.0.1:${port}/metrics`);
+    }
+    await agent.rendezvous();
+    await server.done;
+    await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+  } finally {
+    await agent.shutdown({ graceful: false }).catch(() => {});
+    await server.close();
+  }
+  return server.stats();
+}
+
+/** What a trainer process returns: the run's result on the first trainer, its own figures elsewhere. */
+export interface TrainerOutcome {
+  /** True on the first trainer, whose result covers every trainer and the final model. */
+  primary: boolean;
+  result: TrainResult;
+}
+
+/** Runs a `trainer` process of the centralized or partitioned strategy. */
+export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line: string) => void } = {}): Promise<TrainerOutcome> {
+  const log = hooks.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const place = resolveWorld(opts);
+  if (place.role !== 'trainer') throw new RangeError(`rank ${place.rank} is a server rank (servers are ranks 0..${place.servers - 1}); start it with ps-server`);
+  const device = chooseDevice(opts, log);
+  const data = await loadTrainingData(opts);
+  const primary = place.index === 0;
+
+  const agent = await startAgent(place);
+  let own: TrainerReport | undefined;
+  let ownResolve!: (r: TrainerReport) => void;
+  let ownReject!: (e: unknown) => void;
+  const ownDone = new Promise<TrainerReport>((resolve, reject) => { ownResolve = resolve; ownReject = reject; });
+  ownDone.catch(() => {});
+  let server: ParameterServer | undefined;
+  try {
+    agent.register(REPORT_FN, () => ownDone);
+    if (opts.strategy === 'partitioned') server = partitionServer(agent, opts, place.index, place.trainers);
+    await agent.rendezvous();
+    namesFromWorld(place, agent);
+    const ctx = { agent, rank: place.index, trainers: place.trainers, train: data.train, leave: !primary };
+    let run: TrainedWorker;
+    try {
+      run = opts.strategy === 'partitioned'
+        ? await trainPartitioned(opts, { ...ctx, workerNames: place.trainerNames })
+        : await trainCentralized(opts, { ...ctx, servers: place.serverNames });
+    } catch (e) {
+      ownReject(e);
+      throw e;
+    }
+    own = run.report;
+    ownResolve(own);
+    let result: TrainResult;
+    if (primary) {
+      // the others' reports arrive when they have finished (and left), so the final pull sees the last step
+      const reports = [own, ...await Promise.all(place.trainerNames.slice(1).map((n) => agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })))];
+      await run.client.pull(false);
+      await run.client.leave();
+      const testAccuracy = evaluate(run.model, data.test);
+      result = buildResult(opts, place, device, reports, testAccuracy, data.test.length);
+    } else {
+      result = { ...buildResult(opts, place, device, [own], NaN, 0), trainers: 1 };
+    }
+    await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+    return { primary, result };
+  } finally {
+    await agent.shutdown({ graceful: false }).catch(() => {});
+    await server?.close();
+  }
+}
+
+/** Takes the servers' and trainers' names from the world (ranks decide roles; names may be custom). */
+function namesFromWorld(place: WorldPlace, agent: Agent): void {
+  const all = agent.workers();
+  const servers = place.partitioned ? 0 : place.servers;
+  const trainers = all.slice(servers).map((w) => w.name);
+  place.trainerNames = trainers;
+  place.serverNames = servers === 0 ? trainers : all.slice(0, servers).map((w) => w.name);
+}
+
+function buildResult(opts: TrainOptions, place: WorldPlace, device: string, reports: TrainerReport[], testAccuracy: number, testSamples: number): TrainResult {
+  const samples = reports.reduce((n, r) => n + r.samples, 0);
+  const trainSeconds = Math.max(...reports.map((r) => r.trainSeconds));
+  const lossSum = reports.reduce((n, r) => n + r.lossSum, 0);
+  const lossCount = reports.reduce((n, r) => n + r.lossCount, 0);
+  return {
+    strategy: opts.strategy,
+    consistency: opts.strategy === 'partitioned' ? 'sync' : opts.consistency,
+    trainers: place.trainers,
+    epochs: opts.epochs,
+    dataset: opts.dataset,
+    batchSize: opts.batchSize,
+    lr: opts.lr,
+    hidden: opts.hidden,
+    seed: opts.seed,
+    device,
+    samples,
+    trainSeconds,
+    samplesPerSecond: samples / trainSeconds,
+    finalLoss: lossCount > 0 ? lossSum / lossCount : NaN,
+    testAccuracy,
+    testSamples,
+    wallSeconds: process.uptime(),
+    simd: cpuKernels().simd(),
+  };
+}
