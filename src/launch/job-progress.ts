@@ -79,7 +79,8 @@ export type DisplayMode = 'bar' | 'lines' | 'none';
 /** One line of the job's progress in the trainers' own 'lines' format, labelled `job`. */
 export function formatJobLine(s: JobSnapshot): string {
   const pct = s.total > 0 ? ((100 * s.done) / s.total).toFixed(1) : '?';
-  return `job ${pct}% ${s.done}/${s.total} samples loss=${s.loss.toFixed(4)} samples/s=${Math.round(s.rate)}`;
+  const loss = Number.isFinite(s.loss) ? s.loss.toFixed(4) : '-';
+  return `job ${pct}% ${s.done}/${s.total} samples loss=${loss} samples/s=${Math.round(s.rate)}`;
 }
 
 /** The bar line; the bar itself shrinks (down to 10 cells) to fit `columns`. */
@@ -153,9 +154,11 @@ export class JobDisplay implements LineSink {
   }
 
   private printJobLine(now: number): void {
+    const snap = this.progress.snapshot();
+    if (snap.reported === 0) return; // nothing known yet: a line of zeros would only mislead
     this.lastLine = now;
     this.unprinted = false;
-    this.opts.stderr.write(formatJobLine(this.progress.snapshot()) + '\n');
+    this.opts.stderr.write(formatJobLine(snap) + '\n');
   }
 
   /** Draws the final state of the bar (or the last job line) and leaves it on screen. */

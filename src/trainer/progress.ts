@@ -59,6 +59,10 @@ export function createProgress(opts: ProgressOptions): ProgressReporter {
     const pct = opts.total > 0 ? ((100 * done) / opts.total).toFixed(1) : '?';
     stream.write(`${opts.label} ${pct}% ${done}/${opts.total} samples loss=${lastLoss.toFixed(4)} samples/s=${Math.round(done / Math.max(secs, 1e-9))}\n`);
   };
+  // A first line at once (it carries the total, which psrun needs for its job bar) and a last one
+  // at the end, so even a run shorter than the interval says how far it got.
+  line();
+  let stopped = false;
   return {
     tick(samples, loss) {
       done += samples;
@@ -70,6 +74,10 @@ export function createProgress(opts: ProgressOptions): ProgressReporter {
       }
     },
     log(l) { stream.write(l + '\n'); },
-    stop() {},
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      line();
+    },
   };
 }

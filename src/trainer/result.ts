@@ -33,8 +33,10 @@ export interface TrainResult {
 
 /** One line with the figures a person looks for first. */
 export function formatResult(r: TrainResult): string {
+  // A trainer that is not the first of its world does not evaluate: its accuracy is null.
+  const acc = typeof r.testAccuracy === 'number' && Number.isFinite(r.testAccuracy) ? r.testAccuracy.toFixed(4) : 'n/a';
   return `${r.strategy}: epochs=${r.epochs} samples=${r.samples} loss=${r.finalLoss.toFixed(4)} ` +
-    `testAccuracy=${r.testAccuracy.toFixed(4)} samplesPerSecond=${Math.round(r.samplesPerSecond)} ` +
+    `testAccuracy=${acc} samplesPerSecond=${Math.round(r.samplesPerSecond)} ` +
     `wallSeconds=${r.wallSeconds.toFixed(2)}`;
 }
 

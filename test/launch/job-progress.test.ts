@@ -9,8 +9,12 @@ test('parses the lines the trainer\'s own progress reporter writes in lines mode
   const p = createProgress({ mode: 'lines', total: 1000, label: 'trainer1', stream: out as unknown as NodeJS.WriteStream, intervalSeconds: 0 });
   p.tick(250, 0.75);
   p.stop();
-  const line = out.lines()[0]!;
-  const s = parseProgressLine(line);
+  const [first, line] = out.lines();
+  // The first line comes at once and carries the total, before any sample is trained.
+  const start = parseProgressLine(first!);
+  t.is(start?.done, 0, first);
+  t.is(start?.total, 1000);
+  const s = parseProgressLine(line!);
   t.truthy(s, line);
   t.is(s!.done, 250);
   t.is(s!.total, 1000);
