@@ -5,6 +5,7 @@
 import { DataLoader } from '../data/index.js';
 import { cpuKernels } from '../tensor/native.js';
 import { crossEntropy, Tensor } from '../tensor/index.js';
+import { AccuracyCurve } from './curve.js';
 import { evaluate } from './evaluate.js';
 import { resolveOptions, type TrainOptions } from './options.js';
 import { createProgress } from './progress.js';
@@ -35,7 +36,8 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
   let samples = 0;
   let lossSum = 0;
   let lossCount = 0;
-  const t0 = performance.now();
+  const curve = new AccuracyCurve(model, test, opts);
+  curve.record(0);
   try {
     for (let epoch = 0; epoch < opts.epochs; epoch++) {
       lossSum = 0;
@@ -52,12 +54,15 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
         lossCount++;
         samples += batch.size;
         progress.tick(batch.size, value);
+        curve.maybeRecord(samples);
       }
     }
   } finally {
     progress.stop();
   }
-  const trainSeconds = (performance.now() - t0) / 1000;
+  // The curve's clock: training time with its evaluations taken out.
+  const trainSeconds = curve.elapsed();
+  curve.record(samples);
   const testAccuracy = evaluate(model, test);
   return {
     strategy: 'local',
@@ -78,5 +83,6 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
     testSamples: test.length,
     wallSeconds: process.uptime(),
     simd: cpuKernels().simd(),
+    ...(opts.evalEvery > 0 ? { curve: curve.points } : {}),
   };
 }

@@ -43,6 +43,10 @@ export interface TrainOptions {
   json?: string;
   /** 'auto': a bar on a terminal, periodic lines otherwise; 'none': only the final line. */
   progress: 'auto' | 'bar' | 'lines' | 'none';
+  /** Seconds between two points of the accuracy-over-time curve (0: no curve). */
+  evalEvery: number;
+  /** Test samples each curve point is evaluated on (a fixed slice: the first N of the test split). */
+  evalSamples: number;
   /**
    * Strategies with servers (one process per rank): this process's worker name. Default: `ps<rank>`
    * for the server ranks [0, servers), `trainer<rank - servers>` for the others.
@@ -79,6 +83,8 @@ export const DEFAULTS: TrainOptions = {
   testSamples: 0,
   workers: 2,
   progress: 'auto',
+  evalEvery: 0,
+  evalSamples: 1000,
   servers: 1,
 };
 
@@ -125,6 +131,8 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--test-samples <n>', 'evaluate on the first N test samples only (0: all)').argParser(integer('--test-samples', 0)).default(d.testSamples))
     .addOption(new Option('--workers <n>', 'hogwild: worker threads').argParser(integer('--workers', 1, 256)).default(d.workers))
     .addOption(new Option('--json <file>', 'write the result object to FILE'))
+    .addOption(new Option('--eval-every <seconds>', 'record test accuracy every S seconds of training (0: off)').argParser(real('--eval-every', 0, 1e6)).default(d.evalEvery))
+    .addOption(new Option('--eval-samples <n>', 'test samples of each accuracy-curve point').argParser(integer('--eval-samples', 1)).default(d.evalSamples))
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'lines', 'none']).default(d.progress))
     .addOption(new Option('--name <name>', 'worker name (default ps<rank> for server ranks, trainer<rank - servers> for the others)'))
     .addOption(new Option('--rank <n>', 'this process\'s rank in the world (default: env RANK)').argParser(integer('--rank', 0)))

@@ -29,6 +29,8 @@ export interface TrainResult {
   wallSeconds: number;
   /** Kernel path used on the CPU ('avx512', 'avx2', 'scalar'). */
   simd: string;
+  /** With --eval-every: test accuracy on a fixed slice over training time. */
+  curve?: Array<{ seconds: number; samples: number; accuracy: number }>;
 }
 
 /** One line with the figures a person looks for first. */
