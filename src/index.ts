@@ -14,3 +14,4 @@ export { trainPartitioned, partitionServer, type PartitionedContext } from './tr
 export { runServerProcess, runTrainerProcess, resolveWorld, type WorldPlace } from './trainer/process.js';
 export { Launcher, type LauncherOptions, type LaunchOutcome, type ProcessFailure } from './launch/launcher.js';
 export { checkTopology, parseTopology, readTopologyFile, topologyFromFlags, type Topology, type ProcessSpec } from './launch/topology.js';
+export { hogwild, trainHogwild, HogwildWorkerError, HogwildOptionError, type HogwildOptions, type HogwildRun, type ModelContext, type ModelFactory } from './hogwild/index.js';

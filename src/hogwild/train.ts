@@ -1,0 +1,217 @@
+// hogwild.train: lock-free asynchronous SGD on shared memory (Niu et al., 2011) with piscina
+// worker threads.
+//
+// The main thread loads the data once into SharedArrayBuffers, builds the model once and moves
+// its parameters into one SharedArrayBuffer; N workers view those same bytes (no copies, no
+// messages per step) and apply their SGD updates in place without locks. The main thread only
+// polls a shared counter for progress, evaluates the shared model between epochs (the workers
+// wait at a barrier meanwhile) and assembles the result.
+import type { Dataset } from '../data/index.js';
+import { flattenParameters } from '../tensor/index.js';
+import { cpuKernels } from '../tensor/native.js';
+import { evaluate } from '../trainer/evaluate.js';
+import { resolveOptions, type TrainOptions } from '../trainer/options.js';
+import { createProgress } from '../trainer/progress.js';
+import type { TrainResult } from '../trainer/result.js';
+import { chooseDevice, loadTrainingData } from '../trainer/setup.js';
+import {
+  createControlBlock, openBarrier, samplesSoFar, STAT_BATCHES, STAT_END, STAT_LAST_LOSS, STAT_LOSS_SUM, STAT_START,
+  STATS_PER_WORKER, stopWorkers, waitForArrivals,
+} from './control.js';
+import { HogwildOptionError, HogwildWorkerError } from './errors.js';
+import { buildFromFactory, loadModelFactory, modelModuleUrl, type HogwildModel } from './model.js';
+import { createWorkerPool } from './pool.js';
+import type { Piscina } from 'piscina';
+import type { WorkerReport, WorkerTask } from './worker.js';
+
+export interface HogwildOptions extends Partial<TrainOptions> {
+  /**
+   * Module (path relative to the working directory, or URL) exporting `createModel(ctx)` (or a
+   * default function) that builds the model; see ModelContext. Default: the MLP of the options.
+   */
+  model?: string | URL;
+  /** Passed to the factory as `ctx.options` (must survive structured cloning). */
+  modelOptions?: unknown;
+  /** Train and test sets to use instead of `dataset`; copied once into shared memory if they are not there already. */
+  data?: { train: Dataset; test: Dataset };
+  /** Return every worker's batch losses in order (costs one float per step). */
+  recordLosses?: boolean;
+  /** Receives notes and per-epoch lines that are not progress (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** The result object of the trainer command, plus the test accuracy after each epoch. */
+export interface HogwildResult extends TrainResult {
+  epochAccuracy: number[];
+}
+
+export interface HogwildRun {
+  result: HogwildResult;
+  /** The main thread's model: its parameters are views of `params`, the trained shared weights. */
+  model: HogwildModel;
+  params: Float32Array;
+  /** Per rank, the batch losses in order (with `recordLosses`), else null. */
+  losses: Float32Array[] | null;
+}
+
+/** Trains a model with N lock-free worker threads sharing its parameters. */
+export async function trainHogwild(options: HogwildOptions = {}): Promise<HogwildRun> {
+  const { model: modelOption, modelOptions, data: dataOption, recordLosses = false, log: logOption, ...rest } = options;
+  const opts = resolveOptions({ ...rest, strategy: 'hogwild' });
+  const log = logOption ?? ((line: string) => process.stderr.write(line + '\n'));
+  const modelUrl = modelModuleUrl(modelOption);
+  const device = chooseDevice(opts, log);
+  const workers = opts.workers;
+
+  // Checked before any thread starts: a bad module path is the caller's mistake, not a worker's.
+  const factory = await loadModelFactory(modelUrl);
+  // The threads start (and load the worker module, tsx and the native addon) while this thread
+  // loads the data and builds the model.
+  const pool = createWorkerPool(workers);
+  try {
+    const { train, test } = dataOption ? { train: shareDataset(dataOption.train), test: dataOption.test } : await loadTrainingData(opts, { shared: true });
+    // Every worker's partition has ceil(N / workers) samples; fewer than a batch would train nothing.
+    const perWorker = Math.ceil(train.length / workers);
+    if (perWorker < opts.batchSize) {
+      throw new RangeError(`--batch-size ${opts.batchSize} is larger than each worker's ${perWorker} training samples (${train.length} samples, ${workers} workers)`);
+    }
+    const model = await buildFromFactory(factory, {
+      features: train.features, classes: train.classes, hidden: opts.hidden, seed: opts.seed, rank: null, workers, options: modelOptions,
+    }, modelUrl);
+    const params = new Float32Array(new SharedArrayBuffer(model.parameterCount() * 4));
+    flattenParameters(model, { buffer: params });
+    const task = { workers, opts, modelUrl, modelOptions, params, train, ...createControlBlock(workers), recordLosses };
+    const run = await runWorkers(pool, task, model, test, logOption);
+    const result: HogwildResult = {
+      strategy: 'hogwild',
+      consistency: null,
+      trainers: workers,
+      epochs: opts.epochs,
+      dataset: dataOption ? 'custom' : opts.dataset,
+      batchSize: opts.batchSize,
+      lr: opts.lr,
+      hidden: opts.hidden,
+      seed: opts.seed,
+      device,
+      samples: run.samples,
+      trainSeconds: run.trainSeconds,
+      samplesPerSecond: run.samples / run.trainSeconds,
+      finalLoss: run.finalLoss,
+      testAccuracy: run.epochAccuracy[run.epochAccuracy.length - 1]!,
+      testSamples: test.length,
+      wallSeconds: process.uptime(),
+      simd: cpuKernels().simd(),
+      epochAccuracy: run.epochAccuracy,
+    };
+    return { result, model, params, losses: recordLosses ? run.reports.map((r) => r.losses!) : null };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+interface EpochsRun {
+  samples: number;
+  trainSeconds: number;
+  finalLoss: number;
+  epochAccuracy: number[];
+  reports: WorkerReport[];
+}
+
+/**
+ * Starts one task per worker and drives the epochs: opens the start barrier once every worker
+ * is ready, evaluates the shared model each time all of them finished an epoch, and reports
+ * progress from the workers' shared counters. The first worker failure stops the others and is thrown.
+ */
+async function runWorkers(pool: Piscina, shared: Omit<WorkerTask, 'rank'>, model: HogwildModel, test: Dataset,
+  logOption: ((line: string) => void) | undefined): Promise<EpochsRun> {
+  const { workers, opts, control, stats, train } = shared;
+  let failure: HogwildWorkerError | null = null;
+  const tasks = Array.from({ length: workers }, (_, rank) => {
+    const task: WorkerTask = { ...shared, rank };
+    return (pool.run(task) as Promise<WorkerReport>).catch((e: unknown) => {
+      const err = new HogwildWorkerError(rank, e);
+      if (failure === null) {
+        failure = err;
+        stopWorkers(control);
+      }
+      throw err;
+    });
+  });
+  // The first failure is the one reported; the others' rejections are handled here.
+  for (const t of tasks) t.catch(() => {});
+  const stopped = () => failure !== null;
+
+  const batchesPerEpoch = Math.floor(Math.ceil(train.length / workers) / opts.batchSize);
+  const progress = createProgress({ mode: opts.progress, total: batchesPerEpoch * opts.batchSize * workers * opts.epochs, label: `hogwild x${workers}` });
+  let seen = 0;
+  const poll = () => {
+    const now = samplesSoFar(stats, workers);
+    const delta = now - seen;
+    seen = now;
+    if (delta > 0) progress.tick(delta, stats[STAT_LAST_LOSS]!);
+  };
+  const timer = setInterval(poll, 100);
+  // Through the bar when there is one, so the line does not break it; 'none' means only the final line.
+  const logLine = logOption ?? (opts.progress === 'none' ? () => {} : (line: string) => progress.log(line));
+
+  const epochAccuracy: number[] = [];
+  let trainSeconds = 0;
+  let finalLoss = NaN;
+  // Reads the epoch every worker just finished from the stats block (all are past it).
+  const closeEpoch = (epoch: number) => {
+    let start = Infinity;
+    let end = -Infinity;
+    let lossSum = 0;
+    let batches = 0;
+    for (let r = 0; r < workers; r++) {
+      const b = r * STATS_PER_WORKER;
+      start = Math.min(start, stats[b + STAT_START]!);
+      end = Math.max(end, stats[b + STAT_END]!);
+      lossSum += stats[b + STAT_LOSS_SUM]!;
+      batches += stats[b + STAT_BATCHES]!;
+    }
+    trainSeconds += (end - start) / 1000;
+    finalLoss = batches > 0 ? lossSum / batches : NaN;
+    poll();
+    const accuracy = evaluate(model, test);
+    epochAccuracy.push(accuracy);
+    if (opts.epochs > 1) logLine(`hogwild epoch ${epoch + 1}/${opts.epochs}: loss=${finalLoss.toFixed(4)} testAccuracy=${accuracy.toFixed(4)}`);
+  };
+  try {
+    await waitForArrivals(control, workers, stopped);
+    if (failure) throw failure;
+    openBarrier(control, 0);
+    for (let epoch = 0; epoch < opts.epochs - 1; epoch++) {
+      await waitForArrivals(control, workers * (epoch + 2), stopped);
+      if (failure) throw failure;
+      closeEpoch(epoch);
+      openBarrier(control, epoch + 1);
+    }
+    const reports = await Promise.all(tasks);
+    closeEpoch(opts.epochs - 1);
+    return { samples: reports.reduce((n, r) => n + r.samples, 0), trainSeconds, finalLoss, epochAccuracy, reports };
+  } catch (e) {
+    stopWorkers(control);
+    throw e;
+  } finally {
+    clearInterval(timer);
+    progress.stop();
+  }
+}
+/** The dataset with x and y over SharedArrayBuffers (copied once if they are not already). */
+function shareDataset(d: Dataset): Dataset {
+  if (d === null || typeof d !== 'object' || !(d.x instanceof Float32Array) || !(d.y instanceof Int32Array)) {
+    throw new HogwildOptionError('data.train', d, 'a Dataset (x: Float32Array, y: Int32Array)');
+  }
+  const share = <T extends Float32Array | Int32Array>(a: T, make: (b: SharedArrayBuffer) => T): T => {
+    if (a.buffer instanceof SharedArrayBuffer) return a;
+    const out = make(new SharedArrayBuffer(a.byteLength));
+    out.set(a as never);
+    return out;
+  };
+  return {
+    ...d,
+    x: share(d.x, (b) => new Float32Array(b)),
+    y: share(d.y, (b) => new Int32Array(b)),
+  };
+}

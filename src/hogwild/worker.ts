@@ -1,0 +1,96 @@
+// A Hogwild worker thread (a piscina task that lasts the whole run): builds its own instance of
+// the model, points its parameters at the shared buffer, and trains its DistributedSampler
+// partition, applying each SGD step in place with no lock. Its gradients, activations and
+// optimizer state stay in this thread; only the weights are shared.
+//
+// Per step it touches shared memory twice besides the weights: plain stores of its sample count
+// and batch loss into its own slots of the stats block, which the main thread polls.
+import { DistributedSampler, type Dataset } from '../data/index.js';
+import { crossEntropy, flattenParameters, Tensor } from '../tensor/index.js';
+import type { TrainOptions } from '../trainer/options.js';
+import { buildOptimizer } from '../trainer/setup.js';
+import {
+  arriveAndWait, clockMs, STAT_BATCHES, STAT_END, STAT_LAST_LOSS, STAT_LOSS_SUM, STAT_SAMPLES, STAT_START, STATS_PER_WORKER, STOP,
+} from './control.js';
+import { SharedBatches } from './batches.js';
+import { buildFromFactory, loadModelFactory } from './model.js';
+
+/** What the main thread sends each worker once. Typed arrays are views of SharedArrayBuffers. */
+export interface WorkerTask {
+  rank: number;
+  workers: number;
+  opts: TrainOptions;
+  modelUrl: string;
+  modelOptions: unknown;
+  /** The shared parameters, already initialised by the main thread. */
+  params: Float32Array;
+  train: Dataset;
+  control: Int32Array;
+  stats: Float64Array;
+  /** Return every batch loss (tests compare the sequence with local training). */
+  recordLosses: boolean;
+}
+
+export interface WorkerReport {
+  rank: number;
+  /** Samples this worker trained. */
+  samples: number;
+  /** Batch losses in order, when asked for. */
+  losses: Float32Array | null;
+  /** The run was stopped (another worker failed) before this one finished. */
+  stopped: boolean;
+}
+
+export default async function hogwildWorker(task: WorkerTask): Promise<WorkerReport> {
+  const { rank, workers, opts, train, control, stats } = task;
+  const factory = await loadModelFactory(task.modelUrl);
+  const model = await buildFromFactory(factory, {
+    features: train.features, classes: train.classes, hidden: opts.hidden, seed: opts.seed, rank, workers, options: task.modelOptions,
+  }, task.modelUrl);
+  // copy: false keeps the main thread's initial values: this instance's own init is discarded.
+  flattenParameters(model, { buffer: task.params, copy: false });
+  model.train();
+  const optimizer = buildOptimizer(model.parameters(), opts);
+  // With one worker this is exactly local training's order (its DataLoader shuffles through a
+  // one-replica DistributedSampler with the same seed, and drops the short last batch).
+  const sampler = new DistributedSampler(train.length, { numReplicas: workers, rank, shuffle: true, seed: opts.seed });
+  const loader = new SharedBatches(train, sampler, opts.batchSize);
+  const losses = task.recordLosses ? new Float32Array(loader.length * opts.epochs) : null;
+  const base = rank * STATS_PER_WORKER;
+  let samples = 0;
+  let step = 0;
+  const report = (stopped: boolean): WorkerReport => ({ rank, samples, losses, stopped });
+
+  if (!arriveAndWait(control, 0)) return report(true);
+  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+    stats[base + STAT_LOSS_SUM] = 0;
+    stats[base + STAT_BATCHES] = 0;
+    stats[base + STAT_START] = clockMs();
+    let lossSum = 0;
+    let batches = 0;
+    for (const batch of loader.epoch(epoch)) {
+      const x = new Tensor(batch.x, [batch.size, train.features]);
+      const loss = crossEntropy(model.forward(x), batch.y);
+      optimizer.zeroGrad();
+      loss.backward();
+      optimizer.step();
+      const value = loss.item();
+      if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples of this worker (try a smaller --lr)`);
+      if (losses !== null) losses[step] = value;
+      step++;
+      lossSum += value;
+      batches++;
+      samples += batch.size;
+      stats[base + STAT_LAST_LOSS] = value;
+      stats[base + STAT_SAMPLES] = samples;
+      if (Atomics.load(control, STOP) !== 0) return report(true);
+    }
+    stats[base + STAT_END] = clockMs();
+    stats[base + STAT_LOSS_SUM] = lossSum;
+    stats[base + STAT_BATCHES] = batches;
+    // After the last epoch the task's completion is the signal; before it, the main thread
+    // evaluates the shared model while every worker waits here.
+    if (epoch < opts.epochs - 1 && !arriveAndWait(control, epoch + 1)) return report(true);
+  }
+  return report(false);
+}

@@ -1,0 +1,121 @@
+// hogwild.train: shared memory between worker threads, equivalence with local training for one
+// worker, accuracy with several, and failures that stop the run and leave no thread behind.
+import test from 'ava';
+import { readdirSync } from 'node:fs';
+import { DataLoader, loadDataset, syntheticSplit, take } from '../../src/data/index.js';
+import { HogwildOptionError, HogwildWorkerError, hogwild, trainHogwild } from '../../src/hogwild/index.js';
+import { crossEntropy, mlp, SGD, Tensor } from '../../src/tensor/index.js';
+import { trainLocal } from '../../src/trainer/local.js';
+import { mark, type ProbeModel } from './fixtures/probe-model.js';
+
+const PROBE = new URL('./fixtures/probe-model.ts', import.meta.url);
+const FAILING = new URL('./fixtures/failing-model.ts', import.meta.url);
+const quiet = { progress: 'none' as const, log: () => {} };
+
+/** OS threads of this process (worker threads are OS threads; a destroyed pool joins them). */
+const threadCount = (): number => readdirSync('/proc/self/task').length;
+
+async function settleThreads(baseline: number): Promise<number> {
+  for (let i = 0; i < 50 && threadCount() > baseline; i++) await new Promise((r) => setTimeout(r, 20));
+  return threadCount();
+}
+
+test.serial('workers share the parameter memory: each sees the writes of the others, and the main thread sees them all', async (t) => {
+  for (const workers of [2, 3]) {
+    const run = await trainHogwild({ ...quiet, workers, model: PROBE, dataset: 'synthetic', trainSamples: 1536, testSamples: 200, batchSize: 64 });
+    const box = (run.model as ProbeModel).mailbox.data;
+    t.deepEqual([...box], Array.from({ length: workers }, (_, r) => mark(r)));
+    // The mailbox is a view of the shared flat buffer the workers trained in.
+    t.is(box.buffer, run.params.buffer);
+    t.true(run.params.buffer instanceof SharedArrayBuffer);
+  }
+});
+
+test.serial('one worker reproduces local training exactly: same loss sequence and same final parameters', async (t) => {
+  const opts = { dataset: 'fashion-mnist' as const, trainSamples: 3000, testSamples: 500, batchSize: 32, lr: 0.05, seed: 7, epochs: 2, hidden: 32 };
+  const run = await trainHogwild({ ...quiet, ...opts, workers: 1, recordLosses: true });
+
+  // The local strategy's loop (src/trainer/local.ts), written out to keep the losses and the model.
+  const split = await loadDataset('fashion-mnist', { seed: opts.seed });
+  const train = take(split.train, opts.trainSamples);
+  const model = mlp([784, opts.hidden, opts.hidden, 10], { seed: opts.seed });
+  const sgd = new SGD(model.parameters(), { lr: opts.lr });
+  const loader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast: true });
+  const losses: number[] = [];
+  for (let e = 0; e < opts.epochs; e++) {
+    for (const b of loader) {
+      const loss = crossEntropy(model.forward(new Tensor(b.x, [b.size, 784])), b.y);
+      sgd.zeroGrad();
+      loss.backward();
+      sgd.step();
+      losses.push(Math.fround(loss.item()));
+    }
+  }
+  t.is(run.losses!.length, 1);
+  t.deepEqual([...run.losses![0]!], losses);
+  const local = model.parameters().flatMap((p) => [...p.data]);
+  t.deepEqual([...run.params], local);
+  t.is(run.result.samples, loader.samples * opts.epochs);
+  t.is(run.result.epochAccuracy.length, opts.epochs);
+  // And the local strategy itself reports the same figures.
+  const local2 = await trainLocal({ ...opts, progress: 'none' }, { log: () => {} });
+  t.is(run.result.finalLoss, local2.finalLoss);
+  t.is(run.result.testAccuracy, local2.testAccuracy);
+  t.is(run.result.samples, local2.samples);
+});
+
+for (const workers of [2, 4]) {
+  test.serial(`${workers} workers reach the accuracy bar on a 6,000-sample slice of fashion-mnist`, async (t) => {
+    const { result } = await hogwild.train({ ...quiet, workers, dataset: 'fashion-mnist', trainSamples: 6000, testSamples: 2000, epochs: 2 });
+    // Local training on this slice reaches about 0.78 after 2 epochs.
+    t.true(result.testAccuracy > 0.7, `testAccuracy ${result.testAccuracy}`);
+    t.is(result.trainers, workers);
+    t.is(result.strategy, 'hogwild');
+    t.is(result.samples, workers * Math.floor(6000 / workers / 64) * 64 * 2);
+    t.true(Number.isFinite(result.finalLoss) && result.finalLoss < 1.2, `finalLoss ${result.finalLoss}`);
+  });
+}
+
+test.serial('a worker that throws stops the run with its rank and error, and no thread is left running', async (t) => {
+  const baseline = threadCount();
+  const err = await t.throwsAsync(trainHogwild({
+    ...quiet, workers: 3, model: FAILING, modelOptions: { failRank: 1, failAfter: 3 }, dataset: 'synthetic', trainSamples: 30_000, testSamples: 100, epochs: 3,
+  }), { instanceOf: HogwildWorkerError });
+  t.is(err!.rank, 1);
+  t.regex(err!.message, /hogwild worker 1 failed: boom in the forward of rank 1/);
+  t.is(await settleThreads(baseline), baseline);
+});
+
+test.serial('a model module that cannot be loaded is refused before any thread starts', async (t) => {
+  const baseline = threadCount();
+  await t.throwsAsync(trainHogwild({ ...quiet, workers: 2, model: './no/such/model.js', dataset: 'synthetic', trainSamples: 512 }), {
+    instanceOf: HogwildOptionError, message: /model must be an importable module/,
+  });
+  t.is(threadCount(), baseline);
+});
+
+test.serial('a batch larger than a worker\'s partition is refused with the figures', async (t) => {
+  await t.throwsAsync(trainHogwild({ ...quiet, workers: 4, dataset: 'synthetic', trainSamples: 200, batchSize: 64 }), {
+    instanceOf: RangeError, message: /--batch-size 64 is larger than each worker's 50 training samples/,
+  });
+});
+
+test.serial('the pool shuts down after a successful run', async (t) => {
+  const baseline = threadCount();
+  const { result } = await trainHogwild({ ...quiet, workers: 2, dataset: 'synthetic', trainSamples: 1024, testSamples: 100 });
+  t.is(result.trainers, 2);
+  t.is(await settleThreads(baseline), baseline);
+});
+
+test.serial('the API trains on data the caller gives, copying it into shared memory once', async (t) => {
+  const data = syntheticSplit({ trainSamples: 2000, testSamples: 300, seed: 3 });
+  t.false(data.train.x.buffer instanceof SharedArrayBuffer);
+  const { result } = await trainHogwild({ ...quiet, workers: 2, data, epochs: 3, lr: 0.2 });
+  t.like(result, { dataset: 'custom', trainers: 2, testSamples: 300, samples: 2 * 15 * 64 * 3 });
+  t.true(result.testAccuracy > 0.5, `testAccuracy ${result.testAccuracy}`);
+  // The caller's arrays are left as they were.
+  t.false(data.train.x.buffer instanceof SharedArrayBuffer);
+  await t.throwsAsync(trainHogwild({ ...quiet, workers: 2, data: { train: { ...data.train, x: [] as unknown as Float32Array }, test: data.test } }), {
+    instanceOf: HogwildOptionError, message: /data.train must be a Dataset/,
+  });
+});
