@@ -9,6 +9,7 @@
 import type { Dataset } from '../data/index.js';
 import { flattenParameters } from '../tensor/index.js';
 import { cpuKernels } from '../tensor/native.js';
+import { AccuracyCurve, type CurvePoint } from '../trainer/curve.js';
 import { evaluate } from '../trainer/evaluate.js';
 import { resolveOptions, type TrainOptions } from '../trainer/options.js';
 import { createProgress } from '../trainer/progress.js';
@@ -102,6 +103,7 @@ export async function trainHogwild(options: HogwildOptions = {}): Promise<Hogwil
       wallSeconds: process.uptime(),
       simd: cpuKernels().simd(),
       epochAccuracy: run.epochAccuracy,
+      ...(opts.evalEvery > 0 ? { curve: run.curve } : {}),
     };
     return { result, model, params, losses: recordLosses ? run.reports.map((r) => r.losses!) : null };
   } finally {
@@ -114,6 +116,7 @@ interface EpochsRun {
   trainSeconds: number;
   finalLoss: number;
   epochAccuracy: number[];
+  curve: CurvePoint[];
   reports: WorkerReport[];
 }
 
@@ -144,13 +147,18 @@ async function runWorkers(pool: Piscina, shared: Omit<WorkerTask, 'rank'>, model
   const batchesPerEpoch = Math.floor(Math.ceil(train.length / workers) / opts.batchSize);
   const progress = createProgress({ mode: opts.progress, total: batchesPerEpoch * opts.batchSize * workers * opts.epochs, label: `hogwild x${workers}` });
   let seen = 0;
+  // The main thread evaluates the shared model while the workers train on (Hogwild readers see
+  // whatever mix of updates is in memory), so the curve's clock does not pause for evaluations.
+  let curve: AccuracyCurve | null = null;
   const poll = () => {
     const now = samplesSoFar(stats, workers);
     const delta = now - seen;
     seen = now;
     if (delta > 0) progress.tick(delta, stats[STAT_LAST_LOSS]!);
+    curve?.maybeRecord(now);
   };
-  const timer = setInterval(poll, 100);
+  // Progress needs 10 looks a second; a finer --eval-every needs more.
+  const timer = setInterval(poll, opts.evalEvery > 0 ? Math.min(100, Math.max(5, opts.evalEvery * 1000)) : 100);
   // Through the bar when there is one, so the line does not break it; 'none' means only the final line.
   const logLine = logOption ?? (opts.progress === 'none' ? () => {} : (line: string) => progress.log(line));
 
@@ -180,6 +188,8 @@ async function runWorkers(pool: Piscina, shared: Omit<WorkerTask, 'rank'>, model
   try {
     await waitForArrivals(control, workers, stopped);
     if (failure) throw failure;
+    curve = new AccuracyCurve(model, test, opts, false);
+    curve.record(0);
     openBarrier(control, 0);
     for (let epoch = 0; epoch < opts.epochs - 1; epoch++) {
       await waitForArrivals(control, workers * (epoch + 2), stopped);
@@ -189,7 +199,9 @@ async function runWorkers(pool: Piscina, shared: Omit<WorkerTask, 'rank'>, model
     }
     const reports = await Promise.all(tasks);
     closeEpoch(opts.epochs - 1);
-    return { samples: reports.reduce((n, r) => n + r.samples, 0), trainSeconds, finalLoss, epochAccuracy, reports };
+    const samples = reports.reduce((n, r) => n + r.samples, 0);
+    curve.record(samples);
+    return { samples, trainSeconds, finalLoss, epochAccuracy, reports, curve: curve.points };
   } catch (e) {
     stopWorkers(control);
     throw e;

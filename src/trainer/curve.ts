@@ -23,7 +23,13 @@ export class AccuracyCurve {
   private pausedMs = 0;
   private nextAt: number;
 
-  constructor(private readonly model: Classifier, test: Dataset, opts: Pick<TrainOptions, 'evalEvery' | 'evalSamples'>) {
+  /**
+   * `pausesTraining`: whether training stops while a point is evaluated (one loop that trains and
+   * evaluates: true; Hogwild's main thread evaluates while the workers go on: false, so the clock
+   * keeps running through evaluations).
+   */
+  constructor(private readonly model: Classifier, test: Dataset, opts: Pick<TrainOptions, 'evalEvery' | 'evalSamples'>,
+    private readonly pausesTraining = true) {
     this.slice = take(test, Math.min(opts.evalSamples, test.length));
     this.everyMs = opts.evalEvery * 1000;
     this.nextAt = this.everyMs > 0 ? this.started + this.everyMs : Infinity;
@@ -47,7 +53,7 @@ export class AccuracyCurve {
     const accuracy = evaluate(this.model, this.slice);
     const after = performance.now();
     this.points.push({ seconds: this.elapsed(now), samples, accuracy });
-    this.pausedMs += after - now;
+    if (this.pausesTraining) this.pausedMs += after - now;
     this.nextAt = after + this.everyMs;
   }
 }

@@ -119,3 +119,17 @@ test.serial('the API trains on data the caller gives, copying it into shared mem
     instanceOf: HogwildOptionError, message: /data.train must be a Dataset/,
   });
 });
+
+test('with evalEvery the main thread records an accuracy curve of the shared model while the workers train', async (t) => {
+  const { result } = await trainHogwild({ ...quiet, workers: 2, dataset: 'fashion-mnist', trainSamples: 6000, testSamples: 1000, epochs: 2, evalEvery: 0.005, evalSamples: 500 });
+  const curve = result.curve!;
+  t.true(curve.length >= 3, `${curve.length} points`);
+  t.is(curve[0]!.samples, 0);
+  t.is(curve.at(-1)!.samples, result.samples);
+  for (let i = 1; i < curve.length; i++) {
+    t.true(curve[i]!.seconds >= curve[i - 1]!.seconds);
+    t.true(curve[i]!.samples >= curve[i - 1]!.samples);
+  }
+  t.true(curve[0]!.accuracy < 0.3);
+  t.true(curve.at(-1)!.accuracy > 0.65, `end ${curve.at(-1)!.accuracy}`);
+});
