@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cpu/simd.h"
+#include "psrpc/rows.h"
 #include "psrpc/kernels.h"
 
 namespace {
@@ -680,6 +681,50 @@ napi_value Bf16ToF32(napi_env env, napi_callback_info info) {
   return Convert<uint16_t, float, k::bf16_to_f32>(env, info, "bf16ToF32");
 }
 
+// Row gathers (data layer): every index is checked against src before any row is copied.
+template <typename In>
+void check_gather(const Args& args, const View<In>& src, const View<int32_t>& index, int64_t row_len,
+                  const View<float>& dst) {
+  if (row_len == 0) args.range("rowLen must be >= 1, got 0");
+  const int64_t rows = src.length / row_len;
+  const unsigned __int128 needed = static_cast<unsigned __int128>(index.length) * static_cast<unsigned __int128>(row_len);
+  at_least_length(args, dst, needed, [&] { return std::to_string(index.length) + " rows of " + std::to_string(row_len); });
+  for (int64_t r = 0; r < index.length; r++) {
+    const int32_t i = index.data[r];
+    if (i < 0 || i >= rows) {
+      args.range("index[" + std::to_string(r) + "] is " + std::to_string(i) + ", src has " + std::to_string(rows) +
+                 " rows of " + std::to_string(row_len));
+    }
+  }
+  disjoint(args, dst, src);
+  disjoint(args, dst, index);
+}
+
+napi_value GatherRowsU8(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "gatherRowsU8");
+  const View<uint8_t> src = array<uint8_t>(args, 0, "src");
+  const View<int32_t> index = array<int32_t>(args, 1, "index");
+  const int64_t row_len = args.count(2, "rowLen");
+  const View<float> lut = array<float>(args, 3, "lut");
+  const View<float> dst = array<float>(args, 4, "dst");
+  if (lut.length != 256) args.range("lut has " + std::to_string(lut.length) + " elements, needs 256");
+  check_gather(args, src, index, row_len, dst);
+  disjoint(args, dst, lut);
+  psrpc::rows::gather_u8_lut(src.data, index.data, index.length, row_len, lut.data, dst.data);
+  return undefined(env);
+}
+
+napi_value GatherRowsF32(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "gatherRowsF32");
+  const View<float> src = array<float>(args, 0, "src");
+  const View<int32_t> index = array<int32_t>(args, 1, "index");
+  const int64_t row_len = args.count(2, "rowLen");
+  const View<float> dst = array<float>(args, 3, "dst");
+  check_gather(args, src, index, row_len, dst);
+  psrpc::rows::gather_f32(src.data, index.data, index.length, row_len, dst.data);
+  return undefined(env);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   struct Entry {
     const char* name;
@@ -712,6 +757,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"f16ToF32", Guard<F16ToF32>},
       {"f32ToBf16", Guard<F32ToBf16>},
       {"bf16ToF32", Guard<Bf16ToF32>},
+      {"gatherRowsU8", Guard<GatherRowsU8>},
+      {"gatherRowsF32", Guard<GatherRowsF32>},
   };
   for (const Entry& e : entries) {
     napi_value fn = nullptr;

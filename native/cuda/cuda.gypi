@@ -15,7 +15,7 @@
   "targets": [
     {
       "target_name": "psrpc_cuda_emu",
-      "sources": ["../binding.cc", "emu/kernels_emu.cc", "emu/cuda_emu.cc", "emu/simd_emu.cc"],
+      "sources": ["../binding.cc", "../cpu/rows_gather.cc", "emu/kernels_emu.cc", "emu/cuda_emu.cc", "emu/simd_emu.cc"],
       "include_dirs": ["."],
       "defines": ["PSRPC_CUDA_EMU"]
     },

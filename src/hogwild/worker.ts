@@ -5,14 +5,13 @@
 //
 // Per step it touches shared memory twice besides the weights: plain stores of its sample count
 // and batch loss into its own slots of the stats block, which the main thread polls.
-import { DistributedSampler, type Dataset } from '../data/index.js';
+import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
 import { crossEntropy, flattenParameters, Tensor } from '../tensor/index.js';
 import type { TrainOptions } from '../trainer/options.js';
 import { buildOptimizer } from '../trainer/setup.js';
 import {
   arriveAndWait, clockMs, STAT_BATCHES, STAT_END, STAT_LAST_LOSS, STAT_LOSS_SUM, STAT_SAMPLES, STAT_START, STATS_PER_WORKER, STOP,
 } from './control.js';
-import { SharedBatches } from './batches.js';
 import { buildFromFactory, loadModelFactory } from './model.js';
 
 /** What the main thread sends each worker once. Typed arrays are views of SharedArrayBuffers. */
@@ -54,7 +53,8 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
   // With one worker this is exactly local training's order (its DataLoader shuffles through a
   // one-replica DistributedSampler with the same seed, and drops the short last batch).
   const sampler = new DistributedSampler(train.length, { numReplicas: workers, rank, shuffle: true, seed: opts.seed });
-  const loader = new SharedBatches(train, sampler, opts.batchSize);
+  // The DataLoader's row copy is a native memcpy, so gathering out of the shared dataset is fast.
+  const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
   const losses = task.recordLosses ? new Float32Array(loader.length * opts.epochs) : null;
   const base = rank * STATS_PER_WORKER;
   let samples = 0;
@@ -68,7 +68,8 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
     stats[base + STAT_START] = clockMs();
     let lossSum = 0;
     let batches = 0;
-    for (const batch of loader.epoch(epoch)) {
+    loader.setEpoch(epoch);
+    for (const batch of loader) {
       const x = new Tensor(batch.x, [batch.size, train.features]);
       const loss = crossEntropy(model.forward(x), batch.y);
       optimizer.zeroGrad();
