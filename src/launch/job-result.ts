@@ -63,6 +63,7 @@ export function combineResults(topology: Topology, results: Array<{ name: string
   const losses = (aggregation === 'first' ? [per[0]!] : per).map((p) => p.finalLoss).filter(Number.isFinite);
   const loops = (aggregation === 'first' ? [per[0]!] : per).map((p) => (Number.isFinite(p.trainSeconds) ? p.trainSeconds : 0));
   const o = topology.options;
+  const bytes = (aggregation === 'first' ? [first] : raw).map((r) => r.bytesSent);
   return {
     strategy: topology.strategy,
     // The process knows what it ran (partitioned, for one, runs sync whatever was asked).
@@ -86,5 +87,8 @@ export function combineResults(topology: Topology, results: Array<{ name: string
     simd: typeof first.simd === 'string' ? first.simd : 'unknown',
     aggregation,
     perTrainer: per,
+    // the first trainer's curve and byte count cover the job when it reports for all trainers
+    ...(bytes.every((b) => typeof b === 'number') ? { bytesSent: (bytes as number[]).reduce((a, b) => a + b, 0) } : {}),
+    ...(Array.isArray(first.curve) ? { curve: first.curve as TrainResult['curve'] } : {}),
   };
 }

@@ -4,10 +4,15 @@
 // One fused pushPull per server per step: the gradient goes from the model's flat gradient buffer
 // (flattenParameters) straight into the call, and each server's answer lands in the flat parameter
 // buffer that the model's tensors are views of, so the next forward sees it without a copy.
+//
+// The first trainer (rank 0), given the test split, also records the accuracy-over-time curve on
+// its own copy of the parameters (those of its last pull): one process's view of the shared
+// model, with its samples scaled by the trainer count as the estimate of all trainers' samples.
 import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
 import { PsClient } from '../server/index.js';
 import { crossEntropy, flattenParameters, Tensor, type Sequential } from '../tensor/index.js';
+import { AccuracyCurve, type CurvePoint } from './curve.js';
 import type { TrainOptions } from './options.js';
 import { createProgress } from './progress.js';
 import { buildModel } from './setup.js';
@@ -21,6 +26,8 @@ export interface TrainerContext {
   rank: number;
   trainers: number;
   train: Dataset;
+  /** Rank 0 with `opts.evalEvery > 0`: the test split the accuracy curve is evaluated on. */
+  test?: Dataset;
   /** Progress label (default: the agent's name). */
   label?: string;
   /**
@@ -42,12 +49,20 @@ export interface TrainerReport {
   lossCount: number;
   /** The servers' smallest version at the trainer's last pull. */
   version: number;
+  /**
+   * Tensor payload bytes this trainer exchanged with other processes: gradients pushed plus
+   * parameters pulled (join and every step), framing excluded. A partitioned worker's calls to
+   * its own shard stay in the process and are not counted.
+   */
+  bytesSent: number;
 }
 
 export interface TrainedWorker {
   report: TrainerReport;
   model: Sequential;
   client: PsClient;
+  /** Rank 0 with a test split and `opts.evalEvery > 0`: test accuracy over training time. */
+  curve?: CurvePoint[];
 }
 
 /**
@@ -67,6 +82,9 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   const layout = flat.entries.map((e) => ({ name: e.name, size: e.size }));
   const client = new PsClient(agent, ctx.servers, layout, flat.params, flat.grads);
   await client.join();
+  // Bytes of one push plus one pull with the servers in other processes (both directions).
+  const remoteBytes = client.shards.reduce((n, s, i) => n + (ctx.servers[i] === agent.name ? 0 : s.length * 4 * 2), 0);
+  let bytesSent = remoteBytes;
 
   const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: ctx.label ?? agent.name });
   let samples = 0;
@@ -74,6 +92,9 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   let lossSum = 0;
   let lossCount = 0;
   const t0 = performance.now();
+  // Its clock pauses while a point is evaluated, so trainSeconds stays training time only.
+  const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts) : undefined;
+  curve?.record(0);
   try {
     for (let epoch = 0; epoch < opts.epochs; epoch++) {
       loader.setEpoch(epoch);
@@ -91,7 +112,9 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
         lossCount++;
         samples += batch.size;
         steps++;
+        bytesSent += remoteBytes;
         progress.tick(batch.size, value);
+        curve?.maybeRecord(samples * ctx.trainers);
       }
     }
   } catch (e) {
@@ -101,11 +124,13 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   } finally {
     progress.stop();
   }
+  const trainSeconds = curve ? curve.elapsed() : (performance.now() - t0) / 1000;
+  curve?.record(samples * ctx.trainers);
   if (ctx.leave ?? true) await client.leave();
-  const trainSeconds = (performance.now() - t0) / 1000;
   return {
-    report: { trainer: agent.name, samples, steps, trainSeconds, lossSum, lossCount, version: client.version },
+    report: { trainer: agent.name, samples, steps, trainSeconds, lossSum, lossCount, version: client.version, bytesSent },
     model,
     client,
+    ...(curve ? { curve: curve.points } : {}),
   };
 }

@@ -29,6 +29,8 @@ export interface TrainResult {
   wallSeconds: number;
   /** Kernel path used on the CPU ('avx512', 'avx2', 'scalar'). */
   simd: string;
+  /** Tensor payload bytes exchanged between processes (pushes + pulls), all trainers together. */
+  bytesSent?: number;
   /** With --eval-every: test accuracy on a fixed slice over training time. */
   curve?: Array<{ seconds: number; samples: number; accuracy: number }>;
 }
