@@ -3,14 +3,13 @@
 // Every tracked op output holds its `gradFn` node, which holds the op's inputs; backward
 // collects the nodes reachable from the roots, orders them (consumers before producers) and
 // runs each node's backward once its whole gradient has arrived. The engine passes gradients
-// as Float32Arrays it owns, so a node may overwrite its incoming gradient in place and hand it
+// as storages it owns (Float32Arrays on the CPU, DeviceArrays on 'cuda'), so a node may overwrite its incoming gradient in place and hand it
 // on (relu, dropout, log-softmax do), and nodes accumulate straight into a leaf's `.grad` with
 // the kernels' beta/accumulate flags (linear's weight and bias gradients never pass through a
 // temporary). After a backward the graph is released, as in PyTorch, unless `retainGraph`.
 import type { Tensor, DType, Shape } from './tensor.js';
 import { errors } from './errors.js';
-import { getBackend } from './backend.js';
-import { recycleBuffer, takeBuffer } from './pool.js';
+import { getBackend, type Device, type FloatStorage } from './backend.js';
 
 let gradEnabled = true;
 
@@ -68,7 +67,7 @@ export abstract class Node {
   /** Shape of the op's output (and of the gradient `backward` receives). */
   readonly outputShape: Shape;
   /** The gradient summed so far for this node's output during a backward pass. @internal */
-  pending: Float32Array | null = null;
+  pending: FloatStorage | null = null;
   /** Visit mark of the engine's ordering pass. @internal */
   mark = 0;
   /** Set when a backward without `retainGraph` ran this node: its saved buffers may be gone. */
@@ -79,7 +78,18 @@ export abstract class Node {
    */
   consumesGradOut = false;
 
+  /** The device of the op's inputs and output (and of the gradients its backward sees). */
+  readonly device: Device;
+
   constructor(inputs: readonly (Tensor<DType> | null | undefined)[], outputShape: Shape) {
+    let device: Device = 'cpu';
+    for (const t of inputs) {
+      if (t != null) {
+        device = t.device;
+        break;
+      }
+    }
+    this.device = device;
     this.inputs = inputs.map((t) => (t != null && t.requiresGrad ? (t as Tensor) : null));
     this.outputShape = outputShape;
   }
@@ -89,7 +99,7 @@ export abstract class Node {
    * the engine: the node may overwrite it and hand it on with `sink.give`) and delivers them
    * through `sink`. Only inputs with `inputs[i] !== null` need one.
    */
-  abstract backward(gradOut: Float32Array, sink: GradSink): void;
+  abstract backward(gradOut: FloatStorage, sink: GradSink): void;
 
   /** Records `output` as produced by this node. */
   attach<T extends Tensor>(output: T): T {
@@ -113,40 +123,43 @@ export class GradSink {
   /** @internal */ node: Node | null = null;
   /** @internal */ into: Map<Tensor, Float32Array> | null = null;
 
-  /** Hands over `buf` as (a part of) input i's gradient. `buf` must not be used afterwards. */
-  give(i: number, buf: Float32Array): void {
+  /** Hands over `buf` (on input i's device) as (a part of) input i's gradient. `buf` must not be used afterwards. */
+  give(i: number, buf: FloatStorage): void {
     const t = this.node!.inputs[i];
     if (!t) return;
+    const b = getBackend(t.device);
     const fn = t.gradFn;
     if (fn) {
       if (fn.pending === null) fn.pending = buf;
       else {
-        getBackend(t.device).kernels.add(fn.pending, buf, fn.pending);
-        recycleBuffer(buf);
+        b.kernels.add(fn.pending, buf, fn.pending);
+        b.recycle(buf);
       }
       return;
     }
     if (this.into) {
-      const acc = this.into.get(t);
-      if (acc === undefined) this.into.set(t, buf);
+      const into = this.intoFor(t);
+      const acc = into.get(t);
+      if (acc === undefined) into.set(t, buf as Float32Array);
       else {
-        getBackend(t.device).kernels.add(acc, buf, acc);
-        recycleBuffer(buf);
+        b.kernels.add(acc, buf, acc);
+        b.recycle(buf);
       }
       return;
     }
     if (t.grad) {
-      getBackend(t.device).kernels.add(t.grad.data, buf, t.grad.data);
-      recycleBuffer(buf);
+      const g = t.grad.storage as FloatStorage;
+      b.kernels.add(g, buf, g);
+      b.recycle(buf);
     } else if (t.gradStorage && t.gradStorage.length === t.size) {
-      t.gradStorage.set(buf);
+      b.copy(buf, t.gradStorage);
       t.attachGrad(t.gradStorage);
-      recycleBuffer(buf);
+      b.recycle(buf);
     } else t.attachGrad(buf);
   }
 
-  /** The array input i's gradient accumulates into; see `fresh`. */
-  target(i: number): Float32Array {
+  /** The storage input i's gradient accumulates into; see `fresh`. */
+  target(i: number): FloatStorage {
     const t = this.node!.inputs[i]!;
     const fn = t.gradFn;
     if (fn) {
@@ -155,22 +168,31 @@ export class GradSink {
         return fn.pending;
       }
       this.fresh = true;
-      return (fn.pending = takeBuffer(t.size));
+      return (fn.pending = getBackend(t.device).take(t.size));
     }
     if (this.into) {
-      let acc = this.into.get(t);
+      const into = this.intoFor(t);
+      let acc = into.get(t);
       this.fresh = acc === undefined;
-      if (acc === undefined) this.into.set(t, (acc = new Float32Array(t.size)));
+      if (acc === undefined) into.set(t, (acc = new Float32Array(t.size)));
       return acc;
     }
     if (t.grad) {
       this.fresh = false;
-      return t.grad.data;
+      return t.grad.storage as FloatStorage;
     }
     this.fresh = true;
-    const buf = t.gradStorage && t.gradStorage.length === t.size ? t.gradStorage : new Float32Array(t.size);
+    const buf = t.gradStorage && t.gradStorage.length === t.size ? t.gradStorage : getBackend(t.device).zeros(t.size);
     t.attachGrad(buf);
     return buf;
+  }
+
+  /** The `into` map, which holds host arrays: a leaf on another device cannot collect there. */
+  private intoFor(t: Tensor): Map<Tensor, Float32Array> {
+    if (t.device !== 'cpu') {
+      throw errors.autograd(`backward into a gradient map (distributed autograd) collects host arrays; leaf of shape [${t.shape.join(', ')}] is on '${t.device}': move it with .to('cpu')`);
+    }
+    return this.into!;
   }
 }
 
@@ -200,7 +222,7 @@ export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'flo
   if (grads !== undefined && grads.length !== roots.length) {
     throw errors.argument('backward', 'grads.length', grads.length, `one gradient per root (${roots.length})`);
   }
-  const seeds: Float32Array[] = [];
+  const seeds: (Float32Array | Tensor)[] = [];
   for (let i = 0; i < roots.length; i++) {
     const root = roots[i]!;
     if (!root.requiresGrad) throw errors.autograd(`backward: root ${i} does not require grad (no tracked op produced it and it is not a parameter)`);
@@ -208,14 +230,23 @@ export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'flo
     if (g == null) {
       if (root.size !== 1) throw errors.autograd(`backward: root ${i} has shape [${root.shape.join(', ')}]; a gradient is needed for a root with more than one element`);
       seeds.push(Float32Array.of(1));
+    } else if (g instanceof Float32Array) {
+      if (g.length !== root.size) throw errors.shape('backward', [root.shape, [g.length]], `a float32 gradient of ${root.size} elements for root ${i}`);
+      seeds.push(g);
     } else {
-      const data = g instanceof Float32Array ? g : g.data;
-      if (!(data instanceof Float32Array) || data.length !== root.size) {
-        throw errors.shape('backward', [root.shape, g instanceof Float32Array ? [g.length] : g.shape], `a float32 gradient of ${root.size} elements for root ${i}`);
-      }
-      seeds.push(data.slice());
+      if (g.dtype !== 'float32' || g.size !== root.size) throw errors.shape('backward', [root.shape, g.shape], `a float32 gradient of ${root.size} elements for root ${i}`);
+      if (g.device !== root.device) throw errors.device('backward', [root.device, g.device], `backward: root ${i} is on '${root.device}' but its gradient is on '${g.device}'`);
+      seeds.push(g);
     }
   }
+  // Every seed becomes a fresh storage on its root's device (a copy: the engine overwrites it).
+  const seedStorage = (i: number): FloatStorage => {
+    const s = seeds[i]!, b = getBackend(roots[i]!.device);
+    if (s instanceof Float32Array) return b.fromHost(s);
+    const copy = b.take(s.size);
+    b.copy(s.storage as FloatStorage, copy);
+    return copy;
+  };
   const order = topoOrder(roots);
   const prevMode = gradEnabled;
   gradEnabled = false;
@@ -228,11 +259,11 @@ export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'flo
       const root = roots[i]!;
       if (root.gradFn) {
         const fn = root.gradFn;
-        if (fn.pending === null) fn.pending = seeds[i]!;
-        else getBackend(root.device).kernels.add(fn.pending, seeds[i]!, fn.pending);
+        if (fn.pending === null) fn.pending = seedStorage(i);
+        else getBackend(root.device).kernels.add(fn.pending, seedStorage(i), fn.pending);
       } else {
         sink.node = rootNode(root);
-        sink.give(0, seeds[i]!);
+        sink.give(0, seedStorage(i));
       }
     }
     for (let i = order.length - 1; i >= 0; i--) {
@@ -242,7 +273,7 @@ export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'flo
       node.pending = null;
       sink.node = node;
       node.backward(g, sink);
-      if (node.consumesGradOut) recycleBuffer(g);
+      if (node.consumesGradOut) getBackend(node.device).recycle(g);
     }
     if (!sink.retainGraph) releaseGraph(order);
   } finally {
@@ -262,14 +293,13 @@ function releaseGraph(order: readonly Node[]): void {
     for (const t of node.inputs) {
       if (t !== null && t.releaseWithGraph) {
         t.releaseWithGraph = false;
-        recycleBuffer(t.data);
-        t.data = RELEASED;
+        const b = getBackend(t.device);
+        b.recycle(t.storage as FloatStorage);
+        t.storage = b.empty;
       }
     }
   }
 }
-
-const RELEASED = new Float32Array(0);
 
 class RootNode extends Node {
   readonly name = 'root';

@@ -45,8 +45,8 @@ export const errors = {
   dtype(op: string, what: string, got: string, expected: string): DTypeError {
     return new DTypeError(op, `${what} has dtype ${got}; expected ${expected}`);
   },
-  device(op: string, devices: readonly string[]): DTypeError {
-    return new DTypeError(op, `inputs are on devices ${devices.join(', ')}; all inputs must be on one device`);
+  device(op: string, devices: readonly string[], message?: string): DTypeError {
+    return new DTypeError(op, message ?? `inputs are on devices ${devices.join(', ')}; all inputs must be on one device`);
   },
   argument(op: string, name: string, value: unknown, expected: string): RangeError {
     return new RangeError(`${op}: ${name} = ${String(value)} is invalid; expected ${expected}`);

@@ -4,6 +4,7 @@
 // it (a backward that ships the gradient to another worker instead of computing one), and user
 // code can add an op without writing a Node subclass.
 import { Node, setGradEnabled, tracks, type GradSink } from './autograd.js';
+import { getBackend, type FloatStorage } from './backend.js';
 import { errors } from './errors.js';
 import { Tensor } from './tensor.js';
 
@@ -39,23 +40,27 @@ class FunctionNode<Saved> extends Node {
     this.name = spec.name;
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
+  backward(g: FloatStorage, sink: GradSink): void {
     const grads = this.spec.backward(new Tensor(g, this.outputShape), this.saved, this.args);
+    const b = getBackend(this.device);
     if (!Array.isArray(grads) || grads.length !== this.args.length) {
       throw errors.autograd(`${this.name}: backward returned ${Array.isArray(grads) ? grads.length : typeof grads} gradients; expected ${this.args.length} (one per input, null for none)`);
     }
     for (let i = 0; i < grads.length; i++) {
       const gi = grads[i];
       if (gi == null || this.inputs[i] === null) continue;
-      const data = gi instanceof Float32Array ? gi : gi.data;
       const input = this.args[i]!;
-      if (!(data instanceof Float32Array) || data.length !== input.size) {
+      if (gi instanceof Float32Array ? gi.length !== input.size : gi.dtype !== 'float32' || gi.size !== input.size) {
         throw errors.shape(this.name, [input.shape, gi instanceof Float32Array ? [gi.length] : gi.shape], `a float32 gradient of ${input.size} elements for input ${i}`);
       }
-      // Copy: the closure may still hold what it returned.
+      if (!(gi instanceof Float32Array) && gi.device !== input.device) {
+        throw errors.device(this.name, [input.device, gi.device], `${this.name}: input ${i} is on '${input.device}' but backward returned its gradient on '${gi.device}'`);
+      }
+      // A host array for a device input is uploaded; either way it is copied, since the closure may still hold it.
+      const data: FloatStorage = gi instanceof Float32Array ? (input.device === 'cpu' ? gi : b.fromHost(gi)) : gi.storage;
       const d = sink.target(i);
-      if (sink.fresh) d.set(data);
-      else for (let j = 0; j < d.length; j++) d[j]! += data[j]!;
+      if (sink.fresh) b.copy(data, d);
+      else b.kernels.add(d, data, d);
     }
   }
 }

@@ -3,8 +3,10 @@ export { Tensor, tensor, zeros, ones, full, scalar, fromArray, randn, uniform, r
 export type { DType, StorageOf, Shape, TensorOptions, RandomOptions, NestedArray, Device } from './tensor.js';
 export { ShapeError, DTypeError, AutogradError } from './errors.js';
 export { Generator } from './random.js';
-export { getBackend, setBackend, nativeCpuBackend, jsBackend } from './backend.js';
-export type { Backend } from './backend.js';
+export { getBackend, setBackend, hasBackend, resetBackend, hostBackend, nativeCpuBackend, jsBackend } from './backend.js';
+export type { Backend, HostKernels, Kernels, FloatStorage, IntStorage, MaskStorage } from './backend.js';
+export { cudaDeviceBackend } from './backend-cuda.js';
+export { DeviceArray } from './device-array.js';
 export { backward, noGrad, enableGrad, isGradEnabled, setGradEnabled, Node, GradSink } from './autograd.js';
 export type { BackwardOptions } from './autograd.js';
 export { customFunction, attachBackward } from './function.js';

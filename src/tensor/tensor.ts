@@ -1,11 +1,16 @@
-// Tensor: a shape, a dtype, a device and a typed-array storage, plus the autograd fields.
+// Tensor: a shape, a dtype, a device and a storage, plus the autograd fields.
 //
-// The storage is whatever typed array the tensor is built around, never a copy, so a tensor can
-// be a view into a SharedArrayBuffer (Hogwild), a slice of one flat parameter buffer (parameter
-// servers), or a buffer that arrived from the wire (RPC). Tensors are dense and row-major.
-import type { Device } from './backend.js';
+// On the CPU the storage is whatever typed array the tensor is built around, never a copy, so a
+// tensor can be a view into a SharedArrayBuffer (Hogwild), a slice of one flat parameter buffer
+// (parameter servers), or a buffer that arrived from the wire (RPC); `.data` is that array. On
+// 'cuda' the storage is a DeviceArray (device memory) that stays there between ops: `.data`
+// throws, and values cross to the host only when read (`item`, `toArray`, `toTypedArray`,
+// `to('cpu')` / `cpu()`), as in torch. Tensors are dense and row-major.
+import { getBackend, type Device, type FloatStorage, type IntStorage } from './backend.js';
+import './backend-cuda.js';
+import { DeviceArray } from './device-array.js';
 import { errors, fmtShape } from './errors.js';
-import { backward as runBackward, Node, tracks, type GradSink } from './autograd.js';
+import { backward as runBackward, Node, noGrad, tracks, type GradSink } from './autograd.js';
 import { Generator } from './random.js';
 
 export type { Device } from './backend.js';
@@ -51,10 +56,10 @@ export class Tensor<D extends DType = 'float32'> {
   readonly dtype: D;
   readonly device: Device;
   /**
-   * The storage, exactly `size` elements, row-major. Writable in place; re-pointed (not copied)
-   * by `flattenParameters`, so hold the tensor rather than this array across such calls.
+   * The storage on the tensor's device: the typed array on the CPU, a DeviceArray on 'cuda'.
+   * Ops and backends use it; user code reads `.data` (CPU) or `toTypedArray()`. @internal
    */
-  data: StorageOf<D>;
+  storage: StorageOf<D> | DeviceArray;
   /** Whether autograd tracks this tensor: a leaf that collects `.grad`, or the output of a tracked op. */
   requiresGrad: boolean;
   /** Accumulated gradient of a leaf (same shape, float32); null until a backward reaches it or after `zeroGrad()`. */
@@ -66,7 +71,7 @@ export class Tensor<D extends DType = 'float32'> {
    * instead of allocating; also where `flattenParameters` points a flat gradient view.
    * @internal
    */
-  gradStorage: Float32Array | null = null;
+  gradStorage: FloatStorage | null = null;
   private gradTensor: Tensor<'float32'> | null = null;
   /**
    * Set by Sequential on its intermediate activations: the storage goes back to the buffer pool
@@ -78,8 +83,23 @@ export class Tensor<D extends DType = 'float32'> {
    * Wraps `data` (no copy) as a tensor of the given shape (default: 1-D). The dtype follows the
    * array type: Float32Array is float32, Int32Array is int32.
    */
-  constructor(data: StorageOf<D>, shape?: Shape, options: { requiresGrad?: boolean; device?: Device } = {}) {
-    const dtype = (data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : undefined) as D | undefined;
+  /**
+   * On the CPU, wraps `data` (no copy) as a tensor of the given shape (default: 1-D). The dtype
+   * follows the array type: Float32Array is float32, Int32Array is int32. With `device: 'cuda'`
+   * a typed array is uploaded (a copy); a DeviceArray is wrapped as is (it must be float32 or
+   * int32 and on that device).
+   */
+  constructor(data: StorageOf<D> | DeviceArray, shape?: Shape, options: { requiresGrad?: boolean; device?: Device } = {}) {
+    let device: Device = options.device ?? 'cpu';
+    let dtype = (data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : undefined) as D | undefined;
+    if (dtype === undefined && data instanceof DeviceArray) {
+      if (data.dtype === 'uint8') throw errors.type('Tensor', 'device data must hold float32 or int32 elements, got uint8');
+      if (options.device !== undefined && options.device !== data.device) {
+        throw errors.device('Tensor', [data.device, options.device], `the data is on '${data.device}' but device '${options.device}' was asked for; move it with .to()`);
+      }
+      dtype = data.dtype as D;
+      device = data.device;
+    }
     if (dtype === undefined) {
       throw errors.type('Tensor', `data must be a Float32Array or an Int32Array, got ${Object.prototype.toString.call(data)}`);
     }
@@ -88,12 +108,28 @@ export class Tensor<D extends DType = 'float32'> {
     if (size !== data.length) throw errors.shape('Tensor', [s], `a shape of ${data.length} elements (the length of the data)`);
     const requiresGrad = options.requiresGrad ?? false;
     if (requiresGrad && dtype !== 'float32') throw errors.dtype('Tensor', 'a tensor that requires grad', dtype, 'float32');
+    if (device !== 'cpu' && !(data instanceof DeviceArray)) data = upload(device, data as Float32Array | Int32Array) as DeviceArray;
     this.shape = Object.freeze(s.slice());
     this.size = size;
     this.dtype = dtype;
-    this.device = options.device ?? 'cpu';
-    this.data = data;
+    this.device = device;
+    this.storage = data;
     this.requiresGrad = requiresGrad;
+  }
+
+  /**
+   * The storage, exactly `size` elements, row-major. Writable in place; re-pointed (not copied)
+   * by `flattenParameters`, so hold the tensor rather than this array across such calls.
+   * CPU tensors only: on another device it throws (use `toTypedArray()`, `toArray()` or `.cpu()`).
+   */
+  get data(): StorageOf<D> {
+    if (this.device === 'cpu') return this.storage as StorageOf<D>;
+    throw errors.device('data', [this.device], `.data is host memory, but this tensor lives on '${this.device}'; read it with .toTypedArray(), .toArray() or .cpu().data`);
+  }
+
+  set data(value: StorageOf<D>) {
+    if (this.device !== 'cpu') throw errors.device('data', [this.device], `cannot point a '${this.device}' tensor at host memory; use .to('cpu') first`);
+    this.storage = value;
   }
 
   get ndim(): number {
@@ -108,41 +144,94 @@ export class Tensor<D extends DType = 'float32'> {
   /** The value of a one-element tensor. */
   item(): number {
     if (this.size !== 1) throw errors.shape('item', [this.shape], 'a tensor with exactly one element');
-    return this.data[0]!;
+    return this.device === 'cpu' ? (this.storage as StorageOf<D>)[0]! : this.toTypedArray()[0]!;
   }
 
-  /** The elements as a plain array (a copy), row-major. */
+  /** The elements as a plain array (a copy), row-major; downloads from a device. */
   toArray(): number[] {
-    return Array.from(this.data);
+    return Array.from(this.toTypedArray());
+  }
+
+  /** A copy of the elements in a fresh typed array (Float32Array or Int32Array); downloads from a device. */
+  toTypedArray(): StorageOf<D> {
+    const s = this.storage;
+    if (!(s instanceof DeviceArray)) return s.slice() as StorageOf<D>;
+    const b = getBackend(this.device);
+    return (s.dtype === 'int32' ? b.toHostInt(s) : b.toHost(s)) as StorageOf<D>;
+  }
+
+  /**
+   * This tensor on `device`: itself when already there, else a copy (upload or download).
+   * Tracked like an op: the gradient flows back to this tensor's device.
+   */
+  to(device: Device): Tensor<D> {
+    if (device === this.device) return this;
+    const host = this.toTypedArray();
+    const moved = device === 'cpu' ? new Tensor<D>(host, this.shape) : new Tensor<D>(upload(device, host) as DeviceArray, this.shape);
+    if (this.dtype === 'float32' && tracks(this)) new ToDeviceNode(this as Tensor<DType> as Tensor, this.device).attach(moved as Tensor<DType> as Tensor);
+    return moved;
+  }
+
+  /** `to('cpu')`. */
+  cpu(): Tensor<D> {
+    return this.to('cpu');
+  }
+
+  /** `to('cuda')`. */
+  cuda(): Tensor<D> {
+    return this.to('cuda');
+  }
+
+  /**
+   * Moves this tensor's storage (and its gradient) to `device` in place, keeping the object:
+   * how `Module.to` moves parameters that layers hold. Leaves only. @internal
+   */
+  moveTo(device: Device): void {
+    if (device === this.device) return;
+    if (!this.isLeaf) throw errors.autograd(`to('${device}'): only leaves can move in place; use .to() on results of ops`);
+    const grad = this.grad;
+    const moved = noGrad(() => this.to(device));
+    (this as { device: Device }).device = device;
+    this.storage = moved.storage;
+    this.grad = null;
+    this.gradTensor = null;
+    this.gradStorage = null;
+    if (grad !== null) this.attachGrad(grad.to(device).storage as FloatStorage);
   }
 
   /** A tensor sharing this storage, cut from the graph. */
   detach(): Tensor<D> {
-    return new Tensor<D>(this.data, this.shape, { device: this.device });
+    return new Tensor<D>(this.storage, this.shape, { device: this.device });
   }
 
   /** A copy of the data in fresh storage, cut from the graph. */
   clone(): Tensor<D> {
-    return new Tensor<D>(this.data.slice() as StorageOf<D>, this.shape, { device: this.device });
+    const s = this.storage;
+    if (!(s instanceof DeviceArray)) return new Tensor<D>(s.slice() as StorageOf<D>, this.shape, { device: this.device });
+    const b = getBackend(this.device);
+    if (s.dtype === 'int32') return new Tensor<D>(b.fromHostInt(b.toHostInt(s)) as DeviceArray, this.shape);
+    const copy = b.take(this.size);
+    b.copy(s, copy);
+    return new Tensor<D>(copy as DeviceArray, this.shape);
   }
 
   /** The same storage seen under another shape of the same size; tracked like an op. */
   reshape(shape: Shape): Tensor<D> {
     if (shapeSize(shape, 'reshape') !== this.size) throw errors.shape('reshape', [this.shape, shape], `a shape of ${this.size} elements`);
-    const view = new Tensor<D>(this.data, shape, { device: this.device });
+    const view = new Tensor<D>(this.storage, shape, { device: this.device });
     if (this.dtype === 'float32' && tracks(this)) new ReshapeNode(this as Tensor<DType> as Tensor, shape).attach(view as Tensor<DType> as Tensor);
     return view;
   }
 
   /**
-   * Makes `buf` (this tensor's size) the gradient storage: `.grad` becomes a tensor over it.
-   * Used by the autograd engine and by `flattenParameters`. @internal
+   * Makes `buf` (this tensor's size, on its device) the gradient storage: `.grad` becomes a
+   * tensor over it. Used by the autograd engine and by `flattenParameters`. @internal
    */
-  attachGrad(buf: Float32Array): void {
+  attachGrad(buf: FloatStorage): void {
     if (buf.length !== this.size) throw errors.shape('attachGrad', [this.shape, [buf.length]], `a gradient of ${this.size} elements`);
     this.gradStorage = buf;
     const cached = this.gradTensor;
-    this.grad = cached !== null && cached.data === buf ? cached : (this.gradTensor = new Tensor(buf, this.shape, { device: this.device }));
+    this.grad = cached !== null && cached.storage === buf ? cached : (this.gradTensor = new Tensor(buf as Float32Array, this.shape, { device: this.device }));
   }
 
   /** Marks a leaf as collecting gradients (or not). Returns this. */
@@ -169,16 +258,43 @@ export class Tensor<D extends DType = 'float32'> {
   zeroGrad(setToNone = true): void {
     if (this.grad === null) return;
     if (setToNone) {
-      this.gradStorage = this.grad.data;
+      this.gradStorage = this.grad.storage as FloatStorage;
       this.grad = null;
     } else {
-      this.grad.data.fill(0);
+      getBackend(this.device).fill(this.grad.storage as FloatStorage, 0);
     }
   }
 
   toString(): string {
-    const head = Array.from(this.data.subarray(0, 6), (v) => +v.toPrecision(4)).join(', ');
-    return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''}, [${head}${this.size > 6 ? ', ...' : ''}])`;
+    const values = this.device === 'cpu' ? (this.storage as StorageOf<D>) : this.toTypedArray();
+    const head = Array.from(values.subarray(0, 6), (v) => +v.toPrecision(4)).join(', ');
+    const device = this.device === 'cpu' ? '' : `, ${this.device}`;
+    return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${device}${this.requiresGrad ? ', requiresGrad' : ''}, [${head}${this.size > 6 ? ', ...' : ''}])`;
+  }
+}
+
+/** A copy of `host` in `device`'s storage. */
+function upload(device: Device, host: Float32Array | Int32Array): FloatStorage | IntStorage {
+  const b = getBackend(device);
+  return host instanceof Int32Array ? b.fromHostInt(host) : b.fromHost(host);
+}
+
+/** A device transfer's backward: the gradient goes back to the input's device. */
+class ToDeviceNode extends Node {
+  readonly name = 'to';
+  override consumesGradOut = false;
+  constructor(x: Tensor, private readonly from: Device) {
+    super([x], x.shape);
+  }
+
+  backward(g: FloatStorage, sink: GradSink): void {
+    let host: Float32Array;
+    if (g instanceof DeviceArray) {
+      const b = getBackend(g.device);
+      host = b.toHost(g);
+      b.recycle(g);
+    } else host = g;
+    sink.give(0, this.from === 'cpu' ? host : getBackend(this.from).fromHost(host));
   }
 }
 
@@ -189,7 +305,7 @@ class ReshapeNode extends Node {
     super([x], shape);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
+  backward(g: FloatStorage, sink: GradSink): void {
     sink.give(0, g);
   }
 }
@@ -211,14 +327,21 @@ export function tensor(data: Float32Array | Int32Array, shape?: Shape, options: 
 /** A tensor of zeros. */
 export function zeros<D extends DType = 'float32'>(shape: Shape, options: TensorOptions<D> = {}): Tensor<D> {
   const dtype = (options.dtype ?? 'float32') as D;
-  return new Tensor<D>(alloc(dtype, shapeSize(shape, 'zeros')), shape, options);
+  const n = shapeSize(shape, 'zeros');
+  if (options.device !== undefined && options.device !== 'cpu' && dtype === 'float32') {
+    return new Tensor<D>(getBackend(options.device).zeros(n) as DeviceArray, shape, options);
+  }
+  return new Tensor<D>(alloc(dtype, n), shape, options);
 }
 
 /** A tensor filled with `value`. */
 export function full<D extends DType = 'float32'>(shape: Shape, value: number, options: TensorOptions<D> = {}): Tensor<D> {
-  const t = zeros<D>(shape, options);
+  const { device, requiresGrad, ...host } = options;
+  const t = zeros<D>(shape, host as TensorOptions<D>);
   t.data.fill(value);
-  return t;
+  const moved = device === undefined || device === 'cpu' ? t : t.to(device);
+  if (requiresGrad) moved.setRequiresGrad(true);
+  return moved;
 }
 
 /** A tensor of ones. */
@@ -258,23 +381,29 @@ export function fromArray<D extends DType = 'float32'>(values: NestedArray, shap
   return new Tensor<D>(data, shape ?? inferred, options);
 }
 
+/** Creates on the host, then moves to `options.device` (random factories draw on the host). */
+function onDevice(shape: Shape, options: RandomOptions, fill: (t: Tensor) => void): Tensor {
+  const { device, requiresGrad, ...rest } = options;
+  const t = zeros(shape, { ...rest, dtype: 'float32' });
+  fill(t);
+  const moved = device === undefined || device === 'cpu' ? t : t.to(device);
+  if (requiresGrad) moved.setRequiresGrad(true);
+  return moved;
+}
+
 function generatorOf(options: RandomOptions): Generator {
   return options.generator ?? new Generator(options.seed ?? 0);
 }
 
 /** Standard normal draws (times `std`, plus `mean`) from a seeded generator. */
 export function randn(shape: Shape, options: RandomOptions & { mean?: number; std?: number } = {}): Tensor {
-  const t = zeros(shape, { ...options, dtype: 'float32' });
-  generatorOf(options).fillNormal(t.data, options.mean ?? 0, options.std ?? 1);
-  return t;
+  return onDevice(shape, options, (t) => generatorOf(options).fillNormal(t.data, options.mean ?? 0, options.std ?? 1));
 }
 
 /** Uniform draws in [low, high) from a seeded generator. */
 export function uniform(shape: Shape, low = 0, high = 1, options: RandomOptions = {}): Tensor {
   if (!(high >= low)) throw errors.argument('uniform', 'high', high, `a number >= low (${low})`);
-  const t = zeros(shape, { ...options, dtype: 'float32' });
-  generatorOf(options).fillUniform(t.data, low, high);
-  return t;
+  return onDevice(shape, options, (t) => generatorOf(options).fillUniform(t.data, low, high));
 }
 
 /** Integers uniform in [0, high) as an int32 tensor (e.g. random labels). */

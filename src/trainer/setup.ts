@@ -2,7 +2,7 @@
 // and the device. One place, so strategies compared side by side really train the same thing.
 import { loadDataset, take, type DatasetSplit } from '../data/index.js';
 import { resolveDevice } from '../tensor/cuda.js';
-import { Adam, mlp, SGD, type Optimizer, type Sequential, type Tensor } from '../tensor/index.js';
+import { Adam, getBackend, hasBackend, mlp, SGD, type Device, type Optimizer, type Sequential, type Tensor } from '../tensor/index.js';
 import type { TrainOptions } from './options.js';
 
 export interface LoadedData extends DatasetSplit {
@@ -35,16 +35,24 @@ export function buildOptimizer(params: Iterable<Tensor>, opts: TrainOptions): Op
 }
 
 /**
- * The device the tensors live on. CUDA kernels exist (native/cuda) but tensors with device storage
- * are not wired into the tensor layer yet, so 'auto' stays on the CPU and says why, and an explicit
- * 'cuda' is refused with a clear message rather than silently running on the CPU.
+ * The device the tensors live on. `--device auto` is 'cuda' only when a CUDA device is present
+ * (or a 'cuda' backend was registered by hand: tests register the SIMT-emulated device);
+ * `--device cuda` without one throws, saying why (resolveDevice). Strategies whose parameters are
+ * shared host memory or travel over RPC (Hogwild, the parameter servers) train with CPU tensors:
+ * they call this without `{ cuda: true }`, so 'auto' stays on the CPU with a note and an explicit
+ * 'cuda' is refused rather than silently running on the CPU.
  */
-export function chooseDevice(opts: TrainOptions, log: (line: string) => void): 'cpu' {
-  const device = resolveDevice(opts.device);
-  if (device === 'cuda') {
-    const why = 'a CUDA device is present, but training with CUDA tensors is not supported by the tensor layer yet';
-    if (opts.device === 'cuda') throw new Error(`--device cuda: ${why}; use --device cpu`);
-    log(`note: ${why}; training on the CPU`);
+export function chooseDevice(opts: TrainOptions, log: (line: string) => void): 'cpu';
+export function chooseDevice(opts: TrainOptions, log: (line: string) => void, support: { cuda: boolean }): Device;
+export function chooseDevice(opts: TrainOptions, log: (line: string) => void, support: { cuda: boolean } = { cuda: false }): Device {
+  const device = opts.device !== 'cpu' && hasBackend('cuda') ? 'cuda' : resolveDevice(opts.device);
+  if (device === 'cpu') return 'cpu';
+  if (!support.cuda) {
+    const why = `the ${opts.strategy} strategy trains with CPU tensors only (its parameters live in shared host memory or travel over RPC)`;
+    if (opts.device === 'cuda') throw new Error(`--device cuda: ${why}; use --device cpu or --device auto`);
+    log(`note: a CUDA device is present, but ${why}; training on the CPU`);
+    return 'cpu';
   }
-  return 'cpu';
+  log(`training on CUDA (${getBackend('cuda').name})`);
+  return 'cuda';
 }

@@ -52,6 +52,7 @@ export function flattenParameters(model: Module | readonly Tensor[], options: Fl
   let total = 0;
   for (const [name, t] of named) {
     if (t.dtype !== 'float32') throw errors.dtype('flattenParameters', `parameter '${name}'`, t.dtype, 'float32');
+    if (t.device !== 'cpu') throw errors.device('flattenParameters', [t.device], `flattenParameters: parameter '${name}' is on '${t.device}'; flat buffers are host memory, so flatten before moving the model (or move it with .to('cpu'))`);
     total += t.size;
   }
   const params = options.buffer ?? new Float32Array(total);

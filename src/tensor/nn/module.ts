@@ -3,6 +3,7 @@
 // A module owns named parameters and named child modules; `namedParameters()` walks them in
 // registration order and names them by path ("0.weight", "2.bias"), so two processes that build
 // the same model agree on the names and on the order (parameter servers shard by them).
+import { getBackend, type Device, type FloatStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 
@@ -67,9 +68,19 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Copies of every parameter's values by name (a checkpoint). */
+  /**
+   * Moves every parameter (and its gradient) to `device` in place, as torch's `module.to`: the
+   * parameter objects stay the same, their storage changes. Build optimizers after moving.
+   */
+  to(device: Device): this {
+    getBackend(device); // fails here, before anything moves, when the device has no backend
+    for (const t of this.parameters()) t.moveTo(device);
+    return this;
+  }
+
+  /** Copies of every parameter's values by name (a checkpoint; downloads from a device). */
   stateDict(): Map<string, Float32Array> {
-    return new Map(this.namedParameters().map(([name, t]) => [name, t.data.slice()]));
+    return new Map(this.namedParameters().map(([name, t]) => [name, t.toTypedArray()]));
   }
 
   /**
@@ -88,7 +99,7 @@ export abstract class Module {
       if (v === undefined) throw errors.range('loadStateDict', `parameter '${name}' is missing`);
       if (v.length !== t.size) throw errors.shape('loadStateDict', [t.shape, [v.length]], `${t.size} values for '${name}'`);
     }
-    for (const [name, t] of named) t.data.set(get(name)!);
+    for (const [name, t] of named) getBackend(t.device).upload(t.storage as FloatStorage, get(name)!);
   }
 
   /** Clears every parameter's gradient (see Tensor.zeroGrad). */

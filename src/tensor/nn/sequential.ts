@@ -5,7 +5,7 @@
 // at once when no graph saved them, or when the backward that used the graph releases it.
 import { errors } from '../errors.js';
 import { linearRelu } from '../ops/linear.js';
-import { isPooled, recycleBuffer } from '../pool.js';
+import { getBackend } from '../backend.js';
 import { Generator } from '../random.js';
 import type { Tensor } from '../tensor.js';
 import { Dropout, Linear, ReLU } from './layers.js';
@@ -49,7 +49,7 @@ export class Sequential extends Module {
       } else {
         out = layer.forward(cur);
       }
-      if (cur !== x && out.data.buffer !== cur.data.buffer) retire(cur);
+      if (cur !== x && out.storage.buffer !== cur.storage.buffer) retire(cur);
       cur = out;
     }
     return cur;
@@ -58,9 +58,10 @@ export class Sequential extends Module {
 
 /** Gives an intermediate's storage back to the pool now (no graph holds it) or with its graph. */
 function retire(t: Tensor): void {
-  if (!isPooled(t.data)) return;
+  const b = getBackend(t.device);
+  if (!b.isPooled(t.storage)) return;
   if (t.requiresGrad) t.releaseWithGraph = true;
-  else recycleBuffer(t.data);
+  else b.recycle(t.storage);
 }
 
 /** Options of `mlp`. */

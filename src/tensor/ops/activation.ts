@@ -3,19 +3,18 @@
 // Their backwards work in place on the incoming gradient, which the engine owns, and hand it
 // on: no allocation on the way back.
 import { Node, tracks, type GradSink } from '../autograd.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage, type MaskStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { takeBuffer } from '../pool.js';
 import { expectFloat } from './validate.js';
 
 class ReluNode extends Node {
   readonly name = 'relu';
-  constructor(x: Tensor, private readonly y: Float32Array, private readonly device: Tensor['device']) {
+  constructor(x: Tensor, private readonly y: FloatStorage) {
     super([x], x.shape);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
+  backward(g: FloatStorage, sink: GradSink): void {
     getBackend(this.device).kernels.reluBackward(this.y, g, g);
     sink.give(0, g);
   }
@@ -24,10 +23,11 @@ class ReluNode extends Node {
 /** max(x, 0) elementwise. */
 export function relu(x: Tensor): Tensor {
   expectFloat('relu', 'input', x);
-  const y = takeBuffer(x.size);
-  getBackend(x.device).kernels.reluForward(x.data, y);
+  const b = getBackend(x.device);
+  const y = b.take(x.size);
+  b.kernels.reluForward(x.storage, y);
   const result = new Tensor(y, x.shape, { device: x.device });
-  if (tracks(x)) new ReluNode(x, y, x.device).attach(result);
+  if (tracks(x)) new ReluNode(x, y).attach(result);
   return result;
 }
 
@@ -45,12 +45,12 @@ export interface DropoutOptions {
 
 class DropoutNode extends Node {
   readonly name = 'dropout';
-  constructor(x: Tensor, private readonly mask: Uint8Array, private readonly p: number) {
+  constructor(x: Tensor, private readonly mask: MaskStorage, private readonly p: number) {
     super([x], x.shape);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
-    getBackend(this.inputs[0]!.device).kernels.dropoutBackward(g, this.mask, g, this.p);
+  backward(g: FloatStorage, sink: GradSink): void {
+    getBackend(this.device).kernels.dropoutBackward(g, this.mask, g, this.p);
     sink.give(0, g);
   }
 }
@@ -66,9 +66,10 @@ export function dropout(x: Tensor, options: DropoutOptions): Tensor {
   if (!Number.isSafeInteger(seed) || seed < 0) throw errors.argument('dropout', 'seed', seed, 'a non-negative safe integer');
   if (!Number.isSafeInteger(offset) || offset < 0) throw errors.argument('dropout', 'offset', offset, 'a non-negative safe integer');
   if (!training || p === 0) return x;
-  const y = takeBuffer(x.size);
-  const mask = new Uint8Array(x.size);
-  getBackend(x.device).kernels.dropoutForward(x.data, y, mask, p, seed, offset);
+  const b = getBackend(x.device);
+  const y = b.take(x.size);
+  const mask = b.allocMask(x.size);
+  b.kernels.dropoutForward(x.storage, y, mask, p, seed, offset);
   const result = new Tensor(y, x.shape, { device: x.device });
   if (tracks(x)) new DropoutNode(x, mask, p).attach(result);
   return result;

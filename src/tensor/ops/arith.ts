@@ -1,9 +1,8 @@
 // Elementwise add and mul, and the sum / mean reductions.
 import { Node, tracks, type GradSink } from '../autograd.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { takeBuffer } from '../pool.js';
 import { expectFloat, expectSameDevice } from './validate.js';
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -19,17 +18,21 @@ class AddNode extends Node {
     super([a, b], a.shape);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
+  backward(g: FloatStorage, sink: GradSink): void {
+    const b = getBackend(this.device);
     if (this.cols > 0) {
       if (this.inputs[1] !== null) {
         const db = sink.target(1);
-        getBackend(this.inputs[1].device).kernels.biasGrad(g, db, this.rows, this.cols, !sink.fresh);
+        b.kernels.biasGrad(g, db, this.rows, this.cols, !sink.fresh);
       }
       sink.give(0, g);
       return;
     }
-    if (this.inputs[0] !== null && this.inputs[1] !== null) sink.give(0, g.slice());
-    else sink.give(0, g);
+    if (this.inputs[0] !== null && this.inputs[1] !== null) {
+      const copy = b.take(g.length);
+      b.copy(g, copy);
+      sink.give(0, copy);
+    } else sink.give(0, g);
     sink.give(1, g);
   }
 }
@@ -42,18 +45,22 @@ export function add(a: Tensor, b: Tensor): Tensor {
   expectFloat('add', 'a', a);
   expectFloat('add', 'b', b);
   expectSameDevice('add', a, b);
-  const k = getBackend(a.device).kernels;
-  const y = takeBuffer(a.size);
+  const be = getBackend(a.device);
   let rows = 0, cols = 0;
-  if (sameShape(a.shape, b.shape)) {
-    k.add(a.data, b.data, y);
-  } else if (b.shape.length === 1 && a.shape.length >= 1 && a.shape[a.shape.length - 1] === b.shape[0]) {
+  const bias = !sameShape(a.shape, b.shape);
+  if (bias) {
+    if (!(b.shape.length === 1 && a.shape.length >= 1 && a.shape[a.shape.length - 1] === b.shape[0])) {
+      throw errors.shape('add', [a.shape, b.shape], 'equal shapes, or b of shape [last dimension of a]');
+    }
     cols = b.shape[0]!;
     rows = cols === 0 ? 0 : a.size / cols;
-    y.set(a.data);
-    k.biasAdd(y, b.data, rows, cols);
+  }
+  const y = be.take(a.size);
+  if (!bias) {
+    be.kernels.add(a.storage, b.storage, y);
   } else {
-    throw errors.shape('add', [a.shape, b.shape], 'equal shapes, or b of shape [last dimension of a]');
+    be.copy(a.storage, y);
+    be.kernels.biasAdd(y, b.storage, rows, cols);
   }
   const result = new Tensor(y, a.shape, { device: a.device });
   if (tracks(a, b)) new AddNode(a, b, rows, cols).attach(result);
@@ -66,15 +73,16 @@ class MulNode extends Node {
     super([a, b], a.shape);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
-    const k = getBackend(this.a.device).kernels;
-    let da: Float32Array | null = null;
+  backward(g: FloatStorage, sink: GradSink): void {
+    const be = getBackend(this.device);
+    const k = be.kernels;
+    let da: FloatStorage | null = null;
     if (this.inputs[0] !== null) {
-      da = takeBuffer(g.length);
-      k.mul(g, this.b.data, da);
+      da = be.take(g.length);
+      k.mul(g, this.b.storage, da);
     }
     if (this.inputs[1] !== null) {
-      k.mul(g, this.a.data, g);
+      k.mul(g, this.a.storage, g);
       sink.give(1, g);
     }
     if (da !== null) sink.give(0, da);
@@ -87,8 +95,9 @@ export function mul(a: Tensor, b: Tensor): Tensor {
   expectFloat('mul', 'b', b);
   expectSameDevice('mul', a, b);
   if (!sameShape(a.shape, b.shape)) throw errors.shape('mul', [a.shape, b.shape], 'equal shapes');
-  const y = takeBuffer(a.size);
-  getBackend(a.device).kernels.mul(a.data, b.data, y);
+  const be = getBackend(a.device);
+  const y = be.take(a.size);
+  be.kernels.mul(a.storage, b.storage, y);
   const result = new Tensor(y, a.shape, { device: a.device });
   if (tracks(a, b)) new MulNode(a, b).attach(result);
   return result;
@@ -101,18 +110,19 @@ class SumNode extends Node {
     this.name = name;
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
-    const v = g[0]! * this.factor;
+  backward(g: FloatStorage, sink: GradSink): void {
+    const b = getBackend(this.device);
+    const v = b.first(g) * this.factor;
     const d = sink.target(0);
-    if (sink.fresh) d.fill(v);
-    else for (let i = 0; i < d.length; i++) d[i]! += v;
+    if (sink.fresh) b.fill(d, v);
+    else b.addScalar(d, v);
   }
 }
 
 /** Sum of all elements, as a scalar tensor (accumulated in double precision). */
 export function sum(x: Tensor): Tensor {
   expectFloat('sum', 'input', x);
-  const s = getBackend(x.device).kernels.sum(x.data);
+  const s = getBackend(x.device).kernels.sum(x.storage);
   const result = new Tensor(Float32Array.of(s), [], { device: x.device });
   if (tracks(x)) new SumNode(x, 1, 'sum').attach(result);
   return result;
@@ -122,7 +132,7 @@ export function sum(x: Tensor): Tensor {
 export function mean(x: Tensor): Tensor {
   expectFloat('mean', 'input', x);
   if (x.size === 0) throw errors.shape('mean', [x.shape], 'at least one element');
-  const s = getBackend(x.device).kernels.sum(x.data) / x.size;
+  const s = getBackend(x.device).kernels.sum(x.storage) / x.size;
   const result = new Tensor(Float32Array.of(s), [], { device: x.device });
   if (tracks(x)) new SumNode(x, 1 / x.size, 'mean').attach(result);
   return result;

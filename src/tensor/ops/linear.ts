@@ -5,10 +5,9 @@
 // gradient storage (beta = 1 / accumulate) instead of going through temporaries.
 // linearRelu fuses the following relu (in place on the output): one node, one buffer.
 import { Node, tracks, type GradSink } from '../autograd.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { takeBuffer } from '../pool.js';
 import { expectFloat, expectSameDevice, rowsCols } from './validate.js';
 
 class LinearNode extends Node {
@@ -21,14 +20,14 @@ class LinearNode extends Node {
     private readonly rows: number,
     outputShape: readonly number[],
     /** The output when a relu was fused in (its backward masks g first); null otherwise. */
-    private readonly reluOut: Float32Array | null,
+    private readonly reluOut: FloatStorage | null,
   ) {
     super([x, w, b], outputShape);
     this.name = reluOut ? 'linearRelu' : 'linear';
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
-    const k = getBackend(this.w.device).kernels;
+  backward(g: FloatStorage, sink: GradSink): void {
+    const k = getBackend(this.device).kernels;
     if (this.reluOut !== null) k.reluBackward(this.reluOut, g, g);
     const rows = this.rows;
     const out = this.w.shape[0]!, inF = this.w.shape[1]!;
@@ -40,12 +39,12 @@ class LinearNode extends Node {
     if (inputs[1] !== null) {
       const dw = sink.target(1);
       // dW[out, in] = g^T[out, rows] . x[rows, in]
-      k.gemm(true, false, out, inF, rows, 1, g, out, this.x.data, inF, sink.fresh ? 0 : 1, dw, inF);
+      k.gemm(true, false, out, inF, rows, 1, g, out, this.x.storage, inF, sink.fresh ? 0 : 1, dw, inF);
     }
     if (inputs[0] !== null) {
       const dx = sink.target(0);
       // dx[rows, in] = g[rows, out] . W[out, in]
-      k.gemm(false, false, rows, inF, out, 1, g, out, this.w.data, inF, sink.fresh ? 0 : 1, dx, inF);
+      k.gemm(false, false, rows, inF, out, 1, g, out, this.w.storage, inF, sink.fresh ? 0 : 1, dx, inF);
     }
   }
 }
@@ -73,10 +72,11 @@ function affine(op: string, x: Tensor, weight: Tensor, bias: Tensor | null, with
   const [rows, cols] = rowsCols(op, x, 'input');
   if (cols !== inF) throw errors.shape(op, [x.shape, weight.shape], `input with ${inF} features (last dimension) to match weight [${out}, ${inF}]`);
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== out)) throw errors.shape(op, [x.shape, weight.shape, bias.shape], `bias of shape [${out}]`);
-  const k = getBackend(x.device).kernels;
-  const y = takeBuffer(rows * out);
-  k.gemm(false, true, rows, out, inF, 1, x.data, inF, weight.data, inF, 0, y, out);
-  if (bias) k.biasAdd(y, bias.data, rows, out);
+  const b = getBackend(x.device);
+  const k = b.kernels;
+  const y = b.take(rows * out);
+  k.gemm(false, true, rows, out, inF, 1, x.storage, inF, weight.storage, inF, 0, y, out);
+  if (bias) k.biasAdd(y, bias.storage, rows, out);
   if (withRelu) k.reluForward(y, y);
   const shape = x.shape.length === 2 ? [rows, out] : [out];
   const result = new Tensor(y, shape, { device: x.device });

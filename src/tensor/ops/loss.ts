@@ -1,23 +1,23 @@
 // Classification losses with mean reduction: nllLoss on log-probabilities, and crossEntropy on
 // logits (log-softmax and NLL fused into one kernel each way; the fastest way to train).
 import { Node, tracks, type GradSink } from '../autograd.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage, type IntStorage } from '../backend.js';
 import { Tensor } from '../tensor.js';
-import { recycleBuffer, takeBuffer } from '../pool.js';
-import { expectFloat, labelsOf, rowsCols } from './validate.js';
+import { expectFloat, labelsOn, rowsCols } from './validate.js';
 
 /** Class labels: an int32 tensor or a bare Int32Array, one per row. */
 export type Labels = Tensor<'int32'> | Int32Array;
 
 class NllNode extends Node {
   readonly name = 'nllLoss';
-  constructor(x: Tensor, private readonly labels: Int32Array, private readonly rows: number, private readonly cols: number) {
+  constructor(x: Tensor, private readonly labels: IntStorage, private readonly rows: number, private readonly cols: number) {
     super([x], []);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
-    const d = takeBuffer(this.rows * this.cols);
-    getBackend(this.inputs[0]!.device).kernels.nllBackward(this.labels, d, this.rows, this.cols, g[0]! / this.rows);
+  backward(g: FloatStorage, sink: GradSink): void {
+    const b = getBackend(this.device);
+    const d = b.take(this.rows * this.cols);
+    b.kernels.nllBackward(this.labels, d, this.rows, this.cols, b.first(g) / this.rows);
     sink.give(0, d);
   }
 }
@@ -26,23 +26,24 @@ class NllNode extends Node {
 export function nllLoss(logp: Tensor, labels: Labels): Tensor {
   expectFloat('nllLoss', 'input', logp);
   const [rows, cols] = rowsCols('nllLoss', logp, 'input');
-  const l = labelsOf('nllLoss', labels, rows, cols, logp.shape);
-  const loss = getBackend(logp.device).kernels.nllForward(logp.data, l, rows, cols);
+  const [l, own] = labelsOn('nllLoss', labels, rows, cols, logp);
+  const loss = getBackend(logp.device).kernels.nllForward(logp.storage, l, rows, cols);
   const result = new Tensor(Float32Array.of(loss), [], { device: logp.device });
-  if (tracks(logp)) new NllNode(logp, l.slice(), rows, cols).attach(result);
+  if (tracks(logp)) new NllNode(logp, own ? l : (l as Int32Array).slice(), rows, cols).attach(result);
   return result;
 }
 
 class CrossEntropyNode extends Node {
   readonly name = 'crossEntropy';
-  constructor(x: Tensor, private readonly logp: Float32Array, private readonly labels: Int32Array, private readonly rows: number, private readonly cols: number) {
+  constructor(x: Tensor, private readonly logp: FloatStorage, private readonly labels: IntStorage, private readonly rows: number, private readonly cols: number) {
     super([x], []);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
+  backward(g: FloatStorage, sink: GradSink): void {
+    const b = getBackend(this.device);
     // The saved log-probabilities become the gradient unless the graph must survive.
-    const d = sink.retainGraph ? takeBuffer(this.logp.length) : this.logp;
-    getBackend(this.inputs[0]!.device).kernels.crossEntropyBackward(this.logp, this.labels, d, this.rows, this.cols, g[0]! / this.rows);
+    const d = sink.retainGraph ? b.take(this.logp.length) : this.logp;
+    b.kernels.crossEntropyBackward(this.logp, this.labels, d, this.rows, this.cols, b.first(g) / this.rows);
     sink.give(0, d);
   }
 }
@@ -54,11 +55,12 @@ class CrossEntropyNode extends Node {
 export function crossEntropy(logits: Tensor, labels: Labels): Tensor {
   expectFloat('crossEntropy', 'input', logits);
   const [rows, cols] = rowsCols('crossEntropy', logits, 'input');
-  const l = labelsOf('crossEntropy', labels, rows, cols, logits.shape);
-  const logp = takeBuffer(logits.size);
-  const loss = getBackend(logits.device).kernels.crossEntropyForward(logits.data, l, logp, rows, cols);
+  const [l, own] = labelsOn('crossEntropy', labels, rows, cols, logits);
+  const b = getBackend(logits.device);
+  const logp = b.take(logits.size);
+  const loss = b.kernels.crossEntropyForward(logits.storage, l, logp, rows, cols);
   const result = new Tensor(Float32Array.of(loss), [], { device: logits.device });
-  if (tracks(logits)) new CrossEntropyNode(logits, logp, l.slice(), rows, cols).attach(result);
-  else recycleBuffer(logp);
+  if (tracks(logits)) new CrossEntropyNode(logits, logp, own ? l : (l as Int32Array).slice(), rows, cols).attach(result);
+  else b.recycle(logp);
   return result;
 }

@@ -1,9 +1,8 @@
 // matmul(a, b) for 2-D tensors: [m, k] x [k, n] -> [m, n], as one GEMM each way.
 import { Node, tracks, type GradSink } from '../autograd.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { takeBuffer } from '../pool.js';
 import { expectFloat, expectSameDevice } from './validate.js';
 
 class MatmulNode extends Node {
@@ -13,16 +12,16 @@ class MatmulNode extends Node {
     super([a, b], outputShape);
   }
 
-  backward(g: Float32Array, sink: GradSink): void {
-    const k = getBackend(this.a.device).kernels;
+  backward(g: FloatStorage, sink: GradSink): void {
+    const k = getBackend(this.device).kernels;
     const m = this.a.shape[0]!, kk = this.a.shape[1]!, n = this.b.shape[1]!;
     if (this.inputs[0] !== null) {
       const da = sink.target(0); // g[m, n] . b^T[n, k]
-      k.gemm(false, true, m, kk, n, 1, g, n, this.b.data, n, sink.fresh ? 0 : 1, da, kk);
+      k.gemm(false, true, m, kk, n, 1, g, n, this.b.storage, n, sink.fresh ? 0 : 1, da, kk);
     }
     if (this.inputs[1] !== null) {
       const db = sink.target(1); // a^T[k, m] . g[m, n]
-      k.gemm(true, false, kk, n, m, 1, this.a.data, kk, g, n, sink.fresh ? 0 : 1, db, n);
+      k.gemm(true, false, kk, n, m, 1, this.a.storage, kk, g, n, sink.fresh ? 0 : 1, db, n);
     }
   }
 }
@@ -36,8 +35,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     throw errors.shape('matmul', [a.shape, b.shape], '[m, k] and [k, n]');
   }
   const m = a.shape[0]!, kk = a.shape[1]!, n = b.shape[1]!;
-  const y = takeBuffer(m * n);
-  getBackend(a.device).kernels.gemm(false, false, m, n, kk, 1, a.data, kk, b.data, n, 0, y, n);
+  const be = getBackend(a.device);
+  const y = be.take(m * n);
+  be.kernels.gemm(false, false, m, n, kk, 1, a.storage, kk, b.storage, n, 0, y, n);
   const shape = [m, n];
   const result = new Tensor(y, shape, { device: a.device });
   if (tracks(a, b)) new MatmulNode(a, b, shape).attach(result);

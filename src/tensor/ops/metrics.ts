@@ -2,7 +2,7 @@
 import { errors } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { type Labels } from './loss.js';
-import { expectFloat, labelsOf, rowsCols } from './validate.js';
+import { expectFloat, hostLabels, labelsOf, rowsCols } from './validate.js';
 
 /** Index of the largest value of each row (first on ties), one per row. */
 export function argmax(x: Tensor, out?: Int32Array): Int32Array {
@@ -11,7 +11,8 @@ export function argmax(x: Tensor, out?: Int32Array): Int32Array {
   if (cols === 0) throw errors.shape('argmax', [x.shape], 'at least one column');
   const result = out ?? new Int32Array(rows);
   if (result.length !== rows) throw errors.shape('argmax', [x.shape, [result.length]], `an output of ${rows} entries`);
-  const d = x.data;
+  // A read: a device tensor's values come to the host.
+  const d = x.device === 'cpu' ? x.data : x.toTypedArray();
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
     let best = 0, bestV = d[o]!;
@@ -31,7 +32,7 @@ export function argmax(x: Tensor, out?: Int32Array): Int32Array {
 export function countCorrect(logits: Tensor, labels: Labels): number {
   expectFloat('countCorrect', 'input', logits);
   const [rows, cols] = rowsCols('countCorrect', logits, 'input');
-  const l = labelsOf('countCorrect', labels, rows, cols, logits.shape);
+  const l = labelsOf('countCorrect', hostLabels(labels), rows, cols, logits.shape);
   const pred = argmax(logits);
   let ok = 0;
   for (let r = 0; r < rows; r++) if (pred[r] === l[r]) ok++;

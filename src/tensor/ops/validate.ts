@@ -1,5 +1,6 @@
 // Input checks shared by the ops: each throws the typed error from errors.ts before an op
 // touches a buffer or records a node.
+import { getBackend, type IntStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import type { DType, Tensor } from '../tensor.js';
 
@@ -17,6 +18,30 @@ export function rowsCols(op: string, t: Tensor<DType>, what: string): [number, n
   if (t.shape.length === 2) return [t.shape[0]!, t.shape[1]!];
   if (t.shape.length === 1) return [1, t.shape[0]!];
   throw errors.shape(op, [t.shape], `${what} to be 1-D or 2-D`);
+}
+
+/**
+ * Labels on `input`'s device, and whether they are a private copy (else the caller copies them
+ * before keeping them). Host labels (an Int32Array or a CPU tensor) are checked here; for a
+ * device input a bare Int32Array is uploaded (a copy), while a tensor must be on the input's
+ * device (its labels are range-checked by the device kernels, before they run).
+ */
+export function labelsOn(op: string, labels: Tensor<'int32'> | Int32Array, rows: number, classes: number, input: Tensor<DType>): [IntStorage, boolean] {
+  if (!(labels instanceof Int32Array) && labels.device !== input.device) {
+    throw errors.device(op, [input.device, labels.device], `${op}: the input is on '${input.device}' but the labels are on '${labels.device}'; move them with .to('${input.device}')`);
+  }
+  if (input.device === 'cpu') return [labelsOf(op, labels, rows, classes, input.shape), false];
+  if (labels instanceof Int32Array) return [getBackend(input.device).fromHostInt(labelsOf(op, labels, rows, classes, input.shape)), true];
+  if (labels.dtype !== 'int32') throw errors.dtype(op, 'labels', labels.dtype, 'int32');
+  if (labels.size !== rows) throw errors.shape(op, [input.shape, labels.shape], `${rows} labels (one per row of the input)`);
+  // Device labels cannot be written in place by any op, so keeping a reference is safe.
+  return [labels.storage, true];
+}
+
+/** Host labels: the data of a CPU tensor, read (never copied) for the checks; or the values of a device tensor. */
+export function hostLabels(labels: Tensor<'int32'> | Int32Array): Int32Array {
+  if (labels instanceof Int32Array) return labels;
+  return labels.device === 'cpu' ? labels.data : labels.toTypedArray();
 }
 
 /** Labels as an Int32Array of `rows` entries in [0, classes). */

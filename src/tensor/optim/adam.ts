@@ -1,6 +1,7 @@
 // Adam and AdamW with torch.optim semantics, one fused kernel per parameter.
 import { errors } from '../errors.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage } from '../backend.js';
+import type { DeviceArray } from '../device-array.js';
 import type { Tensor } from '../tensor.js';
 import { checkOption, Optimizer } from './optimizer.js';
 
@@ -18,14 +19,14 @@ export interface AdamOptions {
   decoupled?: boolean;
 }
 
-/** Per-parameter state of Adam. */
-export interface AdamState {
+/** Per-parameter state of Adam: S is the storage of the parameter's device (host arrays in `state`). */
+export interface AdamState<S extends FloatStorage = Float32Array> {
   /** Steps taken on this parameter. */
   step: number;
   /** First moment (exp_avg). */
-  m: Float32Array;
+  m: S;
   /** Second moment (exp_avg_sq). */
-  v: Float32Array;
+  v: S;
 }
 
 export class Adam extends Optimizer<AdamState> {
@@ -35,6 +36,8 @@ export class Adam extends Optimizer<AdamState> {
   readonly eps: number;
   readonly weightDecay: number;
   readonly decoupled: boolean;
+  /** The state of parameters on a device (CUDA): device storage, kept apart from the host `state`. */
+  readonly deviceState = new Map<Tensor, AdamState<DeviceArray>>();
 
   constructor(params: Iterable<Tensor>, options: AdamOptions = {}, name = 'Adam') {
     super(params, name);
@@ -52,15 +55,17 @@ export class Adam extends Optimizer<AdamState> {
     this.decoupled = decoupled;
   }
 
-  update(param: Tensor, data: Float32Array, grad: Float32Array): void {
+  update(param: Tensor, data: FloatStorage, grad: FloatStorage): void {
     if (grad.length !== data.length) throw errors.shape(this.name, [param.shape, [grad.length]], `a gradient of ${data.length} elements`);
-    let s = this.state.get(param);
+    const b = getBackend(param.device);
+    const states: Map<Tensor, AdamState<FloatStorage>> = param.device === 'cpu' ? this.state : this.deviceState;
+    let s = states.get(param);
     if (s === undefined) {
-      s = { step: 0, m: new Float32Array(data.length), v: new Float32Array(data.length) };
-      this.state.set(param, s);
+      s = { step: 0, m: b.zeros(data.length), v: b.zeros(data.length) };
+      states.set(param, s);
     }
     s.step++;
-    getBackend(param.device).kernels.adamUpdate(data, grad, s.m, s.v, this.lr, this.beta1, this.beta2, this.eps, this.weightDecay, this.decoupled, s.step);
+    b.kernels.adamUpdate(data, grad, s.m, s.v, this.lr, this.beta1, this.beta2, this.eps, this.weightDecay, this.decoupled, s.step);
   }
 }
 

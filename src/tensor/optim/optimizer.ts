@@ -1,7 +1,9 @@
 // Optimizer: the base of SGD and Adam. Holds the parameters and their per-parameter state.
 //
 // The state is plain typed arrays keyed by parameter, exposed so a parameter server can own it
-// (and checkpoint it) next to the shard it updates.
+// (and checkpoint it) next to the shard it updates. For a parameter on another device the
+// state lives there too (device storage, allocated through the parameter's backend).
+import type { FloatStorage } from '../backend.js';
 import { errors } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 
@@ -21,15 +23,16 @@ export abstract class Optimizer<State> {
   /** Updates every parameter that has a gradient, in place; parameters without one are skipped. */
   step(): void {
     for (const p of this.params) {
-      if (p.grad !== null) this.update(p, p.data, p.grad.data);
+      if (p.grad !== null) this.update(p, p.storage, p.grad.storage);
     }
   }
 
   /**
    * Updates `param` (its values `data`) with `grad`, creating its state on the first call. Also
    * callable directly with a gradient that did not come from `.grad`, e.g. one pushed to a server.
+   * `data` and `grad` are storage on the parameter's device (typed arrays on the CPU).
    */
-  abstract update(param: Tensor, data: Float32Array, grad: Float32Array): void;
+  abstract update(param: Tensor, data: FloatStorage, grad: FloatStorage): void;
 
   /** Clears every parameter's gradient (see Tensor.zeroGrad). */
   zeroGrad(setToNone = true): void {

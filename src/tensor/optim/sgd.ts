@@ -1,6 +1,7 @@
 // Stochastic gradient descent with torch.optim.SGD semantics, one fused kernel per parameter.
 import { errors } from '../errors.js';
-import { getBackend } from '../backend.js';
+import { getBackend, type FloatStorage } from '../backend.js';
+import type { DeviceArray } from '../device-array.js';
 import type { Tensor } from '../tensor.js';
 import { checkOption, Optimizer } from './optimizer.js';
 
@@ -18,10 +19,10 @@ export interface SgdOptions {
   nesterov?: boolean;
 }
 
-/** Per-parameter state of SGD. */
-export interface SgdState {
+/** Per-parameter state of SGD: S is the storage of the parameter's device (host arrays in `state`). */
+export interface SgdState<S extends FloatStorage = Float32Array> {
   /** The momentum buffer; null when momentum is 0. */
-  momentumBuffer: Float32Array | null;
+  momentumBuffer: S | null;
   /** Steps taken on this parameter. */
   steps: number;
 }
@@ -33,6 +34,8 @@ export class SGD extends Optimizer<SgdState> {
   readonly dampening: number;
   readonly weightDecay: number;
   readonly nesterov: boolean;
+  /** The state of parameters on a device (CUDA): device storage, kept apart from the host `state`. */
+  readonly deviceState = new Map<Tensor, SgdState<DeviceArray>>();
 
   constructor(params: Iterable<Tensor>, options: SgdOptions) {
     super(params, 'SGD');
@@ -51,14 +54,16 @@ export class SGD extends Optimizer<SgdState> {
     this.nesterov = nesterov;
   }
 
-  update(param: Tensor, data: Float32Array, grad: Float32Array): void {
+  update(param: Tensor, data: FloatStorage, grad: FloatStorage): void {
     if (grad.length !== data.length) throw errors.shape('SGD', [param.shape, [grad.length]], `a gradient of ${data.length} elements`);
-    let s = this.state.get(param);
+    const b = getBackend(param.device);
+    const states: Map<Tensor, SgdState<FloatStorage>> = param.device === 'cpu' ? this.state : this.deviceState;
+    let s = states.get(param);
     if (s === undefined) {
-      s = { momentumBuffer: this.momentum !== 0 ? new Float32Array(data.length) : null, steps: 0 };
-      this.state.set(param, s);
+      s = { momentumBuffer: this.momentum !== 0 ? b.zeros(data.length) : null, steps: 0 };
+      states.set(param, s);
     }
-    getBackend(param.device).kernels.sgdUpdate(data, grad, s.momentumBuffer, this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov, s.steps === 0);
+    b.kernels.sgdUpdate(data, grad, s.momentumBuffer, this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov, s.steps === 0);
     s.steps++;
   }
 }
