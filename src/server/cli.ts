@@ -44,8 +44,8 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const opts = cmd.opts<ServerFlags>();
-  if (opts.strategy !== 'centralized') {
-    process.stderr.write(`error: ps-server serves the centralized strategy only (partitioned workers serve their own shards), got --strategy ${opts.strategy}\n`);
+  if (opts.strategy !== 'centralized' && opts.strategy !== 'remote-forward') {
+    process.stderr.write(`error: ps-server serves the centralized and remote-forward strategies only (partitioned workers serve their own shards), got --strategy ${opts.strategy}\n`);
     return 1;
   }
   try {

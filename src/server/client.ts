@@ -3,16 +3,18 @@
 // server's reply straight into the matching subarray of the flat parameter buffer.
 import type { Agent } from '../rpc/index.js';
 import { PS_FUNCTIONS, type PullReply, type PushReply } from './protocol.js';
-import { planShards, type ParameterSpec, type Shard } from './shard-plan.js';
+import { errors } from './errors.js';
+import { planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
 
 export class PsClient {
-  readonly shards: Shard[];
+  /** The shard plan: equal ranges until `join` learns the servers' placement. */
+  shards: Shard[];
   /** The version of each server's shard at this trainer's last pull. */
   readonly versions: number[];
   /** The trainer's clock on each server at its last reply (ssp: pushes applied). */
   readonly clocks: number[];
-  private readonly gradViews: Float32Array[];
-  private readonly paramViews: Float32Array[];
+  private gradViews: Float32Array[];
+  private paramViews: Float32Array[];
 
   /**
    * `servers`: the servers' worker names, in shard order. `params` / `grads`: the flat buffers of
@@ -35,8 +37,15 @@ export class PsClient {
     }
     this.versions = servers.map(() => 0);
     this.clocks = servers.map(() => 0);
-    this.gradViews = this.shards.map((s) => grads.subarray(s.start, s.start + s.length));
-    this.paramViews = this.shards.map((s) => params.subarray(s.start, s.start + s.length));
+    this.gradViews = [];
+    this.paramViews = [];
+    this.usePlan(this.shards);
+  }
+
+  private usePlan(shards: Shard[]): void {
+    this.shards = shards;
+    this.gradViews = shards.map((s) => this.grads.subarray(s.start, s.start + s.length));
+    this.paramViews = shards.map((s) => this.params.subarray(s.start, s.start + s.length));
   }
 
   /** The smallest version over the servers (they advance together in sync mode). */
@@ -44,8 +53,16 @@ export class PsClient {
     return Math.min(...this.versions);
   }
 
-  /** Joins every server (the first join initialises it with this trainer's values) and pulls. */
+  /**
+   * Learns the servers' placement (`ps.placement`; they must all report the same one), joins every
+   * server (the first join initialises it with this trainer's values) and pulls.
+   */
   async join(): Promise<void> {
+    const plans = await Promise.all(this.servers.map((s) => this.agent.call<Placement | null>(s, PS_FUNCTIONS.placement, [])));
+    const text = JSON.stringify(plans[0]);
+    const odd = plans.findIndex((p) => JSON.stringify(p) !== text);
+    if (odd >= 0) throw errors.badLayout('shard placement', `servers "${this.servers[0]}" and "${this.servers[odd]}" report different placements (${text} and ${JSON.stringify(plans[odd])})`);
+    if (plans[0]) this.usePlan(planShards(this.layout, this.servers.length, plans[0]));
     const layout = this.layout.map((p) => ({ name: p.name, size: p.size }));
     await this.each((i) => this.agent.call<PullReply>(this.servers[i]!, PS_FUNCTIONS.join, [this.trainer, layout, this.paramViews[i]]).then((r) => this.land(i, r)));
   }

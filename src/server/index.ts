@@ -7,3 +7,7 @@ export { planShards, checkSpecs } from './shard-plan.js';
 export type { ParameterSpec, ShardSlice, Shard } from './shard-plan.js';
 export { ServerMetrics } from './metrics.js';
 export { errors as serverErrors } from './errors.js';
+export { RemoteModelHost, SharedModel, RF_FUNCTIONS } from './remote-model.js';
+export type { HostedModel, RemoteModelHostOptions, RemoteModelStats } from './remote-model.js';
+export { parsePlacement, placementFromEnv } from './shard-plan.js';
+export type { Placement } from './shard-plan.js';

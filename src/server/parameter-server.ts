@@ -25,7 +25,7 @@ import { Adam, getBackend, SGD, Tensor, type Optimizer } from '../tensor/index.j
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { CONSISTENCY_MODELS, PS_FUNCTIONS, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
-import { checkSpecs, planShards, type ParameterSpec, type Shard } from './shard-plan.js';
+import { checkSpecs, planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
 
 interface TrainerState {
   name: string;
@@ -44,11 +44,14 @@ interface Waiter {
 
 export class ParameterServer {
   readonly name: string;
-  readonly options: Required<Omit<ParameterServerOptions, 'optimizer'>> & { optimizer: ServerOptimizerOptions };
+  readonly options: Required<Omit<ParameterServerOptions, 'optimizer' | 'placement'>> & Pick<ParameterServerOptions, 'placement'> & { optimizer: ServerOptimizerOptions };
   readonly metrics: ServerMetrics;
   /** Steps taken. */
   version = 0;
   private layoutSpecs?: ParameterSpec[];
+  private placement?: Placement;
+  /** Settles once the placement is known (undefined when the default placement is used). */
+  private placementReady?: Promise<void>;
   private shardInfo?: Shard;
   private data = new Float32Array(0);
   private param?: Tensor;
@@ -94,6 +97,16 @@ export class ParameterServer {
     this.options = { ...o, name, staleness, joinTimeoutMs, liveTimeoutMs };
     this.metrics = new ServerMetrics(name);
     this.done = new Promise((r) => { this.doneResolve = r; });
+    if (o.placement !== undefined) {
+      this.placementReady = Promise.resolve(o.placement).then((p) => { this.placement = p; });
+      this.placementReady.catch(() => { /* reported to every join and ps.placement call */ });
+    }
+  }
+
+  /** The custom placement the servers share (null: equal ranges); waits for a pending one. */
+  async placementPlan(): Promise<Placement | null> {
+    await this.placementReady;
+    return this.placement ?? null;
   }
 
   /** The parameter layout and this server's shard, once a trainer has initialised the server. */
@@ -117,6 +130,7 @@ export class ParameterServer {
   async join(trainer: string, layout: ParameterSpec[], values: Float32Array): Promise<PullReply> {
     this.checkOpen();
     this.checkTrainerName(trainer);
+    if (this.placementReady) await this.placementReady;
     this.initialise(layout, values);
     let t = this.trainers.get(trainer);
     if (!t) {
@@ -210,6 +224,7 @@ export class ParameterServer {
     agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients) => this.pushPull(trainer, version, grads));
     agent.register(PS_FUNCTIONS.leave, (trainer: string) => this.leave(trainer));
     agent.register(PS_FUNCTIONS.layout, () => this.layout());
+    agent.register(PS_FUNCTIONS.placement, () => this.placementPlan());
     agent.register(PS_FUNCTIONS.stats, () => this.stats());
     return this;
   }
@@ -261,7 +276,7 @@ export class ParameterServer {
       }
       return;
     }
-    const shard = planShards(layout, this.options.shards)[this.options.shard]!;
+    const shard = planShards(layout, this.options.shards, this.placement)[this.options.shard]!;
     if (!(values instanceof Float32Array)) throw errors.wrongType(this.name, 'initial values', values, 'a Float32Array');
     if (values.length !== shard.length) {
       throw errors.wrongLength(this.name, `initial values for shard ${this.options.shard} of ${this.options.shards} (${total} elements in all)`, values.length, shard.length);

@@ -1,6 +1,6 @@
 // The parameter server's vocabulary: its options, the RPC function names it registers, and the
 // shapes of what those functions take and answer. Trainers (client.ts) and the server share it.
-import type { ParameterSpec } from './shard-plan.js';
+import type { ParameterSpec, Placement } from './shard-plan.js';
 
 export const CONSISTENCY_MODELS = ['sync', 'async', 'ssp'] as const;
 export type ConsistencyModel = (typeof CONSISTENCY_MODELS)[number];
@@ -23,6 +23,12 @@ export interface ParameterServerOptions {
   /** ssp: steps a trainer may run ahead of the slowest live one (default 2). */
   staleness?: number;
   optimizer: ServerOptimizerOptions;
+  /**
+   * Custom shard placement (shard-plan.ts), the same on every server and trainer. A promise: joins
+   * wait for it (a process that learns the servers' names at its rendezvous settles it then).
+   * Default: equal ranges.
+   */
+  placement?: Placement | Promise<Placement | undefined>;
   /** How long `join` waits for the other trainers, in ms (default 60,000). */
   joinTimeoutMs?: number;
   /** A live trainer silent this long while others wait on it is dropped, in ms (default 60,000). */
@@ -68,6 +74,7 @@ export const PS_FUNCTIONS = {
   pushPull: 'ps.pushPull',
   leave: 'ps.leave',
   layout: 'ps.layout',
+  placement: 'ps.placement',
   stats: 'ps.stats',
 } as const;
 

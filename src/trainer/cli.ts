@@ -14,6 +14,7 @@ const RUNNERS: Partial<Record<Strategy, Runner>> = {
   // one process of a world with servers (src/trainer/process.ts says what each trainer's --json holds)
   centralized: async (o) => (await runTrainerProcess(o)).result,
   partitioned: async (o) => (await runTrainerProcess(o)).result,
+  'remote-forward': async (o) => (await runTrainerProcess(o)).result,
   hogwild: async (o) => (await (await import('../hogwild/index.js')).trainHogwild(o)).result,
 };
 

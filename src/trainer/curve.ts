@@ -40,6 +40,11 @@ export class AccuracyCurve {
     return (now - this.started - this.pausedMs) / 1000;
   }
 
+  /** Whether a point is due at `now` (for callers that must prepare the model first). */
+  due(now = performance.now()): boolean {
+    return now >= this.nextAt;
+  }
+
   /** Cheap when no point is due: one clock read. */
   maybeRecord(samples: number): void {
     const now = performance.now();

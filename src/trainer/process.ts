@@ -4,6 +4,7 @@
 // The world's ranks:
 //   centralized  ranks [0, servers) are parameter servers ps0.., the others trainers trainer0..
 //   partitioned  every rank is a worker trainer<rank> and the server of shard <rank>; --servers is ignored
+//   remote-forward  rank 0 is ps0, which hosts the one shared model (--servers must be 1), the others trainers
 // Rank 0 hosts the rendezvous at --master.
 //
 // Names: by default as above; --name overrides a process's own name, and every process takes the
@@ -16,14 +17,15 @@
 // writes its own figures (`trainers: 1`, `testAccuracy` null): give each trainer its own --json
 // file (psrun does) and read the first trainer's for the whole run.
 import { Agent } from '../rpc/index.js';
-import { ParameterServer, type ServerStats } from '../server/index.js';
+import { ParameterServer, placementFromEnv, RemoteModelHost, type Placement, type ServerStats } from '../server/index.js';
 import { cpuKernels } from '../tensor/native.js';
 import { trainCentralized, type TrainedWorker, type TrainerReport } from './centralized.js';
 import { evaluate } from './evaluate.js';
 import type { TrainOptions } from './options.js';
 import { partitionServer, serverOptimizer, trainPartitioned } from './partitioned.js';
+import { trainRemoteForward } from './remote-forward.js';
 import type { TrainResult } from './result.js';
-import { chooseDevice, loadTrainingData } from './setup.js';
+import { buildModel, chooseDevice, loadTrainingData } from './setup.js';
 
 export const REPORT_FN = 'trainer.report';
 
@@ -68,8 +70,11 @@ export function resolveWorld(opts: TrainOptions, env: NodeJS.ProcessEnv = proces
     const names = Array.from({ length: worldSize }, (_, i) => `trainer${i}`);
     return { name: opts.name ?? names[rank]!, rank, worldSize, master, role: 'trainer', index: rank, partitioned: true, servers: worldSize, trainers: worldSize, serverNames: names, trainerNames: names };
   }
-  if (opts.strategy !== 'centralized') throw new RangeError(`--strategy ${opts.strategy} does not run as ps-server/trainer processes with ranks`);
+  if (opts.strategy !== 'centralized' && opts.strategy !== 'remote-forward') throw new RangeError(`--strategy ${opts.strategy} does not run as ps-server/trainer processes with ranks`);
   const servers = opts.servers;
+  if (opts.strategy === 'remote-forward' && servers !== 1) {
+    throw new RangeError(`--strategy remote-forward hosts its one shared model on one server, got --servers ${servers} (use --servers 1)`);
+  }
   if (servers < 1 || servers >= worldSize) {
     throw new RangeError(`--servers ${servers} leaves no ${servers < 1 ? 'server' : 'trainer'} in a world of --world-size ${worldSize} (need 1 <= servers < world size)`);
   }
@@ -96,6 +101,13 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
   const log = extra.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const place = resolveWorld(opts);
   if (place.role !== 'server') throw new RangeError(`rank ${place.rank} is a trainer rank (servers are ranks 0..${place.servers - 1}); start it with trainer`);
+  if (opts.strategy === 'remote-forward') return runModelHostProcess(opts, place);
+  // PSRPC_SHARDS names servers, whose names are known for sure only after the rendezvous: joins
+  // wait for the placement, which is settled (or refused, failing this process) right after it
+  let settle: { resolve: (p: Placement | undefined) => void; reject: (e: unknown) => void } | undefined;
+  const placement = process.env.PSRPC_SHARDS
+    ? new Promise<Placement | undefined>((resolve, reject) => { settle = { resolve, reject }; })
+    : undefined;
   const server = new ParameterServer({
     name: place.name,
     shard: place.index,
@@ -104,6 +116,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     consistency: opts.consistency,
     staleness: opts.staleness,
     optimizer: serverOptimizer(opts),
+    ...(placement ? { placement } : {}),
   });
   const agent = await startAgent(place);
   try {
@@ -113,6 +126,15 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
       log(`${place.name}: metrics on http://127.0.0.1:${port}/metrics`);
     }
     await agent.rendezvous();
+    if (settle) {
+      try {
+        namesFromWorld(place, agent);
+        settle.resolve(placementFromEnv(place.serverNames));
+      } catch (e) {
+        settle.reject(e);
+        throw e;
+      }
+    }
     await server.done;
     await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
   } finally {
@@ -120,6 +142,27 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     await server.close();
   }
   return server.stats();
+}
+
+/**
+ * The remote-forward server: hosts the model (built from the same flags and seed as every
+ * trainer's local copy, so the first trainer can load the final values into its own) until every
+ * trainer has left. Returns stats in the ParameterServer's shape (steps = forwards served).
+ */
+async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promise<ServerStats> {
+  // every dataset of the flags is 784 features, 10 classes (buildModel's defaults)
+  const host = new RemoteModelHost({ name: place.name, model: buildModel(opts), trainers: place.trainers });
+  const agent = await startAgent(place);
+  try {
+    host.register(agent);
+    await agent.rendezvous();
+    await host.done;
+    await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+  } finally {
+    await agent.shutdown({ graceful: false }).catch(() => {});
+  }
+  const s = host.stats();
+  return { name: s.name, version: s.forwards, steps: s.forwards, pushes: s.forwards, pulls: 0, live: [], joined: s.joined, left: s.left, dropped: [], maxLead: 0 };
 }
 
 /** What a trainer process returns: the run's result on the first trainer, its own figures elsewhere. */
@@ -150,7 +193,13 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
     if (opts.strategy === 'partitioned') server = partitionServer(agent, opts, place.index, place.trainers);
     await agent.rendezvous();
     namesFromWorld(place, agent);
-    const ctx = { agent, rank: place.index, trainers: place.trainers, train: data.train, leave: !primary };
+    // the first trainer also records the accuracy curve (--eval-every) on the test split
+    const ctx = { agent, rank: place.index, trainers: place.trainers, train: data.train, leave: !primary, ...(primary ? { test: data.test } : {}) };
+    if (opts.strategy === 'remote-forward') {
+      const result = await runRemoteForwardTrainer(opts, place, device, data, { ...ctx, server: place.serverNames[0]! }, ownResolve, ownReject);
+      await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+      return { primary, result };
+    }
     let run: TrainedWorker;
     try {
       run = opts.strategy === 'partitioned'
@@ -169,7 +218,7 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
       await run.client.pull(false);
       await run.client.leave();
       const testAccuracy = evaluate(run.model, data.test);
-      result = buildResult(opts, place, device, reports, testAccuracy, data.test.length);
+      result = { ...buildResult(opts, place, device, reports, testAccuracy, data.test.length), ...(run.curve ? { curve: run.curve } : {}) };
     } else {
       result = { ...buildResult(opts, place, device, [own], NaN, 0), trainers: 1 };
     }
@@ -178,6 +227,34 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
   } finally {
     await agent.shutdown({ graceful: false }).catch(() => {});
     await server?.close();
+  }
+}
+
+/**
+ * A remote-forward trainer: trains, answers `trainer.report`; the first trainer waits for the
+ * others' reports (they have left by then), copies the server's final parameters into a local
+ * model, evaluates it, then leaves, so the server stops after the last read.
+ */
+async function runRemoteForwardTrainer(
+  opts: TrainOptions, place: WorldPlace, device: string, data: Awaited<ReturnType<typeof loadTrainingData>>,
+  ctx: Parameters<typeof trainRemoteForward>[1], ownResolve: (r: TrainerReport) => void, ownReject: (e: unknown) => void,
+): Promise<TrainResult> {
+  let run: Awaited<ReturnType<typeof trainRemoteForward>>;
+  try {
+    run = await trainRemoteForward(opts, ctx);
+  } catch (e) {
+    ownReject(e);
+    throw e;
+  }
+  ownResolve(run.report);
+  if (place.index !== 0) return { ...buildResult(opts, place, device, [run.report], NaN, 0), trainers: 1 };
+  try {
+    const reports = [run.report, ...await Promise.all(place.trainerNames.slice(1).map((n) => ctx.agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })))];
+    const model = await run.fetchModel();
+    const testAccuracy = evaluate(model, data.test);
+    return { ...buildResult(opts, place, device, reports, testAccuracy, data.test.length), ...(run.curve ? { curve: run.curve } : {}) };
+  } finally {
+    await run.leave();
   }
 }
 
@@ -197,7 +274,8 @@ function buildResult(opts: TrainOptions, place: WorldPlace, device: string, repo
   const lossCount = reports.reduce((n, r) => n + r.lossCount, 0);
   return {
     strategy: opts.strategy,
-    consistency: opts.strategy === 'partitioned' ? 'sync' : opts.consistency,
+    // remote-forward: every trainer's step lands on the shared model as it comes, no barrier
+    consistency: opts.strategy === 'partitioned' ? 'sync' : opts.strategy === 'remote-forward' ? 'async' : opts.consistency,
     trainers: place.trainers,
     epochs: opts.epochs,
     dataset: opts.dataset,
@@ -214,5 +292,6 @@ function buildResult(opts: TrainOptions, place: WorldPlace, device: string, repo
     testSamples,
     wallSeconds: process.uptime(),
     simd: cpuKernels().simd(),
+    bytesSent: reports.reduce((n, r) => n + (r.bytesSent ?? 0), 0),
   };
 }

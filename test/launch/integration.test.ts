@@ -20,7 +20,7 @@ for (const [what, args, trainers, servers] of jobs) {
     const stdout = new Capture();
     const stderr = new Capture();
     const code = await main(['node', 'psrun', ...args, '--dataset', 'synthetic', '--train-samples', '2048', '--test-samples', '512',
-      '--batch-size', '64', '--progress', 'none', '--kill-grace', '2', '--json', json], { stdout, stderr, handleSignals: false });
+      '--batch-size', '64', '--eval-every', '0.01', '--progress', 'none', '--kill-grace', '2', '--json', json], { stdout, stderr, handleSignals: false });
     t.is(code, 0, stdout.text + stderr.text);
     const r = JSON.parse(readFileSync(json, 'utf8'));
     t.is(r.trainers, trainers);
@@ -30,6 +30,11 @@ for (const [what, args, trainers, servers] of jobs) {
     t.true(r.samplesPerSecond > 0);
     t.true(r.testAccuracy >= 0 && r.testAccuracy <= 1);
     t.is(r.testSamples, 512);
+    // the first trainer's accuracy curve and every trainer's bytes reach the job's result
+    t.true(Array.isArray(r.curve) && r.curve.length >= 2, 'curve recorded');
+    t.is(r.curve[0].samples, 0);
+    t.is(r.curve.at(-1).samples, r.samples);
+    t.true(r.bytesSent > 0 && r.bytesSent % 4 === 0, `bytesSent ${r.bytesSent}`);
     t.regex(stdout.text, new RegExp(`^psrun ${r.strategy}: epochs=1 samples=${r.samples} `, 'm'));
   });
 }

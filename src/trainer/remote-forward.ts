@@ -1,0 +1,177 @@
+// The `remote-forward` strategy: the model lives on the server behind an RRef (one model shared by
+// every trainer, as in the book's chapter 7 exercise). Each step of each trainer:
+//   1. `rref.rpcSync().forward(x)` inside a distributed autograd context: the batch travels to the
+//      server, the forward runs there and its graph stays there under the context; the output comes
+//      back as a recv leaf of this trainer's context;
+//   2. the loss is computed here; `distAutograd.backward(ctx, [loss])` sends the output's gradient
+//      to the server, which runs the model's backward into the context's own gradient map;
+//   3. a DistributedOptimizer over the model's parameter RRefs steps them on the server with that
+//      context's gradients (SGD or Adam, the trainer's options).
+// Gradients never land in `.grad`, so concurrent trainers share the model without mixing their
+// gradients (torch's version of this exercise fails with 2 trainers; this one does not): each step
+// applies exactly its own context's gradients, Hogwild-style with respect to the other trainers.
+//
+// Folding the step into the backward's round trip: the backward message (the output's gradient,
+// 64x10 floats) and the optimizer's step message are both small, so the RPC layer sends them as
+// inline frames on the same stream, in the order they were issued, and coalesces them into one
+// write; the server dispatches frames in arrival order and runs a backward's local tape
+// synchronously in its handler, so the step always finds the context's complete gradients. The
+// step is therefore issued right after the backward, without waiting for its answer: one round
+// trip instead of two, and the update is exactly the PyTorch sequence's (that context's gradients
+// applied by the optimizer). The one-trainer test checks the result equals local SGD's.
+//
+// The context is released without waiting for the release to travel: the next step's forward
+// does not depend on it, and the release messages ride along with the next calls.
+//
+// The accuracy curve (--eval-every, first trainer given the test split): the model lives on the
+// server, so each point first copies its parameters into a local twin (one pull of 55k floats),
+// then evaluates the twin; the copy and the evaluation are both left out of this trainer's clock.
+// With several trainers the others keep training meanwhile (as in Hogwild's curve).
+import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
+import { DistributedOptimizer, type Agent, type DistAutogradContext, type RRef } from '../rpc/index.js';
+import { RF_FUNCTIONS, type SharedModel } from '../server/index.js';
+import { crossEntropy, Tensor, type Sequential } from '../tensor/index.js';
+import type { TrainerReport } from './centralized.js';
+import { AccuracyCurve, type CurvePoint } from './curve.js';
+import type { TrainOptions } from './options.js';
+import { createProgress } from './progress.js';
+import { buildModel } from './setup.js';
+
+export interface RemoteForwardContext {
+  agent: Agent;
+  /** The worker that hosts the model (`rf.*` functions). */
+  server: string;
+  /** This trainer's rank among the trainers, in [0, trainers). */
+  rank: number;
+  trainers: number;
+  train: Dataset;
+  label?: string;
+  /** Leave the host when training ends (default true); false: call `worker.leave()` later. */
+  leave?: boolean;
+  /** Rank 0 with `opts.evalEvery > 0`: the test split the accuracy curve is evaluated on. */
+  test?: Dataset;
+}
+
+export interface RemoteForwardWorker {
+  report: TrainerReport;
+  /** The RRef to the shared model and to its parameters (owned by the server). */
+  modelRef: RRef<SharedModel>;
+  paramRefs: RRef<Tensor>[];
+  /** Copies the server's current parameters into a local model of the same shape (for evaluation). */
+  fetchModel(): Promise<Sequential>;
+  /** Leaves the host (idempotent) and releases this trainer's references and optimizer. */
+  leave(): Promise<void>;
+  /** Rank 0 with a test split and `opts.evalEvery > 0`: test accuracy over training time. */
+  curve?: CurvePoint[];
+}
+
+function optimizerOf(opts: TrainOptions): [string, Record<string, unknown>] {
+  return opts.optimizer === 'adam'
+    ? ['adam', { lr: opts.lr, weightDecay: opts.weightDecay }]
+    : ['sgd', { lr: opts.lr, momentum: opts.momentum, weightDecay: opts.weightDecay }];
+}
+
+export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardContext): Promise<RemoteForwardWorker> {
+  const { agent, train, server } = ctx;
+  const sampler = new DistributedSampler(train.length, { numReplicas: ctx.trainers, rank: ctx.rank, shuffle: true, seed: opts.seed });
+  const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
+  if (loader.length === 0) {
+    throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of trainer ${ctx.rank} of ${ctx.trainers}`);
+  }
+  await agent.call(server, RF_FUNCTIONS.join, [agent.name]);
+  const modelRef = agent.remote<SharedModel>(server, RF_FUNCTIONS.model);
+  const paramRefs = await agent.call<RRef<Tensor>[]>(server, RF_FUNCTIONS.params, []);
+  const [kind, options] = optimizerOf(opts);
+  const optimizer = new DistributedOptimizer(agent, kind, paramRefs, options);
+  let left = false;
+  const leave = async (): Promise<void> => {
+    if (left) return;
+    left = true;
+    await optimizer.release().catch(() => {});
+    await Promise.all([modelRef.release(), ...paramRefs.map((r) => r.release())]).catch(() => {});
+    await agent.call(server, RF_FUNCTIONS.leave, [agent.name]);
+  };
+
+  // the server's parameters copied into a local twin of the model (evaluation, the curve)
+  const twin = buildModel(opts, train.features, train.classes);
+  const fetchModel = async (): Promise<Sequential> => {
+    const values = await Promise.all(paramRefs.map((r) => r.toHere()));
+    const params = twin.parameters();
+    values.forEach((v, i) => params[i]!.data.set(v.data));
+    return twin;
+  };
+  const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(twin, ctx.test, opts) : undefined;
+  const point = async (): Promise<void> => {
+    const now = performance.now();
+    await fetchModel();
+    curve!.record(samples * ctx.trainers, now);
+  };
+
+  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: ctx.label ?? agent.name });
+  const methods = modelRef.rpcSync();
+  const features = train.features;
+  let samples = 0;
+  let steps = 0;
+  let lossSum = 0;
+  let lossCount = 0;
+  let bytesSent = 0;
+  const releases: Promise<void>[] = [];
+  let t0 = 0;
+  try {
+    await optimizer.ready();
+    if (curve) await point();
+    t0 = performance.now();
+    for (let epoch = 0; epoch < opts.epochs; epoch++) {
+      loader.setEpoch(epoch);
+      lossSum = 0;
+      lossCount = 0;
+      for (const batch of loader) {
+        const x = new Tensor(batch.x, [batch.size, features]);
+        const dctx: DistAutogradContext = agent.distAutograd.newContext();
+        let value: number;
+        try {
+          const out = await dctx.run(() => methods.forward(x)) as Tensor;
+          const loss = crossEntropy(out, batch.y);
+          // Issued together: see the header (one transport message, applied in order on the server)
+          await Promise.all([agent.distAutograd.backward(dctx, [loss]), optimizer.step(dctx)]);
+          value = loss.item();
+          bytesSent += (x.size + 2 * out.size) * 4;
+        } finally {
+          const r = dctx.release();
+          r.catch(() => {});
+          releases.push(r);
+          if (releases.length > 64) releases.splice(0, 32);
+        }
+        if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples (try a smaller --lr)`);
+        lossSum += value;
+        lossCount++;
+        samples += batch.size;
+        steps++;
+        progress.tick(batch.size, value);
+        if (curve?.due()) await point();
+      }
+    }
+  } catch (e) {
+    await leave().catch(() => {});
+    throw e;
+  } finally {
+    progress.stop();
+  }
+  let trainSeconds = (performance.now() - t0) / 1000;
+  if (curve) {
+    // the curve's clock leaves its own pauses out; its last point is the end of training
+    await point();
+    trainSeconds = curve.points.at(-1)!.seconds;
+  }
+  await Promise.allSettled(releases);
+  if (ctx.leave ?? true) await leave();
+
+  return {
+    report: { trainer: agent.name, samples, steps, trainSeconds, lossSum, lossCount, version: steps, bytesSent },
+    modelRef,
+    paramRefs,
+    fetchModel,
+    leave,
+    ...(curve ? { curve: curve.points } : {}),
+  };
+}
