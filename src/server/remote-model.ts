@@ -11,6 +11,9 @@
 //              so concurrent trainers never see each other's gradients (no shared `.grad`)
 //   rf.join / rf.leave   the live set: the host is `done` once the expected trainers have joined
 //              and every one of them has left, which is when ps-server shuts down.
+// A trainer that dies never calls rf.leave: when no trainer has called the host (a forward or an
+// rf.* function) for `liveTimeoutMs` while some are still live, or while fewer than expected have
+// joined, the host drops them (named in `stats().dropped`) and is done, so nothing waits forever.
 import type { Agent, RRef } from '../rpc/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { errors } from './errors.js';
@@ -49,6 +52,8 @@ export interface RemoteModelHostOptions {
   model: HostedModel;
   /** Trainers expected: `done` waits for this many joins and as many leaves. */
   trainers: number;
+  /** Silence (no call from any trainer) after which the host stops waiting, in ms (default 60,000). */
+  liveTimeoutMs?: number;
 }
 
 export interface RemoteModelStats {
@@ -56,6 +61,8 @@ export interface RemoteModelStats {
   joined: number;
   left: number;
   forwards: number;
+  /** Trainers dropped after `liveTimeoutMs` of silence (joined but never left, or never joined). */
+  dropped: string[];
 }
 
 export class RemoteModelHost {
@@ -66,6 +73,10 @@ export class RemoteModelHost {
   private joined = 0;
   private left = 0;
   private forwards = 0;
+  private readonly dropped: string[] = [];
+  private lastCall = performance.now();
+  private watchdog?: NodeJS.Timeout;
+  private readonly liveTimeoutMs: number;
   private paramRefs?: RRef<Tensor>[];
   private doneResolve!: () => void;
   /** Resolves once the expected trainers have joined and every one of them has left. */
@@ -78,23 +89,40 @@ export class RemoteModelHost {
       throw errors.badOption(name, 'model', typeof options.model, 'expected an object with forward(x) and parameters()');
     }
     if (!Number.isSafeInteger(options.trainers) || options.trainers < 1) throw errors.badOption(name, 'trainers', options.trainers, 'expected an integer >= 1');
+    const liveTimeoutMs = options.liveTimeoutMs ?? 60_000;
+    if (!(liveTimeoutMs > 0)) throw errors.badOption(name, 'liveTimeoutMs', liveTimeoutMs, 'expected a number > 0');
+    this.liveTimeoutMs = liveTimeoutMs;
     this.name = name;
     this.expected = options.trainers;
     const counted = options.model;
     // counts forwards without a wrapper on the hot path beyond one increment
-    this.shared = new SharedModel({ forward: (x) => { this.forwards++; return counted.forward(x); }, parameters: () => counted.parameters() });
-    this.done = new Promise((resolve) => { this.doneResolve = resolve; });
+    this.shared = new SharedModel({ forward: (x) => { this.forwards++; this.lastCall = performance.now(); return counted.forward(x); }, parameters: () => counted.parameters() });
+    this.done = new Promise((resolve) => { this.doneResolve = () => { clearInterval(this.watchdog); resolve(); }; });
+  }
+
+  /** Drops every trainer still awaited once no trainer has called for liveTimeoutMs. */
+  private watch(): void {
+    if (performance.now() - this.lastCall < this.liveTimeoutMs) return;
+    this.dropped.push(...this.live);
+    const missing = this.expected - this.joined;
+    if (missing > 0) this.dropped.push(...Array.from({ length: missing }, (_, i) => `(trainer ${this.joined + i + 1} of ${this.expected}, never joined)`));
+    this.live.clear();
+    this.doneResolve();
   }
 
   /** Registers the `rf.*` functions on `agent` (before its rendezvous, so no call can miss them). */
   register(agent: Agent): this {
-    agent.register(RF_FUNCTIONS.model, () => this.shared);
+    this.lastCall = performance.now();
+    this.watchdog = setInterval(() => this.watch(), Math.max(10, Math.min(1000, this.liveTimeoutMs / 4)));
+    this.watchdog.unref();
+    agent.register(RF_FUNCTIONS.model, () => { this.lastCall = performance.now(); return this.shared; });
     agent.register(RF_FUNCTIONS.params, () => {
       // one RRef per parameter, made once: forks to every trainer share the owner's entry
       this.paramRefs ??= this.shared.model.parameters().map((p) => agent.rref(p));
       return this.paramRefs;
     });
     agent.register(RF_FUNCTIONS.join, (trainer: unknown) => {
+      this.lastCall = performance.now();
       if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
       if (!this.live.has(trainer)) {
         this.live.add(trainer);
@@ -103,6 +131,7 @@ export class RemoteModelHost {
       return this.shared.model.parameters().length;
     });
     agent.register(RF_FUNCTIONS.leave, (trainer: unknown) => {
+      this.lastCall = performance.now();
       if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
       if (this.live.delete(trainer)) {
         this.left++;
@@ -114,6 +143,6 @@ export class RemoteModelHost {
   }
 
   stats(): RemoteModelStats {
-    return { name: this.name, joined: this.joined, left: this.left, forwards: this.forwards };
+    return { name: this.name, joined: this.joined, left: this.left, forwards: this.forwards, dropped: [...this.dropped] };
   }
 }

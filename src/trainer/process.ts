@@ -162,7 +162,7 @@ async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promi
     await agent.shutdown({ graceful: false }).catch(() => {});
   }
   const s = host.stats();
-  return { name: s.name, version: s.forwards, steps: s.forwards, pushes: s.forwards, pulls: 0, live: [], joined: s.joined, left: s.left, dropped: [], maxLead: 0 };
+  return { name: s.name, version: s.forwards, steps: s.forwards, pushes: s.forwards, pulls: 0, live: [], joined: s.joined, left: s.left, dropped: s.dropped, maxLead: 0 };
 }
 
 /** What a trainer process returns: the run's result on the first trainer, its own figures elsewhere. */

@@ -139,6 +139,31 @@ test('a trainer that does not leave keeps the host running; fetchModel copies th
   }
 });
 
+test('a trainer that dies (never leaves) and one that never joins are dropped after liveTimeoutMs of silence', async (t) => {
+  const ps = await Agent.start({ name: 'ps0', rank: 0, worldSize: 2, master: '127.0.0.1:0', timeoutMs: 20_000 });
+  const tr = await Agent.start({ name: 'trainer0', rank: 1, worldSize: 2, master: ps.address, timeoutMs: 20_000 });
+  try {
+    const host = new RemoteModelHost({ name: 'ps0', model: buildModel(opts, data.features, data.classes), trainers: 2, liveTimeoutMs: 2000 }).register(ps);
+    await Promise.all([ps.rendezvous(), tr.rendezvous()]);
+    await tr.call('ps0', 'rf.join', ['trainer0']);
+    const t0 = performance.now();
+    await host.done;
+    t.true(performance.now() - t0 >= 1000, 'not before the timeout');
+    const s = host.stats();
+    t.is(s.joined, 1);
+    t.is(s.left, 0);
+    t.is(s.dropped.length, 2);
+    t.is(s.dropped[0], 'trainer0');
+    t.regex(s.dropped[1]!, /never joined/);
+  } finally {
+    await Promise.all([tr.shutdown({ graceful: false }), ps.shutdown({ graceful: false })]);
+  }
+});
+
+test('RemoteModelHost refuses a bad liveTimeoutMs', (t) => {
+  t.throws(() => new RemoteModelHost({ name: 'ps0', model: buildModel(opts, data.features, data.classes), trainers: 1, liveTimeoutMs: 0 }), { message: /liveTimeoutMs/ });
+});
+
 test('a batch larger than the trainer\'s partition is refused with the numbers', async (t) => {
   const w = await world(1);
   try {
