@@ -12,7 +12,7 @@
 // returned by `encode` are views of the caller's arrays); on receive it is wrapped without a copy
 // when its address is aligned for its element type, and copied once otherwise.
 import { errors } from './errors.js';
-import { ARRAY_KINDS, DTYPES, isTensorView, isTypedArray, makeTensor, type TypedArray } from './tensor-view.js';
+import { ARRAY_KINDS, deviceTensorView, DTYPES, isTensorView, isTypedArray, makeTensor, type TypedArray } from './tensor-view.js';
 
 const MAGIC = 0x31525350; // 'PSR1'
 const PREFIX = 16;
@@ -78,7 +78,9 @@ export function encode(value: unknown, ctx: CodecContext): Encoded {
       table.push([kind, null, null, offset, o.byteLength]);
       return { $t: table.length - 1 };
     }
-    if (isTensorView(o)) {
+    const view = deviceTensorView(o) ?? (isTensorView(o) ? o : undefined);
+    if (view) {
+      const o = view;
       const ctor = DTYPES[o.dtype];
       if (!ctor) throw errors.unsupportedValue(ctx.worker, path, `unknown tensor dtype "${o.dtype}" (known: ${Object.keys(DTYPES).join(', ')})`);
       if (!(o.data instanceof ctor)) {

@@ -46,9 +46,21 @@ export function isTypedArray(x: unknown): x is TypedArray {
   return ArrayBuffer.isView(x) && !(x instanceof DataView);
 }
 
+/**
+ * A Tensor that lives on a device ('cuda'): its values cross as a host copy (read with
+ * `toTypedArray()`, since `.data` is host memory only) and arrive as a CPU tensor, which the
+ * receiver moves with `.to(device)` if it wants it there (torch's RPC refuses device tensors
+ * without a device map; psrpc sends the values and leaves the placement to the receiver).
+ */
+export function deviceTensorView(x: unknown): TensorView | undefined {
+  if (!(x instanceof Tensor) || x.device === 'cpu') return undefined;
+  return { shape: x.shape, dtype: x.dtype, data: x.toTypedArray() } as TensorView;
+}
+
 /** Structural test: anything with an array `shape`, a string `dtype` and a typed-array `data`. */
 export function isTensorView(x: unknown): x is TensorView {
   if (typeof x !== 'object' || x === null) return false;
+  if (x instanceof Tensor && x.device !== 'cpu') return false;
   const t = x as Partial<TensorView>;
   return Array.isArray(t.shape) && typeof t.dtype === 'string' && isTypedArray(t.data);
 }

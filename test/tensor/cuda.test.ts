@@ -211,3 +211,15 @@ it('argmax and accuracy read a device tensor back', (t) => {
   t.deepEqual(Array.from(argmax(x.to('cuda'))), Array.from(argmax(x)));
   t.is(accuracy(x.to('cuda'), Int32Array.from([1, 2])), 0.5);
 });
+
+it('a cuda tensor sent over RPC crosses as its values and arrives as a CPU tensor', async (t) => {
+  const { decode, encode, flatten } = await import('../../src/rpc/codec.js');
+  const host = randn([4, 3], { seed: 9 });
+  const msg = { w: host.to('cuda'), step: 3 };
+  const got = decode(flatten(encode(msg, { worker: 'test' })), { worker: 'test' }) as { w: Tensor; step: number };
+  t.is(got.step, 3);
+  t.true(got.w instanceof Tensor);
+  t.is(got.w.device, 'cpu');
+  t.deepEqual(got.w.shape, [4, 3]);
+  t.deepEqual(Array.from(got.w.data), Array.from(host.data));
+});
