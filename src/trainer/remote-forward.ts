@@ -100,7 +100,8 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
     values.forEach((v, i) => params[i]!.data.set(v.data));
     return twin;
   };
-  const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(twin, ctx.test, opts) : undefined;
+  // made once the optimizer is ready, so the curve's clock starts with the training loop
+  let curve: AccuracyCurve | undefined;
   const point = async (): Promise<void> => {
     const now = performance.now();
     await fetchModel();
@@ -119,7 +120,10 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
   let t0 = 0;
   try {
     await optimizer.ready();
-    if (curve) await point();
+    if (ctx.rank === 0 && ctx.test && opts.evalEvery > 0) {
+      curve = new AccuracyCurve(twin, ctx.test, opts);
+      await point();
+    }
     t0 = performance.now();
     for (let epoch = 0; epoch < opts.epochs; epoch++) {
       loader.setEpoch(epoch);
