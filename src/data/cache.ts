@@ -1,4 +1,4 @@
-// The binary dataset cache: the packages' JSON is parsed once, then every load is one readFile.
+// The binary dataset cache: the packages' JSON is parsed once, then every load is one read of the file.
 //
 // File layout (little-endian), one file per dataset and source package version:
 //   0  magic 'PSRPCDAT'          24  crc32 of the body
@@ -11,7 +11,7 @@
 // a temp file of its own and renames it over the target, which POSIX makes atomic, so a reader sees
 // either no file or one complete file, never a mixture. The contents are identical, so the last
 // rename winning is harmless. No fsync: a file torn by a crash fails its checksum and is rebuilt.
-import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -104,7 +104,7 @@ export async function loadCached(dir: string, file: string, build: () => Promise
   const path = join(dir, file);
   let reason: string;
   try {
-    const decoded = decodeCache(await readFile(path));
+    const decoded = decodeCache(await readWhole(path));
     if (typeof decoded !== 'string') return { raw: decoded, path, hit: true, written: false, ms: performance.now() - t0 };
     reason = decoded;
   } catch (err) {
@@ -123,6 +123,28 @@ export async function loadCached(dir: string, file: string, build: () => Promise
     process.emitWarning(`psrpc: could not write the dataset cache: ${(err as Error).message}`, 'CacheWarning');
   }
   return { raw, path, hit: false, rebuildReason: reason, written, ms: performance.now() - t0 };
+}
+
+/**
+ * The whole file in one read call (looping only on a short read): fs.promises.readFile reads in
+ * 512 KiB chunks, one thread-pool round trip each, which for a 55 MB cache costs 30-40% more, and
+ * far more when the process's other threads (Hogwild's workers starting) compete for the cores.
+ */
+async function readWhole(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const buf = Buffer.allocUnsafe(size);
+    let at = 0;
+    while (at < size) {
+      const { bytesRead } = await fh.read(buf, at, size - at, at);
+      if (bytesRead === 0) break; // shrank under us: decodeCache refuses the short image
+      at += bytesRead;
+    }
+    return at === size ? buf : buf.subarray(0, at);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Writes `data` to a temp file unique to this process and call, then renames it over `path`. */

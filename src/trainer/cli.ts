@@ -2,7 +2,6 @@
 // final line and writes `--json`. Bad flags exit 1 with one line naming the flag, before any work.
 import { Command, CommanderError } from 'commander';
 import { trainLocal } from './local.js';
-import { runTrainerProcess } from './process.js';
 import { addTrainFlags, type Strategy, type TrainOptions } from './options.js';
 import { formatResult, writeResult, type TrainResult } from './result.js';
 
@@ -11,10 +10,12 @@ type Runner = (opts: TrainOptions) => Promise<TrainResult>;
 /** Strategies this command can run; the others need servers (psrun / ps-server). */
 const RUNNERS: Partial<Record<Strategy, Runner>> = {
   local: (o) => trainLocal(o),
-  // one process of a world with servers (src/trainer/process.ts says what each trainer's --json holds)
-  centralized: async (o) => (await runTrainerProcess(o)).result,
-  partitioned: async (o) => (await runTrainerProcess(o)).result,
-  'remote-forward': async (o) => (await runTrainerProcess(o)).result,
+  // one process of a world with servers (src/trainer/process.ts says what each trainer's --json
+  // holds); imported on demand, like hogwild, so that a run that needs no RPC does not pay for
+  // loading gRPC, protobufjs and prom-client (about 50 ms of the command's start)
+  centralized: async (o) => (await (await import('./process.js')).runTrainerProcess(o)).result,
+  partitioned: async (o) => (await (await import('./process.js')).runTrainerProcess(o)).result,
+  'remote-forward': async (o) => (await (await import('./process.js')).runTrainerProcess(o)).result,
   hogwild: async (o) => (await (await import('../hogwild/index.js')).trainHogwild(o)).result,
 };
 
