@@ -91,6 +91,7 @@ export class Agent implements Dispatcher {
       name: this.name,
       sendRaw: (to, fn, args, t) => this.transmit(to, fn, args, t),
       gradients: (ctxId) => this.distAutograd.gradientsOf(ctxId),
+      stepped: (ctxId) => this.distAutograd.noteStepped(ctxId),
     });
     this.internal = new Map([
       ...this.rrefs.internalFunctions(),

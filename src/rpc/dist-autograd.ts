@@ -125,6 +125,10 @@ export class DistAutogradContext {
   /** @internal Workers this context exchanged messages with. */
   readonly peers = new Set<string>();
   /** @internal */ releasing?: Promise<void>;
+  /** @internal Optimizer steps applied here with this context's gradients. */
+  steps = 0;
+  /** @internal Waiters of `whenStepped`, settled by the next step or by the release. */
+  stepWaiters: Array<() => void> = [];
 
   /** @internal */
   constructor(private readonly owner: DistAutograd, /** Globally unique id. */ readonly id: number) {}
@@ -215,6 +219,9 @@ export class DistAutograd {
     ctx.grads.clear();
     ctx.sends.clear();
     ctx.recvs.clear();
+    const waiters = ctx.stepWaiters;
+    ctx.stepWaiters = [];
+    for (const w of waiters) w();
     ctx.releasing = Promise.allSettled(peers.map((p) => this.host.sendRaw(p, AUTOGRAD_FN.release, [ctx.id, this.host.name]))).then((all) => {
       const bad = all.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (bad) throw bad.reason;
@@ -239,6 +246,38 @@ export class DistAutograd {
   /** @internal The raw gradient map of a context known here (the DistributedOptimizer's input). */
   gradientsOf(ctx: DistAutogradContext | number): Map<Tensor, Float32Array> {
     return this.resolve(ctx).grads;
+  }
+
+  /** @internal The DistributedOptimizer's owner side: a step with this context's gradients was applied here. */
+  noteStepped(ctxId: number): void {
+    const c = this.contexts.get(ctxId);
+    if (!c) return;
+    c.steps++;
+    const waiters = c.stepWaiters;
+    c.stepWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Resolves once an optimizer step with the gradients of context `id` has been applied on this
+   * worker, or at once when the context is not (or no longer) known here; a release settles it
+   * too. A caller that pipelines its steps (remote-forward: the next forward is sent before the
+   * previous step's answer) makes the next forward wait on the owner for the step it must see,
+   * whatever channel each message took. Rejects after `timeoutMs` with a message naming the
+   * context (a step that never comes).
+   */
+  whenStepped(id: number, timeoutMs = 30_000): Promise<void> {
+    const c = this.contexts.get(id);
+    if (!c || c.steps > 0 || c.released) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = c.stepWaiters.indexOf(done);
+        if (i >= 0) c.stepWaiters.splice(i, 1);
+        reject(fail.argument(this.host.name, 'context', id, `no optimizer step with its gradients was applied on "${this.host.name}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = (): void => { clearTimeout(timer); resolve(); };
+      c.stepWaiters.push(done);
+    });
   }
 
   /**

@@ -36,6 +36,8 @@ export interface OptimizerHostLink {
   sendRaw(to: string, fn: string, args: unknown[], timeoutMs?: number): Promise<unknown>;
   /** The gradient map of a distributed autograd context known on this worker (throws otherwise). */
   gradients(ctxId: number): Map<Tensor, Float32Array>;
+  /** Tells the context that a step with its gradients was applied (`DistAutograd.whenStepped`). */
+  stepped?(ctxId: number): void;
 }
 
 const bad = (self: string, what: string, value: unknown, why: string) =>
@@ -107,6 +109,7 @@ export class OptimizerHost {
           optimizer.update(p, p.data, g);
           stepped++;
         }
+        this.link.stepped?.(ctxId);
         return stepped;
       }],
       [OPTIM_FN.release, async (id) => {

@@ -33,11 +33,24 @@ export interface HostedModel {
 
 /** The object behind the trainers' RRef: its methods are what `rref.rpcSync()` can call. */
 export class SharedModel {
+  /** @internal Set by the host: resolves once a step with context `id`'s gradients was applied here. */
+  waitForStep?: (id: number) => Promise<void>;
+
   constructor(readonly model: HostedModel) {}
 
-  /** The forward pass on the server; in a context, its graph stays here for the backward. */
-  forward(x: Tensor): Tensor {
-    return this.model.forward(x);
+  /**
+   * The forward pass on the server; in a context, its graph stays here for the backward.
+   * `afterStep`: the id of the caller's previous distributed autograd context; the forward then
+   * runs only once the optimizer step with that context's gradients has been applied here, so a
+   * trainer may send its next forward without waiting for the previous step's answer (see
+   * src/trainer/remote-forward.ts) and still gets exactly the sequential result.
+   */
+  forward(x: Tensor, afterStep?: number): Tensor | Promise<Tensor> {
+    if (afterStep === undefined || afterStep === 0 || !this.waitForStep) return this.model.forward(x);
+    if (typeof afterStep !== 'number' || !Number.isSafeInteger(afterStep) || afterStep < 0) {
+      throw errors.badOption('model', 'afterStep', afterStep, 'expected the id of a distributed autograd context');
+    }
+    return this.waitForStep(afterStep).then(() => this.model.forward(x));
   }
 
   /** Parameter count (a cheap remote call for checks). */
@@ -112,6 +125,7 @@ export class RemoteModelHost {
 
   /** Registers the `rf.*` functions on `agent` (before its rendezvous, so no call can miss them). */
   register(agent: Agent): this {
+    this.shared.waitForStep = (id) => agent.distAutograd.whenStepped(id);
     this.lastCall = performance.now();
     this.watchdog = setInterval(() => this.watch(), Math.max(10, Math.min(1000, this.liveTimeoutMs / 4)));
     this.watchdog.unref();

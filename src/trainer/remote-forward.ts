@@ -16,9 +16,16 @@
 // inline frames on the same stream, in the order they were issued, and coalesces them into one
 // write; the server dispatches frames in arrival order and runs a backward's local tape
 // synchronously in its handler, so the step always finds the context's complete gradients. The
-// step is therefore issued right after the backward, without waiting for its answer: one round
-// trip instead of two, and the update is exactly the PyTorch sequence's (that context's gradients
-// applied by the optimizer). The one-trainer test checks the result equals local SGD's.
+// step is therefore issued right after the backward, without waiting for its answer.
+//
+// Pipelining the next forward: the trainer does not wait for that backward + step either. It
+// sends the next batch's forward at once, naming the previous context (`forward(x, afterStep)`);
+// the server runs it only once the optimizer step with that context's gradients has been applied
+// there (`distAutograd.whenStepped`: the forward travels on the bulk side channel, the step
+// inline on the gRPC stream, so arrival order alone would not do). The previous step's answers
+// are awaited while the forward is on its way (their errors surface there). One round trip per
+// step instead of two, and the same updates in the same order as the sequential loop: the
+// one-trainer test checks the result equals local SGD's.
 //
 // The context is released without waiting for the release to travel: the next step's forward
 // does not depend on it, and the release messages ride along with the next calls.
@@ -100,10 +107,31 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
     values.forEach((v, i) => params[i]!.data.set(v.data));
     return twin;
   };
+  const releases: Promise<void>[] = [];
+  const releaseContext = (c: DistAutogradContext): void => {
+    const r = c.release();
+    r.catch(() => {});
+    releases.push(r);
+    if (releases.length > 64) releases.splice(0, 32);
+  };
+  // The step in flight: its context and its backward + optimizer-step answers (see the header)
+  let prev: { ctx: DistAutogradContext; done: Promise<unknown> } | undefined;
+  const settlePrevious = async (): Promise<void> => {
+    if (!prev) return;
+    const p = prev;
+    prev = undefined;
+    try {
+      await p.done;
+    } finally {
+      releaseContext(p.ctx);
+    }
+  };
+
   // made once the optimizer is ready, so the curve's clock starts with the training loop
   let curve: AccuracyCurve | undefined;
   const point = async (): Promise<void> => {
     const now = performance.now();
+    await settlePrevious(); // the copy must see the last step
     await fetchModel();
     curve!.record(samples * ctx.trainers, now);
   };
@@ -116,7 +144,6 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
   let lossSum = 0;
   let lossCount = 0;
   let bytesSent = 0;
-  const releases: Promise<void>[] = [];
   let t0 = 0;
   try {
     await optimizer.ready();
@@ -134,17 +161,21 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
         const dctx: DistAutogradContext = agent.distAutograd.newContext();
         let value: number;
         try {
-          const out = await dctx.run(() => methods.forward(x)) as Tensor;
+          // sent before the previous step's answers: the server runs it after that step
+          const pending = dctx.run(() => methods.forward(x, prev?.ctx.id ?? 0)) as Promise<Tensor>;
+          pending.catch(() => {});
+          await settlePrevious();
+          const out = await pending;
           const loss = crossEntropy(out, batch.y);
-          // Issued together: see the header (one transport message, applied in order on the server)
-          await Promise.all([agent.distAutograd.backward(dctx, [loss]), optimizer.step(dctx)]);
           value = loss.item();
+          // Issued together: see the header (one transport message, applied in order on the server)
+          const done = Promise.all([agent.distAutograd.backward(dctx, [loss]), optimizer.step(dctx)]);
+          done.catch(() => {});
+          prev = { ctx: dctx, done };
           bytesSent += (x.size + 2 * out.size) * 4;
-        } finally {
-          const r = dctx.release();
-          r.catch(() => {});
-          releases.push(r);
-          if (releases.length > 64) releases.splice(0, 32);
+        } catch (e) {
+          releaseContext(dctx);
+          throw e;
         }
         if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples (try a smaller --lr)`);
         lossSum += value;
@@ -155,7 +186,9 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
         if (curve?.due()) await point();
       }
     }
+    await settlePrevious();
   } catch (e) {
+    await settlePrevious().catch(() => {});
     await leave().catch(() => {});
     throw e;
   } finally {

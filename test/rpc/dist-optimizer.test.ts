@@ -94,3 +94,43 @@ test('DistributedOptimizer reports bad kinds, bad refs and unknown contexts', as
     await stopWorld(world);
   }
 });
+
+test('whenStepped on the owner: waits for the step with that context\'s gradients, or its release; at once for an unknown context; times out naming it', async (t) => {
+  const world = await startWorld(2);
+  const [w0, w1] = world as [Agent, Agent];
+  serveHead(w1);
+  try {
+    const refs = (await w0.call('w1', 'paramRefs')) as RRef<Tensor>[];
+    const opt = new DistributedOptimizer(w0, SGD, refs, { lr: 0.1 });
+    await opt.ready();
+    await w1.distAutograd.whenStepped(12345); // unknown here: no wait
+
+    const ctx = w0.distAutograd.newContext();
+    const out = (await ctx.run(() => w0.call('w1', 'forward', [fromArray(Array.from({ length: 20 }, (_, i) => i / 20), [4, 5])]))) as Tensor;
+    let settled = false;
+    const waiting = w1.distAutograd.whenStepped(ctx.id).then(() => { settled = true; });
+    await w0.distAutograd.backward(ctx, [crossEntropy(out, LABELS)]);
+    await new Promise((r) => setTimeout(r, 20));
+    t.false(settled, 'a backward alone does not settle it');
+    await opt.step(ctx);
+    const within = await Promise.race([waiting.then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+    t.true(within && settled, 'the step settles it');
+    await w1.distAutograd.whenStepped(ctx.id); // already stepped: at once
+    await ctx.release();
+
+    const ctx2 = w0.distAutograd.newContext();
+    await ctx2.run(() => w0.call('w1', 'forward', [fromArray(Array.from({ length: 20 }, () => 0.5), [4, 5])]));
+    const released = w1.distAutograd.whenStepped(ctx2.id);
+    await ctx2.release();
+    await released; // a release settles it too
+
+    const ctx3 = w0.distAutograd.newContext();
+    await ctx3.run(() => w0.call('w1', 'forward', [fromArray(Array.from({ length: 20 }, () => 0.25), [4, 5])]));
+    const err = await t.throwsAsync(w1.distAutograd.whenStepped(ctx3.id, 50));
+    t.regex(err!.message, new RegExp(`${ctx3.id}.*no optimizer step`));
+    await ctx3.release();
+    await opt.release();
+  } finally {
+    await stopWorld(world);
+  }
+});
