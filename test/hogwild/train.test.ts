@@ -83,7 +83,9 @@ test.serial('a worker that throws stops the run with its rank and error, and no 
   }), { instanceOf: HogwildWorkerError });
   t.is(err!.rank, 1);
   t.regex(err!.message, /hogwild worker 1 failed: boom in the forward of rank 1/);
-  t.is(await settleThreads(baseline), baseline);
+  const left = await settleThreads(baseline);
+  // none of the run's threads is left (a thread of an earlier test may also have ended meanwhile)
+  t.true(left <= baseline, `${left} threads after the run, ${baseline} before`);
 });
 
 test.serial('a model module that cannot be loaded is refused before any thread starts', async (t) => {
@@ -104,7 +106,9 @@ test.serial('the pool shuts down after a successful run', async (t) => {
   const baseline = threadCount();
   const { result } = await trainHogwild({ ...quiet, workers: 2, dataset: 'synthetic', trainSamples: 1024, testSamples: 100 });
   t.is(result.trainers, 2);
-  t.is(await settleThreads(baseline), baseline);
+  const left = await settleThreads(baseline);
+  // none of the run's threads is left (a thread of an earlier test may also have ended meanwhile)
+  t.true(left <= baseline, `${left} threads after the run, ${baseline} before`);
 });
 
 test.serial('the API trains on data the caller gives, copying it into shared memory once', async (t) => {
