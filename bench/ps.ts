@@ -10,12 +10,12 @@
 // Without /usr/bin/python3 + torch (or with other data flags) the anchors README's ranges stand in.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TrainResult } from '../src/trainer/result.js';
 import { median as medianOf, runAnchor } from './peer.js';
+import { freePort } from '../src/launch/free-port.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER = join(root, 'src/server/main.ts');
@@ -51,16 +51,6 @@ function flag(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function runProcess(script: string, args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {

@@ -3,10 +3,10 @@
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/launch/free-port.js';
 
 const SERVER = fileURLToPath(new URL('../../src/server/main.ts', import.meta.url));
 const TRAINER = fileURLToPath(new URL('../../src/trainer/main.ts', import.meta.url));
@@ -35,16 +35,6 @@ function run(script: string, args: string[], env: Record<string, string> = {}): 
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const bad: Array<[string, string[], RegExp]> = [
   ['ps-server', ['--world-size', '3', '--master', '127.0.0.1:1'], /needs --rank \(or env RANK\)/],

@@ -4,7 +4,6 @@
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main as psrun } from '../../src/launch/cli.js';
@@ -16,6 +15,7 @@ import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js'
 import { trainRemoteForward } from '../../src/trainer/remote-forward.js';
 import { buildModel } from '../../src/trainer/setup.js';
 import { crossEntropy, flattenParameters, SGD, Tensor } from '../../src/tensor/index.js';
+import { freePort } from '../../src/launch/free-port.js';
 
 const data: Dataset = syntheticDataset({ samples: 384, features: 12, classes: 3, seed: 5 });
 const opts: TrainOptions = resolveOptions({ strategy: 'remote-forward', hidden: 8, batchSize: 16, lr: 0.1, momentum: 0.5, epochs: 2, seed: 7, progress: 'none' });
@@ -207,16 +207,6 @@ test('psrun with remote-forward over 2 servers fails with one line saying to use
   t.regex(stdout.text + stderr.text, /remote-forward.*--servers 1|one server/);
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('ps-server and trainer processes with --strategy remote-forward: the first trainer evaluates, the others report', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'psrpc-rf-'));
