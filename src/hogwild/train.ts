@@ -8,12 +8,11 @@
 // wait at a barrier meanwhile) and assembles the result.
 import type { Dataset } from '../data/index.js';
 import { flattenParameters } from '../tensor/index.js';
-import { cpuKernels } from '../tensor/native.js';
 import { AccuracyCurve, type CurvePoint } from '../trainer/curve.js';
 import { evaluate } from '../trainer/evaluate.js';
 import { resolveOptions, type TrainOptions } from '../trainer/options.js';
 import { createProgress } from '../trainer/progress.js';
-import type { TrainResult } from '../trainer/result.js';
+import { resultOf, type TrainResult } from '../trainer/result.js';
 import { chooseDevice, loadTrainingData } from '../trainer/setup.js';
 import {
   createControlBlock, openBarrier, samplesSoFar, STAT_BATCHES, STAT_END, STAT_LAST_LOSS, STAT_LOSS_SUM, STAT_START,
@@ -84,24 +83,11 @@ export async function trainHogwild(options: HogwildOptions = {}): Promise<Hogwil
     const task = { workers, opts, modelUrl, modelOptions, params, train, ...createControlBlock(workers), recordLosses };
     const run = await runWorkers(pool, task, model, test, logOption);
     const result: HogwildResult = {
-      strategy: 'hogwild',
-      consistency: null,
-      trainers: workers,
-      epochs: opts.epochs,
-      dataset: dataOption ? 'custom' : opts.dataset,
-      batchSize: opts.batchSize,
-      lr: opts.lr,
-      hidden: opts.hidden,
-      seed: opts.seed,
-      device,
-      samples: run.samples,
-      trainSeconds: run.trainSeconds,
-      samplesPerSecond: run.samples / run.trainSeconds,
-      finalLoss: run.finalLoss,
-      testAccuracy: run.epochAccuracy[run.epochAccuracy.length - 1]!,
-      testSamples: test.length,
-      wallSeconds: process.uptime(),
-      simd: cpuKernels().simd(),
+      ...resultOf(opts, {
+        strategy: 'hogwild', consistency: null, trainers: workers, dataset: dataOption ? 'custom' : opts.dataset, device,
+        samples: run.samples, trainSeconds: run.trainSeconds, finalLoss: run.finalLoss,
+        testAccuracy: run.epochAccuracy[run.epochAccuracy.length - 1]!, testSamples: test.length,
+      }),
       epochAccuracy: run.epochAccuracy,
       ...(opts.evalEvery > 0 ? { curve: run.curve } : {}),
     };

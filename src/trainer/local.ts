@@ -3,13 +3,12 @@
 // It is the baseline every distributed strategy is compared with, so it is also the reference the
 // tests use: sync parameter-server training must reproduce it on concatenated batches.
 import { DataLoader } from '../data/index.js';
-import { cpuKernels } from '../tensor/native.js';
 import { crossEntropy, Module, Tensor, type Device } from '../tensor/index.js';
 import { AccuracyCurve } from './curve.js';
 import { evaluate } from './evaluate.js';
 import { resolveOptions, type TrainOptions } from './options.js';
 import { createProgress } from './progress.js';
-import type { TrainResult } from './result.js';
+import { resultOf, type TrainResult } from './result.js';
 import { buildModel, buildOptimizer, chooseDevice, loadTrainingData } from './setup.js';
 
 /**
@@ -84,24 +83,10 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
   curve.record(samples);
   const testAccuracy = evaluate(onDevice(model, device), test);
   return {
-    strategy: 'local',
-    consistency: null,
-    trainers: 1,
-    epochs: opts.epochs,
-    dataset: opts.dataset,
-    batchSize: opts.batchSize,
-    lr: opts.lr,
-    hidden: opts.hidden,
-    seed: opts.seed,
-    device,
-    samples,
-    trainSeconds,
-    samplesPerSecond: samples / trainSeconds,
-    finalLoss: lossCount > 0 ? lossSum / lossCount : NaN,
-    testAccuracy,
-    testSamples: test.length,
-    wallSeconds: process.uptime(),
-    simd: cpuKernels().simd(),
+    ...resultOf(opts, {
+      strategy: 'local', consistency: null, trainers: 1, device, samples, trainSeconds,
+      finalLoss: lossCount > 0 ? lossSum / lossCount : NaN, testAccuracy, testSamples: test.length,
+    }),
     ...(opts.evalEvery > 0 ? { curve: curve.points } : {}),
   };
 }

@@ -18,13 +18,12 @@
 // file (psrun does) and read the first trainer's for the whole run.
 import { Agent } from '../rpc/index.js';
 import { ParameterServer, placementFromEnv, RemoteModelHost, type Placement, type ServerStats } from '../server/index.js';
-import { cpuKernels } from '../tensor/native.js';
 import { trainCentralized, type TrainedWorker, type TrainerReport } from './centralized.js';
 import { evaluate } from './evaluate.js';
 import type { TrainOptions } from './options.js';
 import { partitionServer, serverOptimizer, trainPartitioned } from './partitioned.js';
 import { trainRemoteForward } from './remote-forward.js';
-import type { TrainResult } from './result.js';
+import { resultOf, type TrainResult } from './result.js';
 import { buildModel, chooseDevice, loadTrainingData } from './setup.js';
 
 export const REPORT_FN = 'trainer.report';
@@ -273,25 +272,12 @@ function buildResult(opts: TrainOptions, place: WorldPlace, device: string, repo
   const lossSum = reports.reduce((n, r) => n + r.lossSum, 0);
   const lossCount = reports.reduce((n, r) => n + r.lossCount, 0);
   return {
-    strategy: opts.strategy,
-    // remote-forward: every trainer's step lands on the shared model as it comes, no barrier
-    consistency: opts.strategy === 'partitioned' ? 'sync' : opts.strategy === 'remote-forward' ? 'async' : opts.consistency,
-    trainers: place.trainers,
-    epochs: opts.epochs,
-    dataset: opts.dataset,
-    batchSize: opts.batchSize,
-    lr: opts.lr,
-    hidden: opts.hidden,
-    seed: opts.seed,
-    device,
-    samples,
-    trainSeconds,
-    samplesPerSecond: samples / trainSeconds,
-    finalLoss: lossCount > 0 ? lossSum / lossCount : NaN,
-    testAccuracy,
-    testSamples,
-    wallSeconds: process.uptime(),
-    simd: cpuKernels().simd(),
+    ...resultOf(opts, {
+      // remote-forward: every trainer's step lands on the shared model as it comes, no barrier
+      consistency: opts.strategy === 'partitioned' ? 'sync' : opts.strategy === 'remote-forward' ? 'async' : opts.consistency,
+      trainers: place.trainers, device, samples, trainSeconds,
+      finalLoss: lossCount > 0 ? lossSum / lossCount : NaN, testAccuracy, testSamples,
+    }),
     bytesSent: reports.reduce((n, r) => n + (r.bytesSent ?? 0), 0),
   };
 }

@@ -4,6 +4,8 @@
 // (training loop only, all trainers together), testAccuracy, wallSeconds (whole command), epochs.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { cpuKernels } from '../tensor/native.js';
+import type { TrainOptions } from './options.js';
 
 export interface TrainResult {
   strategy: string;
@@ -33,6 +35,45 @@ export interface TrainResult {
   bytesSent?: number;
   /** With --eval-every: test accuracy on a fixed slice over training time. */
   curve?: Array<{ seconds: number; samples: number; accuracy: number }>;
+}
+
+/** What a run measured; `resultOf` adds the options, the rate, the wall clock and the SIMD path. */
+export interface RunFigures {
+  consistency: string | null;
+  trainers: number;
+  device: string;
+  samples: number;
+  trainSeconds: number;
+  finalLoss: number;
+  testAccuracy: number;
+  testSamples: number;
+  /** Default: the options' strategy and dataset. */
+  strategy?: string;
+  dataset?: string;
+}
+
+/** The result every strategy writes, from its options and what it measured. */
+export function resultOf(opts: TrainOptions, run: RunFigures): TrainResult {
+  return {
+    strategy: run.strategy ?? opts.strategy,
+    consistency: run.consistency,
+    trainers: run.trainers,
+    epochs: opts.epochs,
+    dataset: run.dataset ?? opts.dataset,
+    batchSize: opts.batchSize,
+    lr: opts.lr,
+    hidden: opts.hidden,
+    seed: opts.seed,
+    device: run.device,
+    samples: run.samples,
+    trainSeconds: run.trainSeconds,
+    samplesPerSecond: run.samples / run.trainSeconds,
+    finalLoss: run.finalLoss,
+    testAccuracy: run.testAccuracy,
+    testSamples: run.testSamples,
+    wallSeconds: process.uptime(),
+    simd: cpuKernels().simd(),
+  };
 }
 
 /** One line with the figures a person looks for first. */
