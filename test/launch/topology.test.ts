@@ -44,6 +44,8 @@ const badFlags: Array<[string[], RegExp]> = [
   [['--strategy', 'centralized', '--servers', '0'], /strategy centralized needs at least one server, got 0/],
   [['--strategy', 'remote-forward', '--servers', '0'], /strategy remote-forward needs at least one server/],
   [['--strategy', 'partitioned', '--servers', '1'], /strategy partitioned has no separate servers .* got 1 server/],
+  [['--strategy', 'partitioned', '--consistency', 'async'], /strategy partitioned is synchronous .* got consistency async: use centralized/],
+  [['--strategy', 'remote-forward', '--consistency', 'ssp', '--staleness', '2'], /strategy remote-forward applies each trainer's step as it comes .* got consistency ssp/],
   [['--trainers', '0'], /--trainers must be an integer in \[1, 256\], got '0'/],
   [['--servers', '-1'], /--servers must be an integer/],
   [['--trainers', '300'], /--trainers must be an integer in \[1, 256\], got '300'/],
