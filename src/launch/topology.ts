@@ -5,7 +5,7 @@
 // in docs/TOPOLOGIES.md); both end in `checkTopology`, so the flags and the file refuse the same
 // impossible jobs with the same one-line message, before any process starts.
 import { readFile } from 'node:fs/promises';
-import { DEFAULTS, type Consistency, type TrainOptions } from '../trainer/options.js';
+import { consistencyConflict, DEFAULTS, type Consistency, type TrainOptions } from '../trainer/options.js';
 import { describeValue, TopologyError } from './errors.js';
 import { JsonSourceError, parseJsonSource } from './json-source.js';
 import { parseFlagValue, TOPOLOGY_KEYS, trainFlagTable, type TrainFlags } from './train-flags.js';
@@ -87,13 +87,8 @@ export function checkTopology(input: TopologyInput, where?: string): Topology {
   if (strategy === 'partitioned' && S > 0) {
     throw err(`strategy partitioned has no separate servers (each trainer serves 1/N of the parameters), got ${S} server(s): use 0 servers`);
   }
-  // the consistency models are the parameter servers'; these strategies have one semantics each
-  if (strategy === 'partitioned' && input.consistency !== 'sync') {
-    throw err(`strategy partitioned is synchronous (every worker's shard steps once per round with the averaged gradients), got consistency ${input.consistency}: use centralized for async or ssp`);
-  }
-  if (strategy === 'remote-forward' && input.consistency === 'ssp') {
-    throw err('strategy remote-forward applies each trainer\'s step as it comes (async, no staleness bound), got consistency ssp: use centralized for ssp');
-  }
+  const conflict = consistencyConflict(strategy, input.consistency);
+  if (conflict) throw err(conflict);
   if (S + T > MAX_PROCESSES) throw err(`a local topology runs at most ${MAX_PROCESSES} processes, got ${S + T}`);
   if (input.staleness !== undefined && input.consistency !== 'ssp') {
     throw err(`staleness applies to consistency ssp only, but consistency is ${input.consistency}`);

@@ -6,7 +6,7 @@
 // The process logic lives in src/trainer/process.ts, next to the trainer's, because a world's
 // ranks, names and options are one contract; this file is only the command line.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { addTrainFlags, type TrainOptions } from '../trainer/options.js';
+import { addTrainFlags, consistencyConflict, type TrainOptions } from '../trainer/options.js';
 import { runServerProcess } from '../trainer/process.js';
 
 interface ServerFlags extends TrainOptions {
@@ -44,6 +44,11 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const opts = cmd.opts<ServerFlags>();
+  const conflict = consistencyConflict(opts.strategy, opts.consistency);
+  if (conflict) {
+    process.stderr.write(`error: ${conflict}\n`);
+    return 1;
+  }
   if (opts.strategy !== 'centralized' && opts.strategy !== 'remote-forward') {
     process.stderr.write(`error: ps-server serves the centralized and remote-forward strategies only (partitioned workers serve their own shards), got --strategy ${opts.strategy}\n`);
     return 1;

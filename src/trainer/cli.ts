@@ -2,7 +2,7 @@
 // final line and writes `--json`. Bad flags exit 1 with one line naming the flag, before any work.
 import { Command, CommanderError } from 'commander';
 import { trainLocal } from './local.js';
-import { addTrainFlags, type Strategy, type TrainOptions } from './options.js';
+import { addTrainFlags, consistencyConflict, type Strategy, type TrainOptions } from './options.js';
 import { formatResult, writeResult, type TrainResult } from './result.js';
 
 type Runner = (opts: TrainOptions) => Promise<TrainResult>;
@@ -38,6 +38,11 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const opts = cmd.opts<TrainOptions>();
+  const conflict = consistencyConflict(opts.strategy, opts.consistency);
+  if (conflict) {
+    process.stderr.write(`error: ${conflict}\n`);
+    return 1;
+  }
   const run = RUNNERS[opts.strategy];
   if (!run) {
     process.stderr.write(`error: --strategy ${opts.strategy} is not available in this version of trainer (available: ${Object.keys(RUNNERS).join(', ')})\n`);

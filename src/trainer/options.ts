@@ -111,6 +111,22 @@ function real(flag: string, min: number, max: number, minExclusive = false) {
 }
 
 /** Adds the training flags to a command (trainer, psrun). */
+/**
+ * Why a strategy cannot run under a consistency model, or null when it can. The consistency models
+ * are the parameter servers'; partitioned workers step in lock-step (sync only) and remote-forward
+ * applies each trainer's step as it comes (async, so no ssp bound). psrun, ps-server and trainer
+ * refuse such a pair with this one line rather than run something else than what was asked.
+ */
+export function consistencyConflict(strategy: string, consistency: string): string | null {
+  if (strategy === 'partitioned' && consistency !== 'sync') {
+    return `strategy partitioned is synchronous (every worker's shard steps once per round with the averaged gradients), got consistency ${consistency}: use centralized for async or ssp`;
+  }
+  if (strategy === 'remote-forward' && consistency === 'ssp') {
+    return 'strategy remote-forward applies each trainer\'s step as it comes (async, no staleness bound), got consistency ssp: use centralized for ssp';
+  }
+  return null;
+}
+
 export function addTrainFlags(cmd: Command): Command {
   const d = DEFAULTS;
   return cmd

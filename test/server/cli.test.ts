@@ -45,6 +45,8 @@ const bad: Array<[string, string[], RegExp]> = [
   ['ps-server', ['--rank', '0', '--world-size', '3', '--master', 'nowhere'], /--master must be host:port, got 'nowhere'/],
   ['ps-server', ['--metrics-port', 'x'], /--metrics-port must be an integer in \[0, 65535\], got 'x'/],
   ['ps-server', ['--strategy', 'partitioned'], /ps-server serves the centralized and remote-forward strategies only/],
+  ['trainer', ['--strategy', 'partitioned', '--consistency', 'ssp'], /strategy partitioned is synchronous .* got consistency ssp/],
+  ['ps-server', ['--strategy', 'remote-forward', '--consistency', 'ssp'], /strategy remote-forward applies each trainer's step as it comes .* got consistency ssp/],
   ['trainer', ['--strategy', 'centralized', '--rank', '0', '--world-size', '3', '--master', '127.0.0.1:1'], /rank 0 is a server rank .*start it with ps-server/],
   ['trainer', ['--strategy', 'centralized', '--rank', '5', '--world-size', '3', '--master', '127.0.0.1:1'], /--rank 5 is outside the world of --world-size 3/],
 ];
