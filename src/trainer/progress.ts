@@ -57,7 +57,7 @@ export function createProgress(opts: ProgressOptions): ProgressReporter {
   const line = () => {
     const secs = (performance.now() - started) / 1000;
     const pct = opts.total > 0 ? ((100 * done) / opts.total).toFixed(1) : '?';
-    stream.write(`${opts.label} ${pct}% ${done}/${opts.total} samples loss=${lastLoss.toFixed(4)} samples/s=${Math.round(done / Math.max(secs, 1e-9))}\n`);
+    stream.write(`${opts.label} ${pct}% ${done}/${opts.total} samples loss=${Number.isFinite(lastLoss) ? lastLoss.toFixed(4) : '-'} samples/s=${Math.round(done / Math.max(secs, 1e-9))}\n`);
   };
   // A first line at once (it carries the total, which psrun needs for its job bar) and a last one
   // at the end, so even a run shorter than the interval says how far it got.
