@@ -168,7 +168,9 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
           const out = await pending;
           const loss = crossEntropy(out, batch.y);
           value = loss.item();
-          // Issued together: see the header (one transport message, applied in order on the server)
+          // Issued together: see the header (one transport message, applied in order on the server).
+          // backward() runs this trainer's part of the tape before it returns, so the loader may
+          // reuse this batch's buffers for the next one while the answers are still on their way.
           const done = Promise.all([agent.distAutograd.backward(dctx, [loss]), optimizer.step(dctx)]);
           done.catch(() => {});
           prev = { ctx: dctx, done };
