@@ -11,6 +11,7 @@ export { formatResult, writeResult, type TrainResult } from './trainer/result.js
 export * from './server/index.js';
 export { trainCentralized, type TrainerContext, type TrainedWorker, type TrainerReport } from './trainer/centralized.js';
 export { trainPartitioned, partitionServer, type PartitionedContext } from './trainer/partitioned.js';
+export { trainRemoteForward, type RemoteForwardContext, type RemoteForwardWorker } from './trainer/remote-forward.js';
 export { runServerProcess, runTrainerProcess, resolveWorld, type WorldPlace } from './trainer/process.js';
 export { Launcher, type LauncherOptions, type LaunchOutcome, type ProcessFailure } from './launch/launcher.js';
 export { checkTopology, parseTopology, readTopologyFile, topologyFromFlags, type Topology, type ProcessSpec } from './launch/topology.js';
