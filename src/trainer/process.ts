@@ -17,9 +17,10 @@
 // writes its own figures (`trainers: 1`, `testAccuracy` null): give each trainer its own --json
 // file (psrun does) and read the first trainer's for the whole run.
 import { Agent } from '../rpc/index.js';
+import type { Dataset } from '../data/index.js';
 import { ParameterServer, placementFromEnv, RemoteModelHost, type Placement, type ServerStats } from '../server/index.js';
 import { trainCentralized, type TrainedWorker, type TrainerReport } from './centralized.js';
-import { evaluate } from './evaluate.js';
+import { evaluate, type Classifier } from './evaluate.js';
 import type { TrainOptions } from './options.js';
 import { partitionServer, serverOptimizer, trainPartitioned } from './partitioned.js';
 import { trainRemoteForward } from './remote-forward.js';
@@ -213,13 +214,12 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
     let result: TrainResult;
     if (primary) {
       // the others' reports arrive when they have finished (and left), so the final pull sees the last step
-      const reports = [own, ...await Promise.all(place.trainerNames.slice(1).map((n) => agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })))];
+      const reports = await gatherReports(agent, place, own);
       await run.client.pull(false);
       await run.client.leave();
-      const testAccuracy = evaluate(run.model, data.test);
-      result = { ...buildResult(opts, place, device, reports, testAccuracy, data.test.length), ...(run.curve ? { curve: run.curve } : {}) };
+      result = buildResult(opts, place, device, reports, { model: run.model, test: data.test, curve: run.curve });
     } else {
-      result = { ...buildResult(opts, place, device, [own], NaN, 0), trainers: 1 };
+      result = ownResult(opts, place, device, own);
     }
     await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
     return { primary, result };
@@ -246,15 +246,24 @@ async function runRemoteForwardTrainer(
     throw e;
   }
   ownResolve(run.report);
-  if (place.index !== 0) return { ...buildResult(opts, place, device, [run.report], NaN, 0), trainers: 1 };
+  if (place.index !== 0) return ownResult(opts, place, device, run.report);
   try {
-    const reports = [run.report, ...await Promise.all(place.trainerNames.slice(1).map((n) => ctx.agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })))];
-    const model = await run.fetchModel();
-    const testAccuracy = evaluate(model, data.test);
-    return { ...buildResult(opts, place, device, reports, testAccuracy, data.test.length), ...(run.curve ? { curve: run.curve } : {}) };
+    const reports = await gatherReports(ctx.agent, place, run.report);
+    return buildResult(opts, place, device, reports, { model: await run.fetchModel(), test: data.test, curve: run.curve });
   } finally {
     await run.leave();
   }
+}
+
+/** The first trainer's report followed by the others' (each answers once it has finished and left). */
+async function gatherReports(agent: Agent, place: WorldPlace, own: TrainerReport): Promise<TrainerReport[]> {
+  const others = await Promise.all(place.trainerNames.slice(1).map((n) => agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })));
+  return [own, ...others];
+}
+
+/** What a trainer other than the first writes: its own figures, no evaluation. */
+function ownResult(opts: TrainOptions, place: WorldPlace, device: string, own: TrainerReport): TrainResult {
+  return { ...buildResult(opts, place, device, [own]), trainers: 1 };
 }
 
 /** Takes the servers' and trainers' names from the world (ranks decide roles; names may be custom). */
@@ -266,7 +275,14 @@ function namesFromWorld(place: WorldPlace, agent: Agent): void {
   place.serverNames = servers === 0 ? trainers : all.slice(0, servers).map((w) => w.name);
 }
 
-function buildResult(opts: TrainOptions, place: WorldPlace, device: string, reports: TrainerReport[], testAccuracy: number, testSamples: number): TrainResult {
+/**
+ * The result over `reports`; with `final` (the first trainer) the final model is evaluated on the
+ * test split and the curve attached, without it the accuracy is NaN.
+ */
+function buildResult(opts: TrainOptions, place: WorldPlace, device: string, reports: TrainerReport[],
+  final?: { model: Classifier; test: Dataset; curve?: TrainResult['curve'] }): TrainResult {
+  const testAccuracy = final ? evaluate(final.model, final.test) : NaN;
+  const testSamples = final ? final.test.length : 0;
   const samples = reports.reduce((n, r) => n + r.samples, 0);
   const trainSeconds = Math.max(...reports.map((r) => r.trainSeconds));
   const lossSum = reports.reduce((n, r) => n + r.lossSum, 0);
@@ -279,5 +295,6 @@ function buildResult(opts: TrainOptions, place: WorldPlace, device: string, repo
       finalLoss: lossCount > 0 ? lossSum / lossCount : NaN, testAccuracy, testSamples,
     }),
     bytesSent: reports.reduce((n, r) => n + (r.bytesSent ?? 0), 0),
+    ...(final?.curve ? { curve: final.curve } : {}),
   };
 }
