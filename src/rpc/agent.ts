@@ -68,6 +68,13 @@ export class Agent implements Dispatcher {
   private running = 0;
   private localCalls = 0;
   private activity = 0;
+  private markReady!: () => void;
+  /**
+   * Resolves once the rendezvous has completed (every worker is known). Components registered
+   * before the rendezvous start their clocks here (a liveness watchdog that started earlier would
+   * count the rendezvous itself as the peers' silence). Never settles if the rendezvous fails.
+   */
+  readonly ready: Promise<void> = new Promise((resolve) => { this.markReady = resolve; });
 
   private constructor(opts: ResolvedOptions) {
     this.opts = opts;
@@ -156,6 +163,7 @@ export class Agent implements Dispatcher {
     for (const w of all) this.infos.set(w.name, w);
     this.byRank = all;
     this.state = 'ready';
+    this.markReady();
     return this;
   }
 

@@ -19,8 +19,10 @@
 // large reply may see a later step's values part-way, as Hogwild readers do.
 //
 // Liveness: `leave` removes a trainer from the live set. A trainer that stops talking while others
-// wait on it (its agent died) is dropped after `liveTimeoutMs`, so nothing waits forever.
-import type { Agent } from '../rpc/index.js';
+// wait on it (its agent died) is dropped after `liveTimeoutMs` of silence, counted from its join or
+// its last call (src/rpc/liveness.ts), so nothing waits forever. Trainers that never join fail
+// the joins after `joinTimeoutMs`, counted from the first join.
+import { Liveness, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
 import { Adam, getBackend, SGD, Tensor, type Optimizer } from '../tensor/index.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -34,7 +36,6 @@ interface TrainerState {
   clock: number;
   /** Sync round in which it last pushed (-1: none). */
   pushedRound: number;
-  lastSeen: number;
 }
 
 interface Waiter {
@@ -44,7 +45,7 @@ interface Waiter {
 
 export class ParameterServer {
   readonly name: string;
-  readonly options: Required<Omit<ParameterServerOptions, 'optimizer' | 'placement'>> & Pick<ParameterServerOptions, 'placement'> & { optimizer: ServerOptimizerOptions };
+  readonly options: Required<Omit<ParameterServerOptions, 'optimizer' | 'placement' | 'clock'>> & Pick<ParameterServerOptions, 'placement'> & { optimizer: ServerOptimizerOptions };
   readonly metrics: ServerMetrics;
   /** Steps taken. */
   version = 0;
@@ -61,14 +62,15 @@ export class ParameterServer {
   private leftCount = 0;
   private readonly droppedNames: string[] = [];
   private joinWaiters: Waiter[] = [];
-  private joinTimer?: NodeJS.Timeout;
+  private joinTimer?: ClockTimer;
+  private readonly clock: Clock;
+  private readonly liveness: Liveness;
   // sync round state
   private roundGrads: Float32Array[] = [];
   private roundWaiters: Waiter[] = [];
   private scratch?: Float32Array;
   // ssp state
   private blocked: Array<{ trainer: TrainerState; waiter: Waiter }> = [];
-  private watchdog?: NodeJS.Timeout;
   private counts = { pushes: 0, pulls: 0, maxLead: 0 };
   private closed = false;
   private doneResolve!: () => void;
@@ -94,7 +96,10 @@ export class ParameterServer {
     // build a throwaway optimizer now so bad hyper-parameters fail at construction, not at the first push
     makeOptimizer(new Tensor(new Float32Array(1), [1]), o.optimizer);
     this.name = name;
-    this.options = { ...o, name, staleness, joinTimeoutMs, liveTimeoutMs };
+    const { clock: _clock, ...rest } = o;
+    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs };
+    this.clock = o.clock ?? systemClock;
+    this.liveness = new Liveness({ timeoutMs: liveTimeoutMs, clock: this.clock, onSilent: (silent) => this.dropSilent(silent) });
     this.metrics = new ServerMetrics(name);
     this.done = new Promise((r) => { this.doneResolve = r; });
     if (o.placement !== undefined) {
@@ -134,7 +139,7 @@ export class ParameterServer {
     this.initialise(layout, values);
     let t = this.trainers.get(trainer);
     if (!t) {
-      t = { name: trainer, live: true, clock: this.slowestClock(), pushedRound: -1, lastSeen: Date.now() };
+      t = { name: trainer, live: true, clock: this.slowestClock(), pushedRound: -1 };
       this.trainers.set(trainer, t);
       this.joinedCount++;
     } else if (!t.live) {
@@ -142,20 +147,21 @@ export class ParameterServer {
       t.clock = Math.max(t.clock, this.slowestClock());
       this.leftCount--;
     }
-    t.lastSeen = Date.now();
+    this.liveness.seen(trainer);
+    this.liveness.start();
     this.metrics.liveTrainers.set(this.liveCount());
     if (this.joinedCount >= this.options.trainers) {
       this.releaseJoins();
     } else {
       await new Promise<void>((resolve, reject) => {
         this.joinWaiters.push({ resolve, reject });
-        this.joinTimer ??= setTimeout(() => {
+        this.joinTimer ??= this.clock.after(this.options.joinTimeoutMs, () => {
           const e = errors.joinTimeout(this.name, this.joinedCount, this.options.trainers, this.options.joinTimeoutMs);
           const ws = this.joinWaiters;
           this.joinWaiters = [];
           this.joinTimer = undefined;
           for (const w of ws) w.reject(e);
-        }, this.options.joinTimeoutMs);
+        });
       });
     }
     return this.reply(t);
@@ -167,7 +173,7 @@ export class ParameterServer {
     if (!this.shardInfo) throw errors.notInitialised(this.name);
     if (trainer === undefined || trainer === null) return this.reply(undefined);
     const t = this.liveTrainer(trainer);
-    t.lastSeen = Date.now();
+    this.liveness.seen(trainer);
     if (this.options.consistency === 'ssp') await this.sspGate(t);
     return this.reply(t);
   }
@@ -241,8 +247,8 @@ export class ParameterServer {
     this.roundWaiters = [];
     this.roundGrads = [];
     this.blocked = [];
-    clearTimeout(this.joinTimer);
-    clearInterval(this.watchdog);
+    this.joinTimer?.cancel();
+    this.liveness.stop();
     this.doneResolve();
     await this.metrics.close();
   }
@@ -286,13 +292,10 @@ export class ParameterServer {
     this.data = Float32Array.from(values);
     this.param = new Tensor(this.data, [this.data.length]);
     this.optimizer = makeOptimizer(this.param, this.options.optimizer);
-    const period = Math.max(10, Math.min(1000, this.options.liveTimeoutMs / 4));
-    this.watchdog = setInterval(() => this.checkLiveness(), period);
-    this.watchdog.unref();
   }
 
   private releaseJoins(): void {
-    clearTimeout(this.joinTimer);
+    this.joinTimer?.cancel();
     this.joinTimer = undefined;
     const ws = this.joinWaiters;
     this.joinWaiters = [];
@@ -334,7 +337,7 @@ export class ParameterServer {
     const t = this.liveTrainer(trainer);
     if (!Number.isSafeInteger(version) || version < 0) throw errors.wrongType(this.name, 'pushed version', version, 'an integer >= 0');
     const g = this.gradientOf(grads);
-    t.lastSeen = Date.now();
+    this.liveness.seen(trainer);
     this.counts.pushes++;
     this.metrics.pushes.inc();
     this.metrics.bytesIn.inc(g.byteLength);
@@ -422,6 +425,7 @@ export class ParameterServer {
 
   private remove(t: TrainerState): void {
     t.live = false;
+    this.liveness.forget(t.name);
     this.leftCount++;
     this.metrics.liveTrainers.set(this.liveCount());
     this.maybeFinishRound();
@@ -429,14 +433,18 @@ export class ParameterServer {
     if (this.joinedCount >= this.options.trainers && this.liveCount() === 0) this.doneResolve();
   }
 
-  /** Drops live trainers that others wait on and that have been silent for liveTimeoutMs. */
-  private checkLiveness(): void {
+  /**
+   * The liveness watchdog's policy: of the trainers silent for liveTimeoutMs, drops those that
+   * others wait on (sync: not yet pushed in this round; ssp: at the slowest clock). A silent
+   * trainer nobody waits on stays (it is looked at again on the watchdog's next round).
+   */
+  private dropSilent(silent: string[]): void {
     const waiting = this.roundWaiters.length > 0 || this.blocked.length > 0;
     if (!waiting) return;
-    const now = Date.now();
     const slowest = this.slowestClock();
-    for (const t of this.trainers.values()) {
-      if (!t.live || now - t.lastSeen < this.options.liveTimeoutMs) continue;
+    for (const name of silent) {
+      const t = this.trainers.get(name);
+      if (!t || !t.live) continue;
       const blocking = this.options.consistency === 'sync' ? t.pushedRound !== this.version : t.clock === slowest;
       if (blocking) {
         this.droppedNames.push(t.name);

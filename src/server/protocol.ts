@@ -1,5 +1,6 @@
 // The parameter server's vocabulary: its options, the RPC function names it registers, and the
 // shapes of what those functions take and answer. Trainers (client.ts) and the server share it.
+import type { Clock } from '../rpc/index.js';
 import type { ParameterSpec, Placement } from './shard-plan.js';
 
 export const CONSISTENCY_MODELS = ['sync', 'async', 'ssp'] as const;
@@ -31,8 +32,13 @@ export interface ParameterServerOptions {
   placement?: Placement | Promise<Placement | undefined>;
   /** How long `join` waits for the other trainers, in ms (default 60,000). */
   joinTimeoutMs?: number;
-  /** A live trainer silent this long while others wait on it is dropped, in ms (default 60,000). */
+  /**
+   * A live trainer silent this long (since its join or its last call) while others wait on it is
+   * dropped, in ms (default 60,000).
+   */
   liveTimeoutMs?: number;
+  /** Time source for the join deadline and the liveness watchdog (default: the system clock; tests pass a ManualClock). */
+  clock?: Clock;
 }
 
 /** A gradient push: the whole shard as one array, or one array per parameter slice by name. */

@@ -11,12 +11,19 @@
 //              so concurrent trainers never see each other's gradients (no shared `.grad`)
 //   rf.join / rf.leave   the live set: the host is `done` once the expected trainers have joined
 //              and every one of them has left, which is when ps-server shuts down.
-// A trainer that dies never calls rf.leave: when no trainer has called the host (a forward or an
-// rf.* function) for `liveTimeoutMs` while some are still live, or while fewer than expected have
-// joined, the host drops them (named in `stats().dropped`) and is done, so nothing waits forever.
-import type { Agent, RRef } from '../rpc/index.js';
+// A trainer that dies never calls rf.leave. The host watches its trainers with the liveness rule of
+// src/rpc/liveness.ts: a trainer's silence clock starts at its rf.join and is reset by its rf.*
+// calls and by every forward (a forward through the RRef does not say who sent it, so it counts for
+// every live trainer); the trainers still expected to join are watched as one more peer whose clock
+// starts at the end of the rendezvous. Once every watched peer is silent for `liveTimeoutMs` (no
+// trainer is talking and some are still awaited), the host drops them (named in `stats().dropped`)
+// and is done, so nothing waits forever.
+import { Liveness, type Agent, type Clock, type RRef } from '../rpc/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { errors } from './errors.js';
+
+/** The liveness key of the trainers expected but not joined yet. */
+const AWAITED = '(trainers not joined yet)';
 
 export const RF_FUNCTIONS = {
   model: 'rf.model',
@@ -67,6 +74,8 @@ export interface RemoteModelHostOptions {
   trainers: number;
   /** Silence (no call from any trainer) after which the host stops waiting, in ms (default 60,000). */
   liveTimeoutMs?: number;
+  /** Time source of the liveness watchdog (default: the system clock; tests pass a ManualClock). */
+  clock?: Clock;
 }
 
 export interface RemoteModelStats {
@@ -87,9 +96,7 @@ export class RemoteModelHost {
   private left = 0;
   private forwards = 0;
   private readonly dropped: string[] = [];
-  private lastCall = performance.now();
-  private watchdog?: NodeJS.Timeout;
-  private readonly liveTimeoutMs: number;
+  private readonly liveness: Liveness;
   private paramRefs?: RRef<Tensor>[];
   private doneResolve!: () => void;
   /** Resolves once the expected trainers have joined and every one of them has left. */
@@ -104,18 +111,33 @@ export class RemoteModelHost {
     if (!Number.isSafeInteger(options.trainers) || options.trainers < 1) throw errors.badOption(name, 'trainers', options.trainers, 'expected an integer >= 1');
     const liveTimeoutMs = options.liveTimeoutMs ?? 60_000;
     if (!(liveTimeoutMs > 0)) throw errors.badOption(name, 'liveTimeoutMs', liveTimeoutMs, 'expected a number > 0');
-    this.liveTimeoutMs = liveTimeoutMs;
+    this.liveness = new Liveness({ timeoutMs: liveTimeoutMs, clock: options.clock, onSilent: (silent) => this.dropSilent(silent) });
     this.name = name;
     this.expected = options.trainers;
     const counted = options.model;
     // counts forwards without a wrapper on the hot path beyond one increment
-    this.shared = new SharedModel({ forward: (x) => { this.forwards++; this.lastCall = performance.now(); return counted.forward(x); }, parameters: () => counted.parameters() });
-    this.done = new Promise((resolve) => { this.doneResolve = () => { clearInterval(this.watchdog); resolve(); }; });
+    this.shared = new SharedModel({ forward: (x) => { this.forwards++; this.heardFromTrainers(); return counted.forward(x); }, parameters: () => counted.parameters() });
+    this.done = new Promise((resolve) => { this.doneResolve = () => { this.liveness.stop(); resolve(); }; });
   }
 
-  /** Drops every trainer still awaited once no trainer has called for liveTimeoutMs. */
-  private watch(): void {
-    if (performance.now() - this.lastCall < this.liveTimeoutMs) return;
+  /**
+   * Starts watching: the trainers not yet joined are awaited from now on. `register` calls it when
+   * the agent's rendezvous completes; call it yourself when the host serves without `register`.
+   */
+  start(): this {
+    if (this.joined < this.expected && !this.liveness.has(AWAITED)) this.liveness.seen(AWAITED);
+    this.liveness.start();
+    return this;
+  }
+
+  /** Traffic that names no trainer (a forward, an RRef request) resets every live trainer's silence clock. */
+  private heardFromTrainers(): void {
+    for (const t of this.live) this.liveness.seen(t);
+  }
+
+  /** The liveness policy: once every watched peer is silent, drops every trainer still awaited. */
+  private dropSilent(silent: string[]): void {
+    if (silent.length < this.liveness.size) return;
     this.dropped.push(...this.live);
     const missing = this.expected - this.joined;
     if (missing > 0) this.dropped.push(...Array.from({ length: missing }, (_, i) => `(trainer ${this.joined + i + 1} of ${this.expected}, never joined)`));
@@ -126,29 +148,29 @@ export class RemoteModelHost {
   /** Registers the `rf.*` functions on `agent` (before its rendezvous, so no call can miss them). */
   register(agent: Agent): this {
     this.shared.waitForStep = (id) => agent.distAutograd.whenStepped(id);
-    this.lastCall = performance.now();
-    this.watchdog = setInterval(() => this.watch(), Math.max(10, Math.min(1000, this.liveTimeoutMs / 4)));
-    this.watchdog.unref();
-    agent.register(RF_FUNCTIONS.model, () => { this.lastCall = performance.now(); return this.shared; });
+    void agent.ready.then(() => this.start());
+    agent.register(RF_FUNCTIONS.model, () => { this.heardFromTrainers(); return this.shared; });
     agent.register(RF_FUNCTIONS.params, () => {
       // one RRef per parameter, made once: forks to every trainer share the owner's entry
       this.paramRefs ??= this.shared.model.parameters().map((p) => agent.rref(p));
       return this.paramRefs;
     });
     agent.register(RF_FUNCTIONS.join, (trainer: unknown) => {
-      this.lastCall = performance.now();
       if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
       if (!this.live.has(trainer)) {
         this.live.add(trainer);
         this.joined++;
+        if (this.joined >= this.expected) this.liveness.forget(AWAITED);
       }
+      this.liveness.seen(trainer);
+      this.start();
       return this.shared.model.parameters().length;
     });
     agent.register(RF_FUNCTIONS.leave, (trainer: unknown) => {
-      this.lastCall = performance.now();
       if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
       if (this.live.delete(trainer)) {
         this.left++;
+        this.liveness.forget(trainer);
         if (this.joined >= this.expected && this.live.size === 0) this.doneResolve();
       }
       return null;

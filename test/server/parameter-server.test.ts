@@ -1,14 +1,19 @@
 // ParameterServer over RPC: the ps.* functions, sync/async/ssp semantics, leaving and dead
 // trainers, bad pushes, and the metrics endpoint.
 import test from 'ava';
-import { RpcError, Status, type Agent } from '../../src/rpc/index.js';
+import { ManualClock, RpcError, Status, type Agent } from '../../src/rpc/index.js';
 import { ParameterServer, PS_FUNCTIONS as PS, type PullReply, type PushReply } from '../../src/server/index.js';
 import { startPsWorld, type ServerTemplate } from './ps-world.js';
 
 const layout = [{ name: 'w', size: 6 }, { name: 'b', size: 3 }];
 const init = () => Float32Array.from({ length: 9 }, (_, i) => i);
 const sgd = { kind: 'sgd', lr: 0.5 } as const;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** One turn of the event loop: every promise callback that is already due has run after it. */
+const turn = () => new Promise((r) => setImmediate(r));
+/** Waits, turn by turn and without a time limit of its own, until `cond` holds. */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await turn();
+}
 
 async function joined(nTrainers: number, template: ServerTemplate) {
   const w = await startPsWorld(1, nTrainers, template);
@@ -23,8 +28,9 @@ test('sync: a push waits for every live trainer, then one step with the averaged
   const { w, a, b, ps, name } = await joined(2, { consistency: 'sync', optimizer: sgd });
   try {
     let answered = false;
-    const pa = a.call<PullReply>(name, PS.pushPull, [a.name, 0, fill(1)]).then((r) => { answered = true; return r; });
-    await sleep(50);
+    // trainer0's push straight into the server, so it has certainly arrived before trainer1's
+    const pa = ps.pushPull(a.name, 0, fill(1)).then((r) => { answered = true; return r; });
+    await turn();
     t.false(answered, 'the first push waits for the second trainer');
     t.is(ps.version, 0);
     const rb = await b.call<PullReply>(name, PS.pushPull, [b.name, 0, fill(3)]);
@@ -59,19 +65,19 @@ for (const [consistency, staleness] of [['ssp', 1], ['ssp', 0], ['async', 1]] as
     try {
       const steps = 8;
       const fastVersions: number[] = [];
-      let attempts = 0;
       const fast = (async () => {
         for (let k = 0; k < steps; k++) {
-          attempts++;
           fastVersions.push((await a.call<PullReply>(name, PS.pushPull, [a.name, 0, fill(0.01)])).version);
         }
       })();
-      // the slow trainer makes its (k+1)-th push only once the fast one has tried to get further
-      // ahead than the bound allows (async: once it has finished), so the bound is always reached
+      // the slow trainer makes its (k+1)-th push only once the fast one's push that would take it
+      // past the bound has reached the server (async: once it has finished), so the bound is always
+      // reached
       const slow = (async () => {
         for (let k = 0; k < steps; k++) {
           const wanted = consistency === 'ssp' ? Math.min(steps, k + staleness + 2) : steps;
-          while (attempts < wanted || (consistency === 'async' && fastVersions.length < steps)) await sleep(1);
+          // counted where it matters: pushes that have reached the server (k of them are the slow one's)
+          await until(() => ps.stats().pushes - k >= wanted && (consistency !== 'async' || fastVersions.length === steps));
           await b.call(name, PS.pushPull, [b.name, 0, fill(0.01)]);
         }
       })();
@@ -94,8 +100,12 @@ for (const [consistency, staleness] of [['ssp', 1], ['ssp', 0], ['async', 1]] as
 test('a trainer that leaves early does not leave a sync server waiting', async (t) => {
   const { w, a, b, ps, name } = await joined(2, { consistency: 'sync', optimizer: sgd });
   try {
-    const pending = a.call<PullReply>(name, PS.pushPull, [a.name, 0, fill(1)]);
-    await sleep(20);
+    // the push is in the server's round before the leave is sent (a leave that overtook it would
+    // make the round trivially complete, and the test would not check that the leave releases it)
+    let answered = false;
+    const pending = ps.pushPull(a.name, 0, fill(1)).then((r) => { answered = true; return r; });
+    await turn();
+    t.false(answered, 'the round waits for trainer1');
     await b.call(name, PS.leave, [b.name]);
     const r = await pending;
     t.is(r.version, 1, 'the round completed with the trainer that stayed');
@@ -113,13 +123,82 @@ test('a trainer that leaves early does not leave a sync server waiting', async (
   }
 });
 
-test('a trainer that goes silent is dropped after liveTimeoutMs, so sync rounds go on', async (t) => {
-  const { w, a, b, ps, name } = await joined(2, { consistency: 'sync', optimizer: sgd, liveTimeoutMs: 100 });
+test('a trainer that goes silent is dropped after liveTimeoutMs from its join, so sync rounds go on', async (t) => {
+  const clock = new ManualClock();
+  const w = await startPsWorld(1, 2, { consistency: 'sync', optimizer: sgd, liveTimeoutMs: 1000, clock });
   try {
-    await w.trainerAgents[1]!.shutdown({ graceful: false }); // trainer1 dies without leaving
-    const r = await a.call<PullReply>(name, PS.pushPull, [a.name, 0, fill(1)]);
+    const [a, b] = w.trainerAgents as [Agent, Agent];
+    const ps = w.servers[0]!;
+    clock.advance(60_000); // a long start (rendezvous, data loading) is nobody's silence
+    await Promise.all([a, b].map((x) => x.call('ps0', PS.join, [x.name, layout, init()])));
+    await b.shutdown({ graceful: false }); // trainer1 dies without leaving
+    clock.advance(500);
+    let answered = false;
+    const pending = a.call<PullReply>('ps0', PS.pushPull, [a.name, 0, fill(1)]).then((r) => { answered = true; return r; });
+    await until(() => ps.stats().pushes === 1);
+    clock.advance(499);
+    t.deepEqual(ps.stats().dropped, [], 'trainer1 is not dropped before 1000 ms of silence');
+    t.false(answered);
+    clock.advance(1);
+    t.deepEqual(ps.stats().dropped, [b.name], 'dropped at 1000 ms of silence since its join');
+    t.deepEqual(ps.stats().live, [a.name], 'trainer0 (silent too, but waiting in the round) stays');
+    const r = await pending;
     t.is(r.version, 1);
-    t.deepEqual(ps.stats().dropped, [b.name]);
+    t.deepEqual([...r.values], [...init()].map((p) => p - 0.5), 'the round stepped with trainer0\'s gradient alone');
+  } finally {
+    await w.stop();
+  }
+});
+
+test('async: a silent trainer nobody waits on is not dropped', async (t) => {
+  const clock = new ManualClock();
+  const { w, a, b, ps } = await joined(2, { consistency: 'async', optimizer: sgd, liveTimeoutMs: 1000, clock });
+  try {
+    await a.call('ps0', PS.push, [a.name, 0, fill(1)]);
+    clock.advance(5000);
+    t.deepEqual(ps.stats().dropped, [], 'no push waits on anybody, so silence alone drops nobody');
+    t.deepEqual(ps.stats().live, [a.name, b.name]);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('ssp: the slowest trainer is dropped after liveTimeoutMs since its last call while a push waits on it', async (t) => {
+  const clock = new ManualClock();
+  const { w, a, b, ps, name } = await joined(2, { consistency: 'ssp', staleness: 0, optimizer: sgd, liveTimeoutMs: 1000, clock });
+  try {
+    // trainer0 runs one step ahead, then blocks on trainer1 (staleness 0)
+    await a.call(name, PS.pushPull, [a.name, 0, fill(1)]);
+    clock.advance(900);
+    await b.call(name, PS.pull, [b.name]); // trainer1 is heard from: its clock starts again
+    const blocked = a.call<PullReply>(name, PS.pushPull, [a.name, 1, fill(1)]);
+    await until(() => ps.stats().pushes === 2);
+    clock.advance(999); // 1899 ms after the join: past the join's deadline, not past the pull's
+    t.deepEqual(ps.stats().dropped, [], 'trainer1 was heard from 999 ms ago');
+    clock.advance(1);
+    t.deepEqual(ps.stats().dropped, [b.name], 'the slowest trainer, silent for 1000 ms while trainer0 waits on it');
+    t.is((await blocked).version, 2);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('joins fail after joinTimeoutMs, counted from the first join, naming how many came', async (t) => {
+  const clock = new ManualClock();
+  const w = await startPsWorld(1, 2, { consistency: 'sync', optimizer: sgd, joinTimeoutMs: 3000, clock });
+  try {
+    const a = w.trainerAgents[0]!;
+    clock.advance(10_000);
+    let settled = false;
+    const first = a.call('ps0', PS.join, [a.name, layout, init()]).finally(() => { settled = true; });
+    await until(() => w.servers[0]!.stats().joined === 1);
+    clock.advance(2999);
+    await a.call('ps0', PS.stats, []); // a round trip: a rejection sent at 2999 ms would be here by now
+    t.false(settled, 'still waiting at 2999 ms');
+    clock.advance(1);
+    const e = await t.throwsAsync<RpcError>(first);
+    t.is(e.code, Status.DEADLINE_EXCEEDED);
+    t.regex(e.message, /server "ps0": only 1 of 2 trainers joined within 3000 ms/);
   } finally {
     await w.stop();
   }

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { main as psrun } from '../../src/launch/cli.js';
 import { Capture } from '../launch/fixture.js';
 import { DataLoader, DistributedSampler, syntheticDataset, type Dataset } from '../../src/data/index.js';
-import { Agent } from '../../src/rpc/index.js';
-import { RemoteModelHost } from '../../src/server/index.js';
+import { Agent, ManualClock } from '../../src/rpc/index.js';
+import { RemoteModelHost, type SharedModel } from '../../src/server/index.js';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
 import { trainRemoteForward } from '../../src/trainer/remote-forward.js';
 import { buildModel } from '../../src/trainer/setup.js';
@@ -20,14 +20,14 @@ import { freePort } from '../../src/launch/free-port.js';
 const data: Dataset = syntheticDataset({ samples: 384, features: 12, classes: 3, seed: 5 });
 const opts: TrainOptions = resolveOptions({ strategy: 'remote-forward', hidden: 8, batchSize: 16, lr: 0.1, momentum: 0.5, epochs: 2, seed: 7, progress: 'none' });
 
-async function world(trainers: number, o = opts) {
+async function world(trainers: number, o = opts, clock?: ManualClock) {
   const size = trainers + 1;
   const names = ['ps0', ...Array.from({ length: trainers }, (_, i) => `trainer${i}`)];
   const master = await Agent.start({ name: 'ps0', rank: 0, worldSize: size, master: '127.0.0.1:0', timeoutMs: 20_000 });
   const agents = [master];
   for (let r = 1; r < size; r++) agents.push(await Agent.start({ name: names[r]!, rank: r, worldSize: size, master: master.address, timeoutMs: 20_000 }));
   const model = buildModel(o, data.features, data.classes);
-  const host = new RemoteModelHost({ name: 'ps0', model, trainers }).register(master);
+  const host = new RemoteModelHost({ name: 'ps0', model, trainers, ...(clock ? { clock } : {}) }).register(master);
   await Promise.all(agents.map((a) => a.rendezvous()));
   return {
     host,
@@ -122,14 +122,14 @@ test('with --eval-every the first trainer records a curve of the server\'s model
 });
 
 test('a trainer that does not leave keeps the host running; fetchModel copies the server\'s parameters', async (t) => {
-  const w = await world(1);
+  const clock = new ManualClock(); // never advanced: no silence can end the host, only a leave
+  const w = await world(1, opts, clock);
   try {
     const run = await trainRemoteForward(opts, { agent: w.trainerAgents[0]!, server: 'ps0', rank: 0, trainers: 1, train: data, leave: false });
     let done = false;
     void w.host.done.then(() => { done = true; });
-    await new Promise((r) => setTimeout(r, 50));
-    t.false(done);
-    const local = await run.fetchModel();
+    const local = await run.fetchModel(); // round trips after every message of the training
+    t.false(done, 'the host still waits for the trainer');
     t.deepEqual(flattenParameters(local).params, flattenParameters(w.model).params);
     await run.leave();
     await w.host.done;
@@ -140,21 +140,52 @@ test('a trainer that does not leave keeps the host running; fetchModel copies th
 });
 
 test('a trainer that dies (never leaves) and one that never joins are dropped after liveTimeoutMs of silence', async (t) => {
+  const clock = new ManualClock();
   const ps = await Agent.start({ name: 'ps0', rank: 0, worldSize: 2, master: '127.0.0.1:0', timeoutMs: 20_000 });
   const tr = await Agent.start({ name: 'trainer0', rank: 1, worldSize: 2, master: ps.address, timeoutMs: 20_000 });
   try {
-    const host = new RemoteModelHost({ name: 'ps0', model: buildModel(opts, data.features, data.classes), trainers: 2, liveTimeoutMs: 2000 }).register(ps);
+    const host = new RemoteModelHost({ name: 'ps0', model: buildModel(opts, data.features, data.classes), trainers: 2, liveTimeoutMs: 2000, clock }).register(ps);
+    let done = false;
+    void host.done.then(() => { done = true; });
+    clock.advance(30_000); // a slow rendezvous is nobody's silence: the clocks start at its end
     await Promise.all([ps.rendezvous(), tr.rendezvous()]);
-    await tr.call('ps0', 'rf.join', ['trainer0']);
-    const t0 = performance.now();
+    clock.advance(500);
+    await tr.call('ps0', 'rf.join', ['trainer0']); // at 500 ms; the missing trainer is awaited from 0 ms
+    clock.advance(1499);
+    // a request that names no trainer (the model's RRef; forwards alike) counts for every live one
+    t.is(await tr.remote<SharedModel>('ps0', 'rf.model').rpcSync().parameterCount(), 6);
+    clock.advance(1);
+    t.deepEqual(host.stats().dropped, [], 'the missing trainer is silent (2000 ms) but trainer0 is not');
+    clock.advance(1998);
+    await new Promise((r) => setImmediate(r));
+    t.false(done, 'not before trainer0 is silent for 2000 ms');
+    t.deepEqual(host.stats().dropped, []);
+    clock.advance(1);
     await host.done;
-    t.true(performance.now() - t0 >= 1000, 'not before the timeout');
     const s = host.stats();
     t.is(s.joined, 1);
     t.is(s.left, 0);
     t.is(s.dropped.length, 2);
     t.is(s.dropped[0], 'trainer0');
     t.regex(s.dropped[1]!, /never joined/);
+  } finally {
+    await Promise.all([tr.shutdown({ graceful: false }), ps.shutdown({ graceful: false })]);
+  }
+});
+
+test('a host whose trainers never join stops waiting liveTimeoutMs after the rendezvous, not after register', async (t) => {
+  const clock = new ManualClock();
+  const ps = await Agent.start({ name: 'ps0', rank: 0, worldSize: 2, master: '127.0.0.1:0', timeoutMs: 20_000 });
+  const tr = await Agent.start({ name: 'trainer0', rank: 1, worldSize: 2, master: ps.address, timeoutMs: 20_000 });
+  try {
+    const host = new RemoteModelHost({ name: 'ps0', model: buildModel(opts, data.features, data.classes), trainers: 1, liveTimeoutMs: 2000, clock }).register(ps);
+    clock.advance(10_000);
+    await Promise.all([ps.rendezvous(), tr.rendezvous()]);
+    clock.advance(1999);
+    t.deepEqual(host.stats().dropped, []);
+    clock.advance(1);
+    await host.done;
+    t.deepEqual(host.stats().dropped, ['(trainer 1 of 1, never joined)']);
   } finally {
     await Promise.all([tr.shutdown({ graceful: false }), ps.shutdown({ graceful: false })]);
   }
