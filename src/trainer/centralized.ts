@@ -124,8 +124,7 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   } finally {
     progress.stop();
   }
-  const trainSeconds = curve ? curve.elapsed() : (performance.now() - t0) / 1000;
-  curve?.record(samples * ctx.trainers);
+  const trainSeconds = curve ? curve.finish(samples * ctx.trainers) : (performance.now() - t0) / 1000;
   if (ctx.leave ?? true) await client.leave();
   return {
     report: { trainer: agent.name, samples, steps, trainSeconds, lossSum, lossCount, version: client.version, bytesSent },
