@@ -20,8 +20,7 @@ import {
 } from './control.js';
 import { HogwildOptionError, HogwildWorkerError } from './errors.js';
 import { buildFromFactory, loadModelFactory, modelModuleUrl, type HogwildModel } from './model.js';
-import { createWorkerPool } from './pool.js';
-import type { Piscina } from 'piscina';
+import { createWorkerPool, type WorkerPool } from './pool.js';
 import type { WorkerReport, WorkerTask } from './worker.js';
 
 export interface HogwildOptions extends Partial<TrainOptions> {
@@ -93,7 +92,8 @@ export async function trainHogwild(options: HogwildOptions = {}): Promise<Hogwil
     };
     return { result, model, params, losses: recordLosses ? run.reports.map((r) => r.losses!) : null };
   } finally {
-    await pool.destroy();
+    // Resolves once every worker thread has exited: no thread outlives the run.
+    await pool.close();
   }
 }
 
@@ -111,13 +111,13 @@ interface EpochsRun {
  * is ready, evaluates the shared model each time all of them finished an epoch, and reports
  * progress from the workers' shared counters. The first worker failure stops the others and is thrown.
  */
-async function runWorkers(pool: Piscina, shared: Omit<WorkerTask, 'rank'>, model: HogwildModel, test: Dataset,
+async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, model: HogwildModel, test: Dataset,
   logOption: ((line: string) => void) | undefined): Promise<EpochsRun> {
   const { workers, opts, control, stats, train } = shared;
   let failure: HogwildWorkerError | null = null;
   const tasks = Array.from({ length: workers }, (_, rank) => {
     const task: WorkerTask = { ...shared, rank };
-    return (pool.run(task) as Promise<WorkerReport>).catch((e: unknown) => {
+    return pool.run<WorkerReport>(task).catch((e: unknown) => {
       const err = new HogwildWorkerError(rank, e);
       if (failure === null) {
         failure = err;

@@ -1,7 +1,7 @@
 // hogwild.train: shared memory between worker threads, equivalence with local training for one
 // worker, accuracy with several, and failures that stop the run and leave no thread behind.
 import test from 'ava';
-import { readdirSync } from 'node:fs';
+import type { Worker } from 'node:worker_threads';
 import { DataLoader, loadDataset, syntheticSplit, take } from '../../src/data/index.js';
 import { HogwildOptionError, HogwildWorkerError, hogwild, trainHogwild } from '../../src/hogwild/index.js';
 import { crossEntropy, mlp, SGD, Tensor } from '../../src/tensor/index.js';
@@ -12,12 +12,26 @@ const PROBE = new URL('./fixtures/probe-model.ts', import.meta.url);
 const FAILING = new URL('./fixtures/failing-model.ts', import.meta.url);
 const quiet = { progress: 'none' as const, log: () => {} };
 
-/** OS threads of this process (worker threads are OS threads; a destroyed pool joins them). */
-const threadCount = (): number => readdirSync('/proc/self/task').length;
-
-async function settleThreads(baseline: number): Promise<number> {
-  for (let i = 0; i < 50 && threadCount() > baseline; i++) await new Promise((r) => setTimeout(r, 20));
-  return threadCount();
+/**
+ * Counts the worker threads started from now on (process 'worker' events) and, when read, how many
+ * of them have not exited yet (their 'exit' events: the OS thread is joined by then). Read right
+ * after a run settles (only microtasks in between, so no exit event can slip in), `running` says
+ * whether the run left a thread behind. The tests that use it are serial: every thread seen is the run's.
+ */
+function watchThreads(): { read(): { started: number; running: number } } {
+  let started = 0;
+  let exited = 0;
+  const onWorker = (w: Worker) => {
+    started++;
+    w.once('exit', () => exited++);
+  };
+  process.on('worker', onWorker);
+  return {
+    read() {
+      process.off('worker', onWorker);
+      return { started, running: started - exited };
+    },
+  };
 }
 
 test.serial('workers share the parameter memory: each sees the writes of the others, and the main thread sees them all', async (t) => {
@@ -77,23 +91,24 @@ for (const workers of [2, 4]) {
 }
 
 test.serial('a worker that throws stops the run with its rank and error, and no thread is left running', async (t) => {
-  const baseline = threadCount();
+  const watch = watchThreads();
   const err = await t.throwsAsync(trainHogwild({
     ...quiet, workers: 3, model: FAILING, modelOptions: { failRank: 1, failAfter: 3 }, dataset: 'synthetic', trainSamples: 30_000, testSamples: 100, epochs: 3,
   }), { instanceOf: HogwildWorkerError });
+  const threads = watch.read();
   t.is(err!.rank, 1);
   t.regex(err!.message, /hogwild worker 1 failed: boom in the forward of rank 1/);
-  const left = await settleThreads(baseline);
-  // none of the run's threads is left (a thread of an earlier test may also have ended meanwhile)
-  t.true(left <= baseline, `${left} threads after the run, ${baseline} before`);
+  // one thread per worker, and every one of them has exited by the time the run rejects
+  t.is(threads.started, 3);
+  t.is(threads.running, 0, `${threads.running} of the run's ${threads.started} threads still running when it rejected`);
 });
 
 test.serial('a model module that cannot be loaded is refused before any thread starts', async (t) => {
-  const baseline = threadCount();
+  const watch = watchThreads();
   await t.throwsAsync(trainHogwild({ ...quiet, workers: 2, model: './no/such/model.js', dataset: 'synthetic', trainSamples: 512 }), {
     instanceOf: HogwildOptionError, message: /model must be an importable module/,
   });
-  t.is(threadCount(), baseline);
+  t.is(watch.read().started, 0);
 });
 
 test.serial('a batch larger than a worker\'s partition is refused with the figures', async (t) => {
@@ -103,12 +118,13 @@ test.serial('a batch larger than a worker\'s partition is refused with the figur
 });
 
 test.serial('the pool shuts down after a successful run', async (t) => {
-  const baseline = threadCount();
+  const watch = watchThreads();
   const { result } = await trainHogwild({ ...quiet, workers: 2, dataset: 'synthetic', trainSamples: 1024, testSamples: 100 });
+  const threads = watch.read();
   t.is(result.trainers, 2);
-  const left = await settleThreads(baseline);
-  // none of the run's threads is left (a thread of an earlier test may also have ended meanwhile)
-  t.true(left <= baseline, `${left} threads after the run, ${baseline} before`);
+  // every thread of the run has exited by the time it resolves
+  t.is(threads.started, 2);
+  t.is(threads.running, 0, `${threads.running} of the run's ${threads.started} threads still running when it resolved`);
 });
 
 test.serial('the API trains on data the caller gives, copying it into shared memory once', async (t) => {
