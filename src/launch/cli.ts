@@ -10,6 +10,7 @@ import { formatFailure, Launcher, type SpawnFn } from './launcher.js';
 import { MAX_PROCESSES, readTopologyFile, topologyFromFlags, type Topology } from './topology.js';
 import { TOPOLOGY_KEYS, trainFlagTable, type FlagValue, type TrainFlags } from './train-flags.js';
 import type { Consistency } from '../trainer/options.js';
+import type { Clock } from '../rpc/clock.js';
 
 function count(flag: string, min: number) {
   return (value: string): number => {
@@ -124,6 +125,8 @@ export interface MainDeps {
   startTime?: number;
   /** Install SIGINT/SIGTERM/SIGHUP handlers on this process (default true). */
   handleSignals?: boolean;
+  /** The launcher's timers (kill grace, server-exit grace); default the system clock. */
+  clock?: Clock;
   /** Called once the launcher exists (tests interrupt it). */
   onLauncher?: (l: Launcher) => void;
 }
@@ -162,6 +165,7 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
     progress: f.progress,
     killGraceMs: f.killGrace * 1000,
     serverExitGraceMs: f.serverExitGrace * 1000,
+    clock: deps.clock,
     startTime,
   });
   deps.onLauncher?.(launcher);

@@ -13,6 +13,7 @@ import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:c
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { systemClock, type Clock, type ClockTimer } from '../rpc/clock.js';
 import { defaultResolver, type CommandResolver, type ResolvedCommand } from './commands.js';
 import { LaunchError } from './errors.js';
 import { freePort } from './free-port.js';
@@ -37,6 +38,11 @@ export interface LauncherOptions {
   killGraceMs?: number;
   /** Milliseconds servers get to exit on their own after the last trainer exited 0. */
   serverExitGraceMs?: number;
+  /**
+   * The timers of the two grace periods (default: the system clock). Tests pass a ManualClock and
+   * end a grace period when the children are in the state the test is about.
+   */
+  clock?: Clock;
   /** Lines of each process kept for the failure report. */
   tailLines?: number;
   /** Rendezvous host (always local) and port (0: a free one). */
@@ -95,8 +101,9 @@ export class Launcher {
   private readonly err: TextOutput;
   private readonly running: Running[] = [];
   private stopping = false;
-  private killTimer?: NodeJS.Timeout;
-  private serverTimer?: NodeJS.Timeout;
+  private readonly clock: Clock;
+  private killTimer?: ClockTimer;
+  private serverTimer?: ClockTimer;
   private failure?: ProcessFailure;
   private interrupted?: NodeJS.Signals;
   private readonly lingering: string[] = [];
@@ -109,6 +116,7 @@ export class Launcher {
     let fallback: CommandResolver | undefined;
     this.resolve = opts.resolve ?? ((role) => (fallback ??= defaultResolver())(role));
     this.spawnFn = opts.spawn ?? nodeSpawn;
+    this.clock = opts.clock ?? systemClock;
     this.out = opts.stdout ?? process.stdout;
     this.err = opts.stderr ?? process.stderr;
   }
@@ -152,8 +160,8 @@ export class Launcher {
       await rm(resultDir, { recursive: true, force: true });
       throw e;
     } finally {
-      clearTimeout(this.killTimer);
-      clearTimeout(this.serverTimer);
+      this.killTimer?.cancel();
+      this.serverTimer?.cancel();
       display.stop();
     }
 
@@ -296,12 +304,12 @@ export class Launcher {
     if (r.spec.role === 'trainer') this.display?.finish(r.spec.name);
     const trainersLeft = this.running.some((x) => x.spec.role === 'trainer' && !x.exited) || this.running.length < this.processes.length;
     if (!trainersLeft && !this.serverTimer) {
-      this.serverTimer = setTimeout(() => {
+      this.serverTimer = this.clock.after(this.opts.serverExitGraceMs ?? 30_000, () => {
         const left = this.running.filter((x) => !x.exited);
         if (left.length === 0) return;
         this.lingering.push(...left.map((x) => x.spec.name));
         this.stopAll();
-      }, this.opts.serverExitGraceMs ?? 30_000);
+      });
     }
   }
 
@@ -314,11 +322,11 @@ export class Launcher {
   private stopAll(): void {
     if (this.stopping) return;
     this.stopping = true;
-    clearTimeout(this.serverTimer);
+    this.serverTimer?.cancel();
     for (const r of this.running) if (!r.exited) this.signal(r, 'SIGTERM');
-    this.killTimer = setTimeout(() => {
+    this.killTimer = this.clock.after(this.opts.killGraceMs ?? 5000, () => {
       for (const r of this.running) if (!r.exited) this.signal(r, 'SIGKILL');
-    }, this.opts.killGraceMs ?? 5000);
+    });
   }
 
   /** Signals the child's whole process group (it leads one: spawned detached), else the child. */

@@ -1,17 +1,38 @@
 // The launcher with real child processes (a fixture script standing in for ps-server and trainer):
 // the command-line contract, output multiplexing, failure handling, interruption and the result.
 import test from 'ava';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main, type MainDeps } from '../../src/launch/cli.js';
-import type { Launcher } from '../../src/launch/launcher.js';
-import { Capture, makeFixture, type Fixture } from './fixture.js';
+import { describeExit, formatFailure, Launcher } from '../../src/launch/launcher.js';
+import { parseTopology, topologyFromFlags } from '../../src/launch/topology.js';
+import { Capture, makeFixture, TimerClock, type Fixture } from './fixture.js';
 
-async function psrun(f: Fixture, args: string[], deps: MainDeps = {}) {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(['node', 'psrun', '--progress', 'none', ...args], { resolve: f.resolve, spawn: f.spawn, stdout, stderr, handleSignals: false, ...deps });
+/** psrun in this process; pass `stdout`/`stderr` Captures to watch the output while it runs. */
+async function psrun(f: Fixture, args: string[], deps: MainDeps & { stdout?: Capture; stderr?: Capture } = {}) {
+  const stdout = deps.stdout ?? new Capture();
+  const stderr = deps.stderr ?? new Capture();
+  const code = await main(['node', 'psrun', '--progress', 'none', ...args], { resolve: f.resolve, spawn: f.spawn, handleSignals: false, ...deps, stdout, stderr });
   return { code, stdout, stderr };
+}
+
+type Run = ReturnType<typeof psrun>;
+
+/** Resolves once psrun's output matches `pattern`; fails (instead of waiting for ever) if psrun ends first. */
+function output(run: Run, out: Capture, pattern: RegExp): Promise<void> {
+  return Promise.race([
+    out.waitFor(pattern),
+    run.then((r) => { throw new Error(`psrun exited ${r.code} before its output matched ${pattern}: ${r.stdout.text}${r.stderr.text}`); }),
+  ]);
+}
+
+/** The fixture's `ready` line of each named process (printed once its handlers are installed). */
+function ready(run: Run, out: Capture, ...names: string[]): Promise<unknown> {
+  return Promise.all(names.map((n) => output(run, out, new RegExp(`^${n} +\\| ready$`, 'm'))));
+}
+
+function running(c: { exitCode: number | null; signalCode: NodeJS.Signals | null }): boolean {
+  return c.exitCode === null && c.signalCode === null;
 }
 
 function topologyFile(f: Fixture, topo: object): string {
@@ -81,7 +102,26 @@ test('output lines come out whole and prefixed, even when written in pieces or l
   const f = makeFixture();
   t.teardown(() => f.cleanup());
   const topo = topologyFile(f, { strategy: 'partitioned', trainers: [{ name: 'w1', env: { FIXTURE_PARTIAL: '1' } }, 'w2'] });
-  const r = await psrun(f, ['--topology', topo]);
+  // w1 writes its next piece of the line only once psrun has read the one before (SIGUSR2 says so),
+  // so psrun gets the line in three separate reads.
+  let pieces = 0;
+  const r = await psrun(f, ['--topology', topo], {
+    spawn: (command, args, options) => {
+      const child = f.spawn(command, args, options);
+      if (options.env?.FIXTURE_PARTIAL) {
+        let text = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          text += d.toString();
+          if (/part-[ab] $/.test(text)) {
+            pieces++;
+            child.kill('SIGUSR2');
+          }
+        });
+      }
+      return child;
+    },
+  });
+  t.is(pieces, 2, 'the line arrived in three pieces');
   t.is(r.code, 0, r.stderr.text);
   t.true(r.stdout.lines().includes('w1 | part-a part-b part-c'));
   t.true(r.stderr.lines().includes('w1 | no newline at the end'), r.stderr.text);
@@ -112,12 +152,26 @@ test('a process that exits 3 stops the others; psrun names it with its code and 
 test('a process that ignores SIGTERM is killed after the grace period', async (t) => {
   const f = makeFixture();
   t.teardown(() => f.cleanup());
+  const started = join(f.dir, 'started');
+  mkdirSync(started);
   const topo = topologyFile(f, {
     strategy: 'centralized',
-    servers: [{ name: 'ps0', env: { FIXTURE_FOREVER: '1', FIXTURE_IGNORE_TERM: '1' } }],
-    trainers: [{ name: 'trainer1', env: { FIXTURE_EXIT: '1', FIXTURE_DELAY_MS: '300' } }],
+    servers: [{ name: 'ps0', env: { FIXTURE_FOREVER: '1', FIXTURE_IGNORE_TERM: '1', FIXTURE_STARTED: started } }],
+    // trainer1 fails (and psrun sends SIGTERM) only once ps0 has its SIGTERM handler
+    trainers: [{ name: 'trainer1', env: { FIXTURE_EXIT: '1', FIXTURE_AWAIT: join(started, 'ps0') } }],
   });
-  const r = await psrun(f, ['--topology', topo, '--kill-grace', '0.3']);
+  const clock = new TimerClock();
+  const stdout = new Capture();
+  const run = psrun(f, ['--topology', topo, '--kill-grace', '0.3'], { clock, stdout });
+  // The grace period starts when psrun stops the job (SIGTERM to ps0), and ps0 shrugs the SIGTERM off.
+  t.is(await clock.nextTimer(), 300);
+  await output(run, stdout, /^ps0 +\| ignoring SIGTERM$/m);
+  const ps0 = f.children[0]!;
+  clock.advance(299);
+  t.is(clock.pending, 1, 'no SIGKILL before the grace period is over');
+  t.true(running(ps0));
+  clock.advance(1);
+  const r = await run;
   t.is(r.code, 1);
   t.true(allExited(f));
   t.is(f.children[0]!.signalCode, 'SIGKILL');
@@ -129,15 +183,11 @@ test('a process killed by a signal is reported with the signal', async (t) => {
   const f = makeFixture();
   t.teardown(() => f.cleanup());
   const topo = topologyFile(f, { strategy: 'partitioned', trainers: [{ name: 'a', env: { FIXTURE_FOREVER: '1', FIXTURE_STARTED: f.dir } }, { name: 'b', env: { FIXTURE_FOREVER: '1' } }] });
-  const r = await psrun(f, ['--topology', topo], {
-    onLauncher: () => {
-      const poll = setInterval(() => {
-        if (!existsSync(join(f.dir, 'a'))) return;
-        clearInterval(poll);
-        process.kill(Number(readFileSync(join(f.dir, 'a'), 'utf8')), 'SIGSEGV');
-      }, 20);
-    },
-  });
+  const stdout = new Capture();
+  const run = psrun(f, ['--topology', topo], { stdout });
+  await ready(run, stdout, 'a');
+  process.kill(Number(readFileSync(join(f.dir, 'a'), 'utf8')), 'SIGSEGV');
+  const r = await run;
   t.is(r.code, 1);
   t.true(allExited(f));
   t.regex(r.stderr.text, /psrun: a \(trainer, rank 0\) exited with signal SIGSEGV; stopped the other processes/);
@@ -147,7 +197,16 @@ test('servers still running after the trainers finished are stopped, with a warn
   const f = makeFixture();
   t.teardown(() => f.cleanup());
   const topo = topologyFile(f, { strategy: 'remote-forward', servers: [{ name: 'ps0', env: { FIXTURE_FOREVER: '1' } }], trainers: 1 });
-  const r = await psrun(f, ['--topology', topo, '--server-exit-grace', '0.2']);
+  const clock = new TimerClock();
+  const run = psrun(f, ['--topology', topo, '--server-exit-grace', '0.2'], { clock });
+  // The grace period starts when the trainer has exited 0; ps0 is left alone until it is over.
+  t.is(await clock.nextTimer(), 200);
+  const ps0 = f.children[0]!;
+  clock.advance(199);
+  t.is(clock.pending, 1, 'ps0 is not stopped before the grace period is over');
+  t.true(running(ps0));
+  clock.advance(1);
+  const r = await run;
   t.is(r.code, 0, r.stderr.text);
   t.true(allExited(f));
   t.regex(r.stderr.text, /psrun: warning: ps0 was still running 0.2s after the trainers finished; stopped it/);
@@ -175,22 +234,64 @@ test('a command that cannot be spawned is reported as that process failing', asy
 test('interrupting psrun stops every child and exits 128 + the signal number', async (t) => {
   const f = makeFixture();
   t.teardown(() => f.cleanup());
-  const started = join(f.dir, 'started');
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(started);
   const topo = topologyFile(f, { strategy: 'centralized', servers: 1, trainers: 2 });
   let launcher: Launcher | undefined;
-  const poll = setInterval(() => {
-    if (launcher && readdirSync(started).length === 3) {
-      clearInterval(poll);
-      launcher.interrupt('SIGINT');
-    }
-  }, 20);
-  t.teardown(() => clearInterval(poll));
-  const r = await psrun(f, ['--topology', topo], { env: { ...process.env, FIXTURE_FOREVER: '1', FIXTURE_STARTED: started }, onLauncher: (l) => (launcher = l) });
+  const stdout = new Capture();
+  const run = psrun(f, ['--topology', topo], { stdout, env: { ...process.env, FIXTURE_FOREVER: '1' }, onLauncher: (l) => (launcher = l) });
+  await ready(run, stdout, 'ps0', 'trainer1', 'trainer2');
+  launcher!.interrupt('SIGINT');
+  const r = await run;
   t.is(r.code, 130);
   t.true(allExited(f));
   t.is(f.children.length, 3);
   t.true(f.children.every((c) => c.signalCode === 'SIGTERM'));
   t.regex(r.stderr.text, /psrun: interrupted by SIGINT; stopped all processes/);
+});
+
+// The command lines, environments and failure reports, without starting a process.
+
+test('argsFor: identity flags, the topology, the training flags, per-trainer --progress/--json, then the process\'s own args', (t) => {
+  const topo = topologyFromFlags({ servers: 1, trainers: 2, strategy: 'centralized', consistency: 'ssp', staleness: 2, train: { epochs: 3, lr: 0.1 } });
+  const l = new Launcher(topo);
+  const [ps0, , trainer2] = l.processes;
+  t.deepEqual(l.argsFor(ps0!, 'h', 7, '/r'), ['--name', 'ps0', '--rank', '0', '--world-size', '3', '--master', 'h:7', '--servers', '1',
+    '--strategy', 'centralized', '--consistency', 'ssp', '--staleness', '2', '--epochs', '3', '--lr', '0.1']);
+  t.deepEqual(l.argsFor(trainer2!, 'h', 7, '/r').slice(0, 2), ['--name', 'trainer2']);
+  t.deepEqual(l.argsFor(trainer2!, 'h', 7, '/r').slice(-6), ['--lr', '0.1', '--progress', 'lines', '--json', join('/r', 'trainer2.json')]);
+  const custom = parseTopology(JSON.stringify({ strategy: 'partitioned', trainers: [{ name: 'w', args: ['--extra'] }] }), 'x.json');
+  const w = new Launcher(custom).processes[0]!;
+  t.deepEqual(new Launcher(custom).argsFor(w, 'h', 7, '/r'), ['--name', 'w', '--rank', '0', '--world-size', '1', '--master', 'h:7', '--servers', '0',
+    '--strategy', 'partitioned', '--consistency', 'sync', '--progress', 'lines', '--json', join('/r', 'w.json'), '--extra']);
+});
+
+test('envFor: the inherited environment plus torchrun\'s variables, the shards, then the process\'s own env', (t) => {
+  const topo = parseTopology(JSON.stringify({ strategy: 'centralized', servers: [{ name: 'ps0', env: { EXTRA: 'yes', RANK: 'mine' } }, 'ps1'], trainers: 1, shards: { ps0: 0.5, ps1: 0.5 } }), 'x.json');
+  const l = new Launcher(topo, { env: { PATH: '/bin', PSRPC_SHARDS: 'stale', MASTER_PORT: '1' } });
+  const [ps0, ps1] = l.processes;
+  t.deepEqual(l.envFor(ps0!, 'h', 7), {
+    PATH: '/bin', MASTER_ADDR: 'h', MASTER_PORT: '7', RANK: 'mine', WORLD_SIZE: '3', LOCAL_RANK: '0', LOCAL_WORLD_SIZE: '3',
+    PSRPC_NAME: 'ps0', PSRPC_SERVERS: '2', PSRPC_SHARDS: '{"ps0":0.5,"ps1":0.5}', EXTRA: 'yes',
+  });
+  t.is(l.envFor(ps1!, 'h', 7).RANK, '1');
+  t.is(l.envFor(ps1!, 'h', 7).EXTRA, undefined);
+  // without shards in the topology an inherited PSRPC_SHARDS is not passed on
+  const plain = new Launcher(topologyFromFlags({ strategy: 'partitioned', consistency: 'sync', train: {} }), { env: { PSRPC_SHARDS: 'stale' } });
+  t.false('PSRPC_SHARDS' in plain.envFor(plain.processes[0]!, 'h', 7));
+});
+
+test('formatFailure and describeExit: the process, its code, signal or spawn error, and its last lines', (t) => {
+  t.is(describeExit(3, null), 'code 3');
+  t.is(describeExit(null, 'SIGKILL'), 'signal SIGKILL');
+  t.deepEqual(formatFailure({ name: 'trainer2', role: 'trainer', rank: 2, code: 3, signal: null, lastLines: ['a', 'b'] }), [
+    'psrun: trainer2 (trainer, rank 2) exited with code 3; stopped the other processes',
+    'psrun: last 2 line(s) of trainer2:',
+    '  trainer2 | a',
+    '  trainer2 | b',
+  ]);
+  t.deepEqual(formatFailure({ name: 'ps0', role: 'ps-server', rank: 0, code: null, signal: 'SIGSEGV', lastLines: [] }), [
+    'psrun: ps0 (ps-server, rank 0) exited with signal SIGSEGV; stopped the other processes',
+    'psrun: ps0 wrote nothing',
+  ]);
+  t.is(formatFailure({ name: 'w', role: 'trainer', rank: 0, code: null, signal: null, error: 'spawn x ENOENT', lastLines: [] })[0],
+    'psrun: w (trainer, rank 0) could not run (spawn x ENOENT); stopped the other processes');
 });

@@ -35,15 +35,22 @@ for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     });
     t.teardown(() => { if (psrun.exitCode === null) psrun.kill('SIGKILL'); });
     let stderr = '';
+    let stdout = '';
     psrun.stderr.on('data', (d) => (stderr += d));
-    psrun.stdout.resume();
     const exit = new Promise<number | null>((resolve) => psrun.once('exit', (c) => resolve(c)));
-    const deadline = Date.now() + 60_000;
-    while (readdirSync(started).length < 3) {
-      if (Date.now() > deadline || psrun.exitCode !== null) return t.fail(`children did not start: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    // Each child prints `ready` (psrun forwards it as `NAME | ready`) after writing its pid file.
+    const names = ['ps0', 'trainer1', 'trainer2'];
+    const allReady = () => names.every((n) => new RegExp(`^${n} +\\| ready$`, 'm').test(stdout));
+    const ready = new Promise<boolean>((resolve) => {
+      psrun.stdout.on('data', (d) => {
+        stdout += d;
+        if (allReady()) resolve(true);
+      });
+      void exit.then(() => resolve(allReady()));
+    });
+    if (!(await ready)) return t.fail(`children did not start: ${stdout}${stderr}`);
     const children = pids();
+    t.is(children.length, 3);
     t.true(children.every(alive));
     psrun.kill(signal);
     t.is(await exit, code, stderr);
