@@ -65,6 +65,8 @@ export class Peer {
    */
   private sideOut?: SideLink;
   private sideOffer?: SideOffer;
+  /** @internal Waiting in sideLinksUp() for both side links; set only while someone waits. */
+  private sideWaiters?: Array<() => void>;
 
   constructor(
     private readonly self: string,
@@ -78,6 +80,24 @@ export class Peer {
   /** Calls in flight to this peer. */
   get outstanding(): number {
     return this.pending.size;
+  }
+
+  /**
+   * @internal Resolves once both side links (`side` and `sideOut`) are open; never if they do not
+   * come up. Why: negotiation runs in the background after the first call returns, and tests that
+   * assert on the side channel must wait for it; an event is exact where polling the fields
+   * against a wall-clock budget fails on a loaded machine. Costs nothing unless someone waits.
+   */
+  sideLinksUp(): Promise<void> {
+    if (this.side?.open && this.sideOut?.open) return Promise.resolve();
+    return new Promise((resolve) => (this.sideWaiters ??= []).push(resolve));
+  }
+
+  private noteSideLinks(): void {
+    if (!this.sideWaiters || !(this.side?.open && this.sideOut?.open)) return;
+    const waiters = this.sideWaiters;
+    this.sideWaiters = undefined;
+    for (const resolve of waiters) resolve();
   }
 
   call(name: string, payload: Encoded, timeoutMs: number): Promise<Buffer> {
@@ -187,6 +207,7 @@ export class Peer {
       this.sideOut = out;
       out.onMessage = (h, payload) => this.onSideMessage(h, payload);
       out.onClose = (why) => link.close(why);
+      this.noteSideLinks();
     }).then((offer) => {
       if (this.side !== link) { offer.close(); return; }
       this.sideOffer = offer;

@@ -18,6 +18,13 @@ export class RendezvousHost {
   private timer?: NodeJS.Timeout;
   private readonly rounds = new Map<number, { entries: Map<string, BarrierRequest>; replies: Reply<BarrierReply>[] }>();
 
+  /**
+   * @internal Called after each accepted join with the number of workers waiting. Why: a test of
+   * the world deadline must know that a joiner has reached the master before the deadline starts;
+   * the joiner's own promise cannot say so (it settles only when the world does).
+   */
+  onJoin: (worker: WorkerInfo, joined: number) => void = () => {};
+
   constructor(private readonly self: string, private readonly worldSize: number) {}
 
   /** Starts the deadline for the world to complete. */
@@ -47,6 +54,7 @@ export class RendezvousHost {
     if (this.complete) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `the world of ${this.worldSize} is already complete`));
     this.joined.set(w.name, { info: { name: w.name, rank: w.rank, address: w.address }, reply });
     this.ranks.set(w.rank, w.name);
+    this.onJoin(w, this.joined.size);
     if (this.joined.size === this.worldSize) {
       clearTimeout(this.timer);
       const all = [...this.joined.values()].map((j) => j.info).sort((a, b) => a.rank - b.rank);

@@ -8,12 +8,19 @@ import { Kind } from '../../src/rpc/frame.js';
 import { startWorld, stopWorld } from './world.js';
 import type { Agent } from '../../src/rpc/index.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // white-box: the peer's links, to wait for them and to inject bytes
-const peerOf = (a: Agent) => (a as unknown as { peers: Map<string, { side?: { open: boolean; socket: net.Socket }; sideOut?: { open: boolean } }> }).peers.get('w1')!;
+type PeerView = { side?: { open: boolean; socket: net.Socket }; sideOut?: { open: boolean }; sideLinksUp(): Promise<void> };
+const peerOf = (a: Agent) => (a as unknown as { peers: Map<string, PeerView> }).peers.get('w1')!;
+/** Resolves when both side links to w1 are open (an event from the peer, not a polling budget). */
 async function linksUp(a: Agent): Promise<boolean> {
-  for (let i = 0; i < 400 && !(peerOf(a)?.side?.open && peerOf(a).sideOut?.open); i++) await sleep(5);
-  return Boolean(peerOf(a)?.side?.open && peerOf(a).sideOut?.open);
+  await peerOf(a).sideLinksUp();
+  return Boolean(peerOf(a).side?.open && peerOf(a).sideOut?.open);
+}
+/** A promise and the function that resolves it (handlers say "I am running" through these). */
+function signal(): { fired: Promise<void>; fire: () => void } {
+  let fire!: () => void;
+  const fired = new Promise<void>((r) => { fire = r; });
+  return { fired, fire };
 }
 
 test('large payloads, errors and deadlines over the side channel', async (t) => {
@@ -47,19 +54,26 @@ test('large payloads, errors and deadlines over the side channel', async (t) => 
 
 test('garbage on the side channel fails the calls in flight with UNAVAILABLE, and the next call reconnects', async (t) => {
   const [a, b] = await startWorld(2);
+  // the slow handler runs until the test releases it, so the call is in flight when the garbage
+  // arrives however long anything takes
+  const running = signal();
+  const gate = signal();
   try {
     b!.register('echo', (x: unknown) => x);
-    b!.register('slow', () => sleep(300));
+    b!.register('slow', () => { running.fire(); return gate.fired; });
     await a!.call('w1', 'echo', [1]);
     t.true(await linksUp(a!));
     const pending = a!.call('w1', 'slow', [], { timeoutMs: 60_000 });
+    await running.fired;
     peerOf(a!).side!.socket.write(Buffer.alloc(64, 0xee));
     t.is((await t.throwsAsync(pending, { instanceOf: RpcError }))!.code, Status.UNAVAILABLE);
+    gate.fire();
     const big = new Float32Array(300_000).fill(2);
     t.deepEqual(await a!.call('w1', 'echo', [big]), big);
     t.true(await linksUp(a!));
     t.deepEqual(await a!.call('w1', 'echo', [big]), big);
   } finally {
+    gate.fire();
     await stopWorld([a!, b!]);
   }
 });
@@ -67,11 +81,13 @@ test('garbage on the side channel fails the calls in flight with UNAVAILABLE, an
 test('a peer that dies during a large call fails it with UNAVAILABLE', async (t) => {
   const [a, b] = await startWorld(2);
   b!.register('echo', (x: unknown) => x);
-  b!.register('never', () => new Promise(() => {}));
+  const running = signal();
+  b!.register('never', () => { running.fire(); return new Promise(() => {}); });
   await a!.call('w1', 'echo', [1]);
   t.true(await linksUp(a!));
+  // the deadline is far past the test's timeout: the call can only fail because the peer died
   const p = a!.call('w1', 'never', [new Float32Array(500_000)], { timeoutMs: 60_000 });
-  while (b!.stats().runningHandlers === 0) await sleep(5);
+  await running.fired; // the large request has arrived and its handler runs
   await b!.shutdown({ graceful: false });
   t.is((await t.throwsAsync(p, { instanceOf: RpcError }))!.code, Status.UNAVAILABLE);
   await a!.shutdown({ graceful: false });

@@ -71,10 +71,16 @@ test('1,000 pending async calls do not hold up other calls', async (t) => {
   const [a, b] = await startWorld(2);
   try {
     const waiting: Array<() => void> = [];
-    b!.register('later', (i: number) => new Promise<number>((resolve) => waiting.push(() => resolve(i * 2))));
+    // resolves when the 1,000th 'later' handler is running (every one of them is then pending)
+    let allWaiting!: () => void;
+    const allArrived = new Promise<void>((r) => { allWaiting = r; });
+    b!.register('later', (i: number) => new Promise<number>((resolve) => {
+      waiting.push(() => resolve(i * 2));
+      if (waiting.length === 1000) allWaiting();
+    }));
     b!.register('now', (i: number) => i + 1);
     const pending = Array.from({ length: 1000 }, (_, i) => a!.call<number>('w1', 'later', [i]));
-    while (waiting.length < 1000) await new Promise((r) => setTimeout(r, 5));
+    await allArrived;
     const quick = await Promise.all(Array.from({ length: 200 }, (_, i) => a!.call<number>('w1', 'now', [i])));
     t.deepEqual(quick, Array.from({ length: 200 }, (_, i) => i + 1));
     t.is(b!.stats().runningHandlers, 1000);
@@ -165,9 +171,13 @@ test('a large (streamed) call past its deadline fails with DEADLINE_EXCEEDED', a
 
 test('a peer that goes away fails the calls in flight to it with UNAVAILABLE, before their deadline', async (t) => {
   const [a, b] = await startWorld(2);
-  b!.register('never', () => new Promise(() => {}));
-  const p = a!.call('w1', 'never', [], { timeoutMs: 60_000 });
-  while (b!.stats().runningHandlers === 0) await new Promise((r) => setTimeout(r, 5));
+  let running!: () => void;
+  const arrived = new Promise<void>((r) => { running = r; });
+  b!.register('never', () => { running(); return new Promise(() => {}); });
+  // the deadline is far past the test's timeout: UNAVAILABLE (not DEADLINE_EXCEEDED) says the
+  // call failed because the peer went away, not because its time ran out
+  const p = a!.call('w1', 'never', [], { timeoutMs: 10 * 60_000 });
+  await arrived; // the call is in flight: its handler runs on w1
   await b!.shutdown({ graceful: false });
   const e = await t.throwsAsync(p, { instanceOf: RpcError });
   t.is(e!.code, Status.UNAVAILABLE);
