@@ -28,6 +28,7 @@
 //   exchanged messages with, which forward it on; a worker that no longer knows it stops there.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { backward as tapeBackward, isGradEnabled, Tensor } from '../tensor/index.js';
+import { systemClock, type Clock } from './clock.js';
 import { RpcError, Status } from './errors.js';
 import { RREF_FN } from './rref.js';
 import { isTensorView, isTypedArray } from './tensor-view.js';
@@ -154,6 +155,12 @@ export class DistAutograd {
   private readonly store = new AsyncLocalStorage<DistAutogradContext>();
   private contextSeq = 0;
   private messageSeq = 0;
+  /**
+   * @internal Time source of `whenStepped`'s timeout. Writable so that a test can hand an agent's
+   * DistAutograd a ManualClock and check "times out naming the context" by advancing it, instead
+   * of waiting on a real timer (the agent builds this object and has no clock option to pass on).
+   */
+  clock: Clock = systemClock;
 
   /** @internal */
   constructor(private readonly host: AutogradHost) {}
@@ -270,12 +277,12 @@ export class DistAutograd {
     const c = this.contexts.get(id);
     if (!c || c.steps > 0 || c.released) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.after(timeoutMs, () => {
         const i = c.stepWaiters.indexOf(done);
         if (i >= 0) c.stepWaiters.splice(i, 1);
         reject(fail.argument(this.host.name, 'context', id, `no optimizer step with its gradients was applied on "${this.host.name}" within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = (): void => { clearTimeout(timer); resolve(); };
+      });
+      const done = (): void => { timer.cancel(); resolve(); };
       c.stepWaiters.push(done);
     });
   }

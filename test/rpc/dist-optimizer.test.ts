@@ -1,4 +1,5 @@
 import test from 'ava';
+import { ManualClock } from '../../src/rpc/clock.js';
 import { DistributedOptimizer, RpcError, type Agent, type RRef } from '../../src/rpc/index.js';
 import { Adam, backward, crossEntropy, fromArray, Linear, mlp, relu, SGD, Tensor, type Module } from '../../src/tensor/index.js';
 import { startWorld, stopWorld } from './world.js';
@@ -95,39 +96,65 @@ test('DistributedOptimizer reports bad kinds, bad refs and unknown contexts', as
   }
 });
 
+/** Follows a promise without awaiting it: whether it has settled so far, how, and why it failed. */
+function watch(p: Promise<unknown>): { state: 'pending' | 'fulfilled' | 'rejected'; reason?: unknown } {
+  const w: { state: 'pending' | 'fulfilled' | 'rejected'; reason?: unknown } = { state: 'pending' };
+  p.then(() => { w.state = 'fulfilled'; }, (e: unknown) => { w.state = 'rejected'; w.reason = e; });
+  return w;
+}
+
 test('whenStepped on the owner: waits for the step with that context\'s gradients, or its release; at once for an unknown context; times out naming it', async (t) => {
   const world = await startWorld(2);
   const [w0, w1] = world as [Agent, Agent];
   serveHead(w1);
+  w1.register('ping', () => null);
+  // No wall clock: whenStepped's timeouts run on a clock only this test moves, and "settled" or "not
+  // yet" is read right after a message to w1 has been answered. Its handler ran on w1 before the
+  // answer left, and the answer crosses the network, so every promise reaction queued on w1 by then
+  // (a wrong or a right settle) has already run when the test reads the state.
+  const clock = new ManualClock();
+  w1.distAutograd.clock = clock;
+  const roundTrip = () => w0.call('w1', 'ping');
   try {
     const refs = (await w0.call('w1', 'paramRefs')) as RRef<Tensor>[];
     const opt = new DistributedOptimizer(w0, SGD, refs, { lr: 0.1 });
     await opt.ready();
-    await w1.distAutograd.whenStepped(12345); // unknown here: no wait
+    const unknown = watch(w1.distAutograd.whenStepped(12345));
+    await roundTrip();
+    t.is(unknown.state, 'fulfilled', 'unknown here: no wait');
 
     const ctx = w0.distAutograd.newContext();
     const out = (await ctx.run(() => w0.call('w1', 'forward', [fromArray(Array.from({ length: 20 }, (_, i) => i / 20), [4, 5])]))) as Tensor;
-    let settled = false;
-    const waiting = w1.distAutograd.whenStepped(ctx.id).then(() => { settled = true; });
+    const waiting = watch(w1.distAutograd.whenStepped(ctx.id));
     await w0.distAutograd.backward(ctx, [crossEntropy(out, LABELS)]);
-    await new Promise((r) => setTimeout(r, 20));
-    t.false(settled, 'a backward alone does not settle it');
-    await opt.step(ctx);
-    const within = await Promise.race([waiting.then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
-    t.true(within && settled, 'the step settles it');
-    await w1.distAutograd.whenStepped(ctx.id); // already stepped: at once
+    await roundTrip();
+    t.is(waiting.state, 'pending', 'a backward alone does not settle it');
+    await opt.step(ctx); // resolves once w1 has applied the step
+    t.is(waiting.state, 'fulfilled', 'the step settles it');
+    const after = watch(w1.distAutograd.whenStepped(ctx.id));
+    await roundTrip();
+    t.is(after.state, 'fulfilled', 'already stepped: at once');
     await ctx.release();
 
     const ctx2 = w0.distAutograd.newContext();
     await ctx2.run(() => w0.call('w1', 'forward', [fromArray(Array.from({ length: 20 }, () => 0.5), [4, 5])]));
-    const released = w1.distAutograd.whenStepped(ctx2.id);
-    await ctx2.release();
-    await released; // a release settles it too
+    const released = watch(w1.distAutograd.whenStepped(ctx2.id));
+    await roundTrip();
+    t.is(released.state, 'pending');
+    await ctx2.release(); // resolves once w1 has released it
+    t.is(released.state, 'fulfilled', 'a release settles it too');
 
     const ctx3 = w0.distAutograd.newContext();
     await ctx3.run(() => w0.call('w1', 'forward', [fromArray(Array.from({ length: 20 }, () => 0.25), [4, 5])]));
-    const err = await t.throwsAsync(w1.distAutograd.whenStepped(ctx3.id, 50));
-    t.regex(err!.message, new RegExp(`${ctx3.id}.*no optimizer step`));
+    const timeout = watch(w1.distAutograd.whenStepped(ctx3.id, 50));
+    clock.advance(49);
+    await roundTrip();
+    t.is(timeout.state, 'pending', 'not timed out before 50 ms');
+    clock.advance(1);
+    await roundTrip();
+    t.is(timeout.state, 'rejected', 'timed out at 50 ms');
+    t.true(timeout.reason instanceof Error);
+    t.regex((timeout.reason as Error | undefined)?.message ?? '', new RegExp(`${ctx3.id}.*no optimizer step`));
     await ctx3.release();
     await opt.release();
   } finally {

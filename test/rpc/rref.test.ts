@@ -12,17 +12,22 @@ class Counter {
   async later() { return this.n * 10; }
 }
 
-async function settle(owner: Agent, want: number) {
-  for (let i = 0; i < 500 && owner.stats().ownedRRefs !== want; i++) await new Promise((r) => setTimeout(r, 10));
-  return owner.stats().ownedRRefs;
-}
+// No test waits on the wall clock for the owner to free values: `release()` resolves once the owner
+// has processed the delete (and a fork whose children are pending sends it only after they are
+// accepted), so once every release a test made has resolved, the owner's count is final and is
+// read at once. A fork dropped by the garbage collector is awaited through its ForkState's `done`
+// (the same promise release() returns), which the test keeps without keeping the RRef alive.
 
 function setup(agents: Agent[]) {
   const [, w1, w2] = agents;
   let made = 0;
+  // slowValue computes nothing until the test opens the gate, so "remote() returns before the
+  // value exists" is an ordering the test controls, not a 50 ms head start.
+  let openSlow!: () => void;
+  const slowGate = new Promise<void>((r) => { openSlow = r; });
   for (const a of agents) {
     a.register('counter', (n: number) => { made++; return new Counter(n); });
-    a.register('slowValue', (v: unknown) => new Promise((r) => setTimeout(() => r(v), 50)));
+    a.register('slowValue', async (v: unknown) => { await slowGate; return v; });
     a.register('fail', () => { throw new Error('creation failed'); });
   }
   // w2 keeps refs it is given, and can read or release them
@@ -41,18 +46,19 @@ function setup(agents: Agent[]) {
     await ref.release();
     return c.n;
   });
-  return { made: () => made };
+  return { made: () => made, openSlow };
 }
 
 test('remote() returns at once; toHere, owner, isOwner, localValue', async (t) => {
   const world = await startWorld(3);
   const [w0, w1] = world;
-  setup(world);
+  const { openSlow } = setup(world);
   try {
     const ref = w0!.remote<number>('w1', 'slowValue', [41]);
     t.true(ref instanceof RRef);
     t.is(ref.owner().name, 'w1');
     t.false(ref.isOwner());
+    openSlow(); // only now can the value exist: everything above ran while remote() had no value
     t.is(await ref.toHere(), 41);
     const e = t.throws(() => ref.localValue(), { instanceOf: RpcError });
     t.is(e!.code, Status.FAILED_PRECONDITION);
@@ -67,7 +73,7 @@ test('remote() returns at once; toHere, owner, isOwner, localValue', async (t) =
     const missing = w0!.remote('w1', 'noSuchFunction');
     await t.throwsAsync(missing.toHere(), { instanceOf: RpcError, message: /"noSuchFunction" is not registered/ });
     await Promise.all([ref.release(), own.release(), local.release(), bad.release(), missing.release()]);
-    t.is(await settle(w1!, 0), 0);
+    t.is(w1!.stats().ownedRRefs, 0);
     await t.throwsAsync(ref.toHere(), { message: /was released/ });
   } finally {
     await stopWorld(world);
@@ -94,7 +100,7 @@ test('method proxies run own methods on the owner, and nothing else', async (t) 
     t.is(await onOwner.rpcSync().inc(1), 2);
     t.is(onOwner.localValue().n, 2);
     await Promise.all([ref.release(), sub.release(), onOwner.release()]);
-    t.is(await settle(w1!, 0), 0);
+    t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
   }
@@ -107,13 +113,14 @@ test('forks passed through a third worker keep the value alive until the last re
   try {
     const ref = w0!.remote<Counter>('w1', 'counter', [100]);
     t.is(await w0!.call('w2', 'keep', [ref]), 'w1');
-    // the user's fork goes away; w2's fork keeps the value
+    // the user's fork goes away (release() resolves once the owner has processed its delete); w2's
+    // fork keeps the value, still after a round trip through w2 to the owner, right before w2 lets go
     await ref.release();
-    await new Promise((r) => setTimeout(r, 50));
     t.is(w1!.stats().ownedRRefs, 1);
     t.deepEqual(await w0!.call('w2', 'readKept'), [100]);
+    t.is(w1!.stats().ownedRRefs, 1);
     await w0!.call('w2', 'releaseKept');
-    t.is(await settle(w1!, 0), 0);
+    t.is(w1!.stats().ownedRRefs, 0);
 
     // owner hands its own ref to a user, user hands it back to the owner
     const own = w1!.remote<Counter>('w1', 'counter', [3]);
@@ -122,7 +129,7 @@ test('forks passed through a third worker keep the value alive until the last re
     await own.release();
     t.is(w1!.stats().ownedRRefs, 1);
     await w1!.call('w2', 'releaseKept');
-    t.is(await settle(w1!, 0), 0);
+    t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
   }
@@ -133,15 +140,19 @@ test('a fork sent before its parent is confirmed, and the parent released at onc
   const [w0, w1] = world;
   setup(world);
   try {
+    // each parent's delete goes out only once w2 has accepted its child (possibly after w2's own
+    // deletes), so the test awaits the parents' releases too before reading the owner's count
+    const parents: Promise<void>[] = [];
     for (let i = 0; i < 50; i++) {
       const ref = w0!.remote<Counter>('w1', 'counter', [i]);
       const kept = w0!.call('w2', 'keep', [ref]);
-      void ref.release();
+      parents.push(ref.release());
       await kept;
     }
     t.deepEqual(await w0!.call('w2', 'readKept'), Array.from({ length: 50 }, (_, i) => i));
     await w0!.call('w2', 'releaseKept');
-    t.is(await settle(w1!, 0), 0);
+    await Promise.all(parents);
+    t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
   }
@@ -163,7 +174,7 @@ test('an RRef passed back to its owner right after remote() resolves there, and 
       t.is(await w0!.call('w1', 'unbox', [ref]), i);
       await ref.release();
     }
-    t.is(await settle(w1!, 0), 0);
+    t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
   }
@@ -179,7 +190,7 @@ test('no value is left on the owner after 10,000 released remote() calls', async
     t.deepEqual(await refs[9999]!.toHere(), { i: 9999 });
     t.is(w1!.stats().ownedRRefs, 10_000);
     await Promise.all(refs.map((r) => r.release()));
-    t.is(await settle(w1!, 0), 0);
+    t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
   }
@@ -192,16 +203,24 @@ test('an RRef collected by the garbage collector is deleted on the owner', async
   const [w0, w1] = world;
   w1!.register('box', (i: number) => ({ i }));
   try {
-    await (async () => {
+    // Keep each fork's bookkeeping, never its handle: the registry holds the state too, and the
+    // state does not point at its RRef, so the handles stay collectable.
+    const states = await (async () => {
       const refs = Array.from({ length: 100 }, (_, i) => w0!.remote('w1', 'box', [i]));
       await Promise.all(refs.map((r) => r.confirmed()));
+      return refs.map((r) => r.state);
     })();
     t.is(w1!.stats().ownedRRefs, 100);
-    for (let i = 0; i < 20 && w1!.stats().ownedRRefs > 0; i++) {
+    // Rounds of gc, each followed by a turn of the event loop for the finalizers to run, until every
+    // collected fork has sent its delete; bounded by a count (not a time) far above the two rounds
+    // it takes, so handles that are never collected fail the assertion below instead of hanging.
+    for (let round = 0; round < 100 && !states.every((s) => s.deleted); round++) {
       gc();
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setImmediate(r));
     }
-    t.is(await settle(w1!, 0), 0);
+    t.true(states.every((s) => s.released && s.deleted), 'every handle was collected and its fork deleted');
+    await Promise.all(states.map((s) => s.done)); // each delete answered by the owner
+    t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
   }
