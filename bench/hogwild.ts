@@ -2,7 +2,7 @@
 // PyTorch's Hogwild (torch.multiprocessing, 2 processes), all measured in the same run and
 // interleaved so that the machine's load hits each side alike. 1 epoch of Fashion-MNIST, MLP
 // 784-64-64-10, batch 64, lr 0.05. Every psrpc figure comes from a whole `trainer` command in its
-// own process (the compiled dist/src/trainer/main.js that bin/trainer.js runs, when dist/ is
+// own process (the compiled dist/src/cli/trainer-main.js that bin/trainer.js runs, when dist/ is
 // built, else src/ under tsx; BENCH_FROM=src|dist chooses, BENCH_DIST names another build
 // folder). Prints a table and writes bench/results/hogwild.json.
 import { spawnSync } from 'node:child_process';
@@ -17,9 +17,9 @@ const root = join(here, '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const dist = process.env.BENCH_DIST ?? join(root, 'dist');
-const distMain = join(dist, 'src', 'trainer', 'main.js');
+const distMain = join(dist, 'src', 'cli', 'trainer-main.js');
 const from = process.env.BENCH_FROM ?? (existsSync(join(dist, 'src', 'hogwild', 'worker.js')) ? 'dist' : 'src');
-const command = from === 'dist' ? [distMain] : ['--import', 'tsx', join(root, 'src', 'trainer', 'main.ts')];
+const command = from === 'dist' ? [distMain] : ['--import', 'tsx', join(root, 'src', 'cli', 'trainer-main.ts')];
 
 interface Run { samples: number; samplesPerSecond: number; testAccuracy: number; wallSeconds: number }
 

@@ -18,7 +18,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 /** One whole `trainer --strategy local` run in its own process, as a user runs it. */
 function localRun(): { samplesPerSecond: number; testAccuracy: number; wallSeconds: number } {
   const out = join(tmpdir(), `psrpc-bench-local-${process.pid}.json`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, '..', 'src', 'trainer', 'main.ts'),
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, '..', 'src', 'cli', 'trainer-main.ts'),
     '--strategy', 'local', '--epochs', '1', '--progress', 'none', '--json', out], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`local training failed: ${r.stderr}`);
   const res = JSON.parse(readFileSync(out, 'utf8'));

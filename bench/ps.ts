@@ -18,8 +18,8 @@ import { median as medianOf, runAnchor } from './peer.js';
 import { freePort } from '../src/launch/free-port.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SERVER = join(root, 'src/server/main.ts');
-const TRAINER = join(root, 'src/trainer/main.ts');
+const SERVER = join(root, 'src/cli/ps-server-main.ts');
+const TRAINER = join(root, 'src/cli/trainer-main.ts');
 
 interface Config {
   label: string;

@@ -70,10 +70,10 @@ export interface RunContext {
   tmpDir: string;
 }
 
-/** The command line of a run, from source: trainer's main.ts, or psrun's main through tsx. */
+/** The command line of a run, from source: trainer's entry (src/cli/trainer-main.ts), or psrun's main through tsx. */
 export function commandLine(ctx: RunContext, run: PlannedRun, json: string): string[] {
   const entry = run.strategy.command === 'trainer'
-    ? join(ctx.root, 'src', 'trainer', 'main.ts')
+    ? join(ctx.root, 'src', 'cli', 'trainer-main.ts')
     : join(ctx.root, 'bench', 'strategies-psrun.ts');
   return ['--import', 'tsx', entry, ...run.strategy.args, ...run.strategy.workerArgs(run.workers), ...ctx.common, '--progress', 'none', '--json', json];
 }

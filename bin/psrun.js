@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `psrun` command: runs the compiled CLI (built by `npm install` through the prepare script).
 import { existsSync } from 'node:fs';
-const cli = new URL('../dist/src/launch/cli.js', import.meta.url);
+const cli = new URL('../dist/src/cli/psrun.js', import.meta.url);
 if (!existsSync(cli)) {
   console.error(`psrpc: ${cli.pathname} is missing; build it with \`npm run build\` (npm install does this)`);
   process.exit(1);

@@ -37,13 +37,13 @@ export function packageRoot(from = fileURLToPath(import.meta.url)): string {
 
 /** The process entry files in the source tree, run through tsx when psrun itself runs from source. */
 export const SOURCE_ENTRIES: Record<Role, string> = {
-  'ps-server': 'src/server/main.ts',
-  trainer: 'src/trainer/main.ts',
+  'ps-server': 'src/cli/ps-server-main.ts',
+  trainer: 'src/cli/trainer-main.ts',
 };
 
 /**
  * `node --import tsx <root>/src/.../main.ts`: what psrun uses when it runs from source (tests,
- * `node --import tsx src/launch/...`), where the bin scripts' compiled dist/ may be missing or stale.
+ * `node --import tsx src/cli/...`), where the bin scripts' compiled dist/ may be missing or stale.
  */
 export function sourceResolver(root = packageRoot(), node = process.execPath): CommandResolver {
   // Resolved here, not by the child, so the child's working directory does not matter.

@@ -75,6 +75,8 @@ export function combineResults(topology: Topology, results: Array<{ name: string
     batchSize: o.batchSize,
     lr: o.lr,
     hidden: o.hidden,
+    model: typeof first.model === 'string' ? first.model : String(o.model),
+    parameters: typeof first.parameters === 'number' ? first.parameters : NaN,
     seed: o.seed,
     device: typeof first.device === 'string' ? first.device : o.device,
     samples,

@@ -5,16 +5,25 @@
 // in docs/TOPOLOGIES.md); both end in `checkTopology`, so the flags and the file refuse the same
 // impossible jobs with the same one-line message, before any process starts.
 import { readFile } from 'node:fs/promises';
-import { consistencyConflict, DEFAULTS, type Consistency, type TrainOptions } from '../trainer/options.js';
+import { consistencyConflict, DEFAULTS, type Consistency, type Strategy, type TrainOptions } from '../trainer/options.js';
+import { findStrategy, worldStrategies } from '../trainer/strategies/index.js';
 import { describeValue, TopologyError } from './errors.js';
 import { JsonSourceError, parseJsonSource } from './json-source.js';
 import { parseFlagValue, TOPOLOGY_KEYS, trainFlagTable, type TrainFlags } from './train-flags.js';
 
-/** Strategies that run as several processes; local and hogwild run in one (`trainer`). */
-export const LAUNCH_STRATEGIES = ['centralized', 'partitioned', 'remote-forward'] as const;
-export type LaunchStrategy = (typeof LAUNCH_STRATEGIES)[number];
-/** Strategies whose parameters live on separate ps-server processes. */
-const NEEDS_SERVERS: ReadonlySet<string> = new Set(['centralized', 'remote-forward']);
+/**
+ * The strategies psrun runs, alphabetically: the table's world strategies (several processes with
+ * ranks); the others run in one process (`trainer`).
+ */
+export function launchStrategies(): string[] {
+  return worldStrategies().map((s) => s.name).sort();
+}
+
+/** psrun's default number of servers: one (or the exact number it needs) where the strategy has servers, else none. */
+function defaultServers(strategy: string): number {
+  const spec = findStrategy(strategy);
+  return spec?.world === 'servers' ? spec.fixedServers?.count ?? 1 : 0;
+}
 
 export type Role = 'ps-server' | 'trainer';
 
@@ -36,7 +45,8 @@ export interface ProcessSpec {
 export type Shards = Record<string, number> | Record<string, string[]>;
 
 export interface Topology {
-  strategy: LaunchStrategy;
+  /** A world strategy of the table (`launchStrategies()`). */
+  strategy: Strategy;
   consistency: Consistency;
   /** ssp only. */
   staleness?: number;
@@ -76,16 +86,17 @@ function defaultName(role: Role, index: number): string {
  */
 export function checkTopology(input: TopologyInput, where?: string): Topology {
   const err = (message: string) => new TopologyError(message, where);
-  if (!(LAUNCH_STRATEGIES as readonly string[]).includes(input.strategy)) {
-    throw err(`psrun runs the strategies ${LAUNCH_STRATEGIES.join(', ')}; strategy '${input.strategy}' runs in one process: use \`trainer --strategy ${input.strategy}\``);
+  const spec = findStrategy(input.strategy);
+  if (!spec || spec.world === 'single') {
+    throw err(`psrun runs the strategies ${launchStrategies().join(', ')}; strategy '${input.strategy}' runs in one process: use \`trainer --strategy ${input.strategy}\``);
   }
-  const strategy = input.strategy as LaunchStrategy;
+  const strategy = spec.name;
   const S = input.servers.length;
   const T = input.trainers.length;
   if (T === 0) throw err('a job needs at least one trainer, got 0');
-  if (NEEDS_SERVERS.has(strategy) && S === 0) throw err(`strategy ${strategy} needs at least one server, got 0`);
-  if (strategy === 'partitioned' && S > 0) {
-    throw err(`strategy partitioned has no separate servers (each trainer serves 1/N of the parameters), got ${S} server(s): use 0 servers`);
+  if (spec.world === 'servers' && S === 0) throw err(`strategy ${strategy} needs at least one server, got 0`);
+  if (spec.world === 'peers' && S > 0) {
+    throw err(`strategy ${strategy} has no separate servers (${spec.serverless}), got ${S} server(s): use 0 servers`);
   }
   const conflict = consistencyConflict(strategy, input.consistency);
   if (conflict) throw err(conflict);
@@ -162,7 +173,7 @@ export interface TopologyFlags {
 }
 
 export function topologyFromFlags(f: TopologyFlags): Topology {
-  const servers = f.servers ?? (NEEDS_SERVERS.has(f.strategy) ? 1 : 0);
+  const servers = f.servers ?? defaultServers(f.strategy);
   const trainers = f.trainers ?? 2;
   return checkTopology({
     strategy: f.strategy,
@@ -222,7 +233,7 @@ export function parseTopology(text: string, where: string, overrides: TopologyOv
     }
   };
   const strategy = overrides.strategy ?? (o.strategy === undefined ? undefined : String(flag('strategy', o.strategy)));
-  if (strategy === undefined) throw err(`strategy is required (one of ${LAUNCH_STRATEGIES.join(', ')})`);
+  if (strategy === undefined) throw err(`strategy is required (one of ${launchStrategies().join(', ')})`);
   const consistency = overrides.consistency ?? (o.consistency === undefined ? DEFAULTS.consistency : (flag('consistency', o.consistency) as Consistency));
   const staleness = overrides.staleness ?? (o.staleness === undefined ? undefined : (flag('staleness', o.staleness) as number));
 

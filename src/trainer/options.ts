@@ -3,9 +3,12 @@
 // The command-line flags (ARCHITECTURE.md's contract) map one to one onto `TrainOptions`; the API
 // entry points take the same object, so a script and a command line train the same way.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { ModelRef } from './model.js';
 
-export const STRATEGIES = ['local', 'centralized', 'remote-forward', 'partitioned', 'hogwild'] as const;
-export type Strategy = (typeof STRATEGIES)[number];
+// the strategies' names and their consistency refusals come from the table of strategies
+import { STRATEGIES, type Strategy } from './strategies/index.js';
+
+export { consistencyConflict, STRATEGIES, type Strategy } from './strategies/index.js';
 export const CONSISTENCIES = ['sync', 'async', 'ssp'] as const;
 export type Consistency = (typeof CONSISTENCIES)[number];
 export const DATASETS = ['fashion-mnist', 'mnist', 'synthetic'] as const;
@@ -23,8 +26,17 @@ export interface TrainOptions {
   /** ssp only: how many steps a trainer may run ahead of the slowest one. */
   staleness: number;
   dataset: DatasetName;
-  /** Width of the two hidden layers of the MLP 784-H-H-10. */
+  /**
+   * The model (src/trainer/model.ts): a preset name (`mlp`), the path or URL of a module exporting
+   * `createModel(ctx)`, or (API only, strategies that build the model in this process) such a module object.
+   */
+  model: ModelRef;
+  /** Handed to the model's factory as `ctx.options` (`--model-options` JSON; it must survive JSON / structured cloning). */
+  modelOptions: Record<string, unknown>;
+  /** Width of the hidden layers of the mlp preset. */
   hidden: number;
+  /** Hidden layers of the mlp preset (2: 784-H-H-10). */
+  depth: number;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -70,7 +82,10 @@ export const DEFAULTS: TrainOptions = {
   consistency: 'sync',
   staleness: 2,
   dataset: 'fashion-mnist',
+  model: 'mlp',
+  modelOptions: {},
   hidden: 64,
+  depth: 2,
   epochs: 1,
   batchSize: 64,
   lr: 0.05,
@@ -110,23 +125,20 @@ function real(flag: string, min: number, max: number, minExclusive = false) {
   };
 }
 
-/** Adds the training flags to a command (trainer, psrun). */
-/**
- * Why a strategy cannot run under a consistency model, or null when it can. The consistency models
- * are the parameter servers'; partitioned workers step in lock-step (sync only) and remote-forward
- * applies each trainer's step as it comes (async, so no ssp bound). psrun, ps-server and trainer
- * refuse such a pair with this one line rather than run something else than what was asked.
- */
-export function consistencyConflict(strategy: string, consistency: string): string | null {
-  if (strategy === 'partitioned' && consistency !== 'sync') {
-    return `strategy partitioned is synchronous (every worker's shard steps once per round with the averaged gradients), got consistency ${consistency}: use centralized for async or ssp`;
-  }
-  if (strategy === 'remote-forward' && consistency === 'ssp') {
-    return 'strategy remote-forward applies each trainer\'s step as it comes (async, no staleness bound), got consistency ssp: use centralized for ssp';
-  }
-  return null;
+function jsonObject(flag: string) {
+  return (value: string): Record<string, unknown> => {
+    let v: unknown;
+    try {
+      v = JSON.parse(value);
+    } catch (e) {
+      throw new InvalidArgumentError(`${flag} must be a JSON object, got '${value}' (${(e as Error).message})`);
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new InvalidArgumentError(`${flag} must be a JSON object, got '${value}'`);
+    return v as Record<string, unknown>;
+  };
 }
 
+/** Adds the training flags to a command (trainer, ps-server, psrun). */
 export function addTrainFlags(cmd: Command): Command {
   const d = DEFAULTS;
   return cmd
@@ -134,7 +146,10 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--consistency <model>', 'consistency model (strategies with servers)').choices(CONSISTENCIES).default(d.consistency))
     .addOption(new Option('--staleness <n>', 'ssp: steps a trainer may run ahead of the slowest').argParser(integer('--staleness', 0)).default(d.staleness))
     .addOption(new Option('--dataset <name>', 'dataset').choices(DATASETS).default(d.dataset))
-    .addOption(new Option('--hidden <n>', 'hidden width of the MLP 784-H-H-10').argParser(integer('--hidden', 1, 65536)).default(d.hidden))
+    .addOption(new Option('--model <file|preset>', 'the model: a preset (mlp) or a module exporting createModel(ctx)').default(d.model))
+    .addOption(new Option('--model-options <json>', "JSON object handed to the model's createModel as ctx.options").argParser(jsonObject('--model-options')).default(d.modelOptions, '{}'))
+    .addOption(new Option('--hidden <n>', 'mlp preset: width of the hidden layers').argParser(integer('--hidden', 1, 65536)).default(d.hidden))
+    .addOption(new Option('--depth <n>', 'mlp preset: hidden layers (2: 784-H-H-10)').argParser(integer('--depth', 0, 1024)).default(d.depth))
     .addOption(new Option('--epochs <n>', 'epochs to train').argParser(integer('--epochs', 1)).default(d.epochs))
     .addOption(new Option('--batch-size <n>', 'samples per step (per trainer)').argParser(integer('--batch-size', 1, 1 << 20)).default(d.batchSize))
     .addOption(new Option('--lr <x>', 'learning rate').argParser(real('--lr', 0, 1e6, true)).default(d.lr))
@@ -166,6 +181,10 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
       throw new RangeError(`option ${key} must be a positive integer, got ${String(v)}`);
     }
+  }
+  if (!Number.isSafeInteger(o.depth) || o.depth < 0) throw new RangeError(`option depth must be an integer >= 0, got ${String(o.depth)}`);
+  if (o.modelOptions === null || typeof o.modelOptions !== 'object' || Array.isArray(o.modelOptions)) {
+    throw new RangeError(`option modelOptions must be an object, got ${Array.isArray(o.modelOptions) ? 'an array' : String(o.modelOptions)}`);
   }
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
   if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);

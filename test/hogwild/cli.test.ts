@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const runner = fileURLToPath(new URL('../../src/trainer/main.ts', import.meta.url));
+const runner = fileURLToPath(new URL('../../src/cli/trainer-main.ts', import.meta.url));
 
 function trainer(args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', runner, ...args], { encoding: 'utf8', timeout: 120_000 });

@@ -4,7 +4,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/launch/cli.js';
+import { main } from '../../src/cli/psrun.js';
 import { Capture } from './fixture.js';
 
 const jobs: Array<[string, string[], number, number]> = [

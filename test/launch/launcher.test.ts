@@ -3,7 +3,7 @@
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { main, type MainDeps } from '../../src/launch/cli.js';
+import { main, type MainDeps } from '../../src/cli/psrun.js';
 import { describeExit, formatFailure, Launcher } from '../../src/launch/launcher.js';
 import { parseTopology, topologyFromFlags } from '../../src/launch/topology.js';
 import { Capture, makeFixture, TimerClock, type Fixture } from './fixture.js';

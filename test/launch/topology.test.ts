@@ -4,7 +4,7 @@ import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/launch/cli.js';
+import { main } from '../../src/cli/psrun.js';
 import { binResolver } from '../../src/launch/commands.js';
 import { LaunchError, TopologyError } from '../../src/launch/errors.js';
 import { parseTopology, topologyFromFlags } from '../../src/launch/topology.js';

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syntheticDataset, type Dataset } from '../../src/data/index.js';
-import { main as psrun } from '../../src/launch/cli.js';
+import { main as psrun } from '../../src/cli/psrun.js';
 import { parsePlacement, planShards, placementFromEnv, type Placement } from '../../src/server/index.js';
 import { trainCentralized } from '../../src/trainer/centralized.js';
 import { resolveOptions } from '../../src/trainer/options.js';

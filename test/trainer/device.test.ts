@@ -10,6 +10,8 @@ import { packageRoot } from '../../src/tensor/native.js';
 import { resolveOptions } from '../../src/trainer/options.js';
 import { chooseDevice } from '../../src/trainer/setup.js';
 import { trainLocal } from '../../src/trainer/local.js';
+// hogwild's options below: the strategies as the commands see them (hogwild registers its entry)
+import '../../src/cli/strategies.js';
 
 const emuBuilt = existsSync(join(packageRoot(), 'native', 'build', 'Release', 'psrpc_cuda_device_emu.node'));
 const quiet = { log: () => {} };

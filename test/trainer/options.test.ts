@@ -3,6 +3,8 @@
 import test from 'ava';
 import { Command, CommanderError } from 'commander';
 import { addTrainFlags, consistencyConflict, DEFAULTS, resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
+// the strategies as the commands see them: the table plus the layers above's registrations (hogwild)
+import '../../src/cli/strategies.js';
 
 /** Parses `args` with the training flags; the options, or the error line commander would print. */
 function parse(args: string[]): Record<string, unknown> | string {

@@ -1,16 +1,18 @@
 // The `psrun` command: builds a topology from flags or a topology file, checks all of it before
 // starting anything (one clear line and exit 1 on a problem), runs it with the Launcher, prints
 // the job's result line and writes `--json`. Ctrl-C / SIGTERM / SIGHUP stop every child first.
+// The launcher, the topologies and the job's result live in src/launch/; this is the command line.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatResult, writeResult } from '../trainer/result.js';
-import type { CommandResolver } from './commands.js';
-import { LaunchError, TopologyError } from './errors.js';
-import type { TextOutput } from './job-progress.js';
-import { formatFailure, Launcher, type SpawnFn } from './launcher.js';
-import { MAX_PROCESSES, readTopologyFile, topologyFromFlags, type Topology } from './topology.js';
-import { TOPOLOGY_KEYS, trainFlagTable, type FlagValue, type TrainFlags } from './train-flags.js';
+import type { CommandResolver } from '../launch/commands.js';
+import { LaunchError, TopologyError } from '../launch/errors.js';
+import type { TextOutput } from '../launch/job-progress.js';
+import { formatFailure, Launcher, type SpawnFn } from '../launch/launcher.js';
+import { MAX_PROCESSES, readTopologyFile, topologyFromFlags, type Topology } from '../launch/topology.js';
+import { TOPOLOGY_KEYS, trainFlagTable, type FlagValue, type TrainFlags } from '../launch/train-flags.js';
 import type { Consistency } from '../trainer/options.js';
 import type { Clock } from '../rpc/clock.js';
+import { worldStrategies } from './strategies.js';
 
 function count(flag: string, min: number) {
   return (value: string): number => {
@@ -54,8 +56,9 @@ export function psrunCommand(): Command {
     .addOption(new Option('--server-exit-grace <seconds>', 'seconds servers get to exit after the trainers finished').argParser(seconds('--server-exit-grace')).default(30))
     .addOption(new Option('--dry-run', 'print the processes and their command lines, start nothing'));
   for (const opt of trainFlagTable().values()) {
-    // psrun runs the multi-process strategies; its default is the first of them.
-    if (opt.long === '--strategy') cmd.addOption(new Option(opt.flags, opt.description).choices(opt.argChoices ?? []).default('centralized'));
+    // psrun runs the multi-process strategies; its default is the first of them. It offers every
+    // strategy, so a one-process one gets the topology's line saying to run it with trainer.
+    if (opt.long === '--strategy') cmd.addOption(new Option(opt.flags, opt.description).choices(opt.argChoices ?? []).default(worldStrategies()[0]?.name));
     else cmd.addOption(opt);
   }
   for (const opt of [

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/launch/free-port.js';
 
-const SERVER = fileURLToPath(new URL('../../src/server/main.ts', import.meta.url));
-const TRAINER = fileURLToPath(new URL('../../src/trainer/main.ts', import.meta.url));
+const SERVER = fileURLToPath(new URL('../../src/cli/ps-server-main.ts', import.meta.url));
+const TRAINER = fileURLToPath(new URL('../../src/cli/trainer-main.ts', import.meta.url));
 
 /** The environment without torchrun's variables, so a test decides them. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

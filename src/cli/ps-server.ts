@@ -3,11 +3,13 @@
 // trainer's flags (psrun passes the same ones to every process: the optimizer, consistency and
 // staleness matter here) plus --metrics-port. It serves until every trainer has left.
 //
-// The process logic lives in src/trainer/process.ts, next to the trainer's, because a world's
+// The process logic lives in src/cli/process.ts, next to the trainer's, because a world's
 // ranks, names and options are one contract; this file is only the command line.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { addTrainFlags, consistencyConflict, type TrainOptions } from '../trainer/options.js';
-import { runServerProcess } from '../trainer/process.js';
+import type { ServersStrategy } from '../trainer/strategy.js';
+import { runServerProcess } from './process.js';
+import { findStrategy, worldStrategies } from './strategies.js';
 
 interface ServerFlags extends TrainOptions {
   metricsPort?: number;
@@ -19,6 +21,11 @@ function port(value: string): number {
   return n;
 }
 
+/** The strategies with server ranks, in table order: the ones ps-server runs. */
+function serverStrategies(): ServersStrategy[] {
+  return worldStrategies().filter((s): s is ServersStrategy => s.world === 'servers');
+}
+
 export function serverCommand(): Command {
   const cmd = addTrainFlags(new Command('ps-server'))
     .description('Run one psrpc parameter server (ranks [0, --servers) of the world)')
@@ -27,11 +34,23 @@ export function serverCommand(): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
-  // a server's default strategy is the one with servers (an Option's default is copied into the
-  // command when the option is added, so it is set on the command here)
-  cmd.options.find((o) => o.long === '--strategy')?.default('centralized');
-  cmd.setOptionValueWithSource('strategy', 'centralized', 'default');
+  // a server's default strategy is the first one with servers (an Option's default is copied into
+  // the command when the option is added, so it is set on the command here)
+  const first = serverStrategies()[0]?.name;
+  if (first !== undefined) {
+    cmd.options.find((o) => o.long === '--strategy')?.default(first);
+    cmd.setOptionValueWithSource('strategy', first, 'default');
+  }
   return cmd;
+}
+
+/** The line refusing a strategy without server ranks. */
+function notServed(strategy: string): string {
+  const names = serverStrategies().map((s) => s.name);
+  const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names.at(-1)}` : names.join('');
+  // the peers that host something for each other: the likely confusion, said in passing
+  const peers = worldStrategies().flatMap((s) => (s.world === 'peers' && s.host ? [`${s.name} workers serve ${s.host.serves}`] : []));
+  return `ps-server serves the ${list} strategies only${peers.length ? ` (${peers.join('; ')})` : ''}, got --strategy ${strategy}`;
 }
 
 /** Runs the command; resolves to the exit code. */
@@ -49,8 +68,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`error: ${conflict}\n`);
     return 1;
   }
-  if (opts.strategy !== 'centralized' && opts.strategy !== 'remote-forward') {
-    process.stderr.write(`error: ps-server serves the centralized and remote-forward strategies only (partitioned workers serve their own shards), got --strategy ${opts.strategy}\n`);
+  if (findStrategy(opts.strategy)?.world !== 'servers') {
+    process.stderr.write(`error: ${notServed(opts.strategy)}\n`);
     return 1;
   }
   try {

@@ -1,7 +1,7 @@
 // psrun's own flags, parsed without running a job: the grace periods and their one-line errors.
 import test from 'ava';
 import { CommanderError } from 'commander';
-import { psrunCommand } from '../../src/launch/cli.js';
+import { psrunCommand } from '../../src/cli/psrun.js';
 
 function parse(args: string[]): Record<string, unknown> | string {
   let written = '';

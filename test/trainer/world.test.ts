@@ -3,7 +3,9 @@
 // starting a process.
 import test from 'ava';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
-import { resolveWorld } from '../../src/trainer/process.js';
+import { resolveWorld } from '../../src/trainer/world.js';
+// the hogwild case below: the strategies as the commands see them (hogwild registers its entry)
+import '../../src/cli/strategies.js';
 
 const MASTER = '127.0.0.1:29500';
 const opts = (o: Partial<TrainOptions>): TrainOptions => resolveOptions({ strategy: 'centralized', ...o });

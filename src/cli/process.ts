@@ -1,0 +1,220 @@
+// The process roles of a world with ranks: a `ps-server` rank and a `trainer` rank. Each finds
+// its place (resolveWorld, from the strategy's declaration in the table), joins the world, runs
+// what its strategy declares, and reports.
+//
+// Server ranks host what their strategy's `serverRole` says: a ParameterServer shard ('shard',
+// centralized) or the one shared model ('model', remote-forward). Trainer ranks run the
+// strategy's `train`; a peer strategy's `host` (partitioned's shard server) starts before the
+// rendezvous.
+//
+// Reporting: every trainer registers `trainer.report`, answered when its training is done. The
+// first trainer (lowest trainer rank) gathers all reports, reads the final model (the strategy's
+// `finish`), evaluates it on the test split and writes the run's result (`trainers` = all of them,
+// `samples` and `samplesPerSecond` summed, the longest loop's `trainSeconds`). Every other trainer
+// writes its own figures (`trainers: 1`, `testAccuracy` null): give each trainer its own --json
+// file (psrun does) and read the first trainer's for the whole run.
+import { Agent } from '../rpc/index.js';
+import { ParameterServer, placementFromEnv, RemoteModelHost, type Placement, type ServerStats } from '../server/index.js';
+import type { TrainerReport } from '../trainer/centralized.js';
+import { evaluate, type Classifier } from '../trainer/evaluate.js';
+import type { TrainOptions } from '../trainer/options.js';
+import { datasetShape, type Dataset } from '../data/index.js';
+import { loadModel } from '../trainer/model.js';
+import { resultOf, type TrainResult } from '../trainer/result.js';
+import { chooseDevice, loadTrainingData, optimizerSpec } from '../trainer/setup.js';
+import type { WorldStrategy, WorldTraining } from '../trainer/strategy.js';
+import { resolveWorld, type WorldPlace } from '../trainer/world.js';
+// the full table: a world strategy may come from any layer
+import { strategyOf } from './strategies.js';
+
+export const REPORT_FN = 'trainer.report';
+
+/** Long enough for the slowest trainer to finish before the final barrier gives up. */
+const SHUTDOWN_TIMEOUT_MS = 30 * 60_000;
+
+/** The world strategy of `opts` (resolveWorld has refused the others already). */
+function worldStrategy(opts: TrainOptions): WorldStrategy {
+  const spec = strategyOf(opts.strategy);
+  if (spec.world === 'single') throw new RangeError(`--strategy ${opts.strategy} does not run as ps-server/trainer processes with ranks`);
+  return spec;
+}
+
+async function startAgent(place: WorldPlace): Promise<Agent> {
+  return Agent.start({ name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master });
+}
+
+export interface ServerProcessOptions {
+  /** Serve /metrics on 127.0.0.1 at this port (0: any free port). */
+  metricsPort?: number;
+  log?: (line: string) => void;
+}
+
+/** Runs a `ps-server` process: serves its shard until every trainer has left, then shuts down. */
+export async function runServerProcess(opts: TrainOptions, extra: ServerProcessOptions = {}): Promise<ServerStats> {
+  const log = extra.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const place = resolveWorld(opts);
+  if (place.role !== 'server') throw new RangeError(`rank ${place.rank} is a trainer rank (servers are ranks 0..${place.servers - 1}); start it with trainer`);
+  const spec = worldStrategy(opts);
+  if (spec.world === 'servers' && spec.serverRole === 'model') return runModelHostProcess(opts, place);
+  // PSRPC_SHARDS names servers, whose names are known for sure only after the rendezvous: joins
+  // wait for the placement, which is settled (or refused, failing this process) right after it
+  let settle: { resolve: (p: Placement | undefined) => void; reject: (e: unknown) => void } | undefined;
+  const placement = process.env.PSRPC_SHARDS
+    ? new Promise<Placement | undefined>((resolve, reject) => { settle = { resolve, reject }; })
+    : undefined;
+  const server = new ParameterServer({
+    name: place.name,
+    shard: place.index,
+    shards: place.servers,
+    trainers: place.trainers,
+    consistency: opts.consistency,
+    staleness: opts.staleness,
+    optimizer: optimizerSpec(opts),
+    ...(placement ? { placement } : {}),
+  });
+  const agent = await startAgent(place);
+  try {
+    server.register(agent);
+    if (extra.metricsPort !== undefined) {
+      const port = await server.metrics.listen(extra.metricsPort);
+      log(`${place.name}: metrics on http://127.0.0.1:${port}/metrics`);
+    }
+    await agent.rendezvous();
+    if (settle) {
+      try {
+        namesFromWorld(place, agent);
+        settle.resolve(placementFromEnv(place.serverNames));
+      } catch (e) {
+        settle.reject(e);
+        throw e;
+      }
+    }
+    await server.done;
+    await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+  } finally {
+    await agent.shutdown({ graceful: false }).catch(() => {});
+    await server.close();
+  }
+  return server.stats();
+}
+
+/**
+ * A server that hosts the one shared model (built from the same flags and seed as every
+ * trainer's local copy, so the first trainer can load the final values into its own) until every
+ * trainer has left. Returns stats in the ParameterServer's shape (steps = forwards served).
+ */
+async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promise<ServerStats> {
+  // the dataset's shapes, without loading its samples: the host only runs the model
+  const { model } = await loadModel(opts, datasetShape(opts.dataset), { rank: place.rank, role: 'server', workers: place.trainers });
+  const host = new RemoteModelHost({ name: place.name, model: model as Classifier, trainers: place.trainers });
+  const agent = await startAgent(place);
+  try {
+    host.register(agent);
+    await agent.rendezvous();
+    await host.done;
+    await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+  } finally {
+    await agent.shutdown({ graceful: false }).catch(() => {});
+  }
+  const s = host.stats();
+  return { name: s.name, version: s.forwards, steps: s.forwards, pushes: s.forwards, pulls: 0, live: [], joined: s.joined, left: s.left, dropped: s.dropped, maxLead: 0 };
+}
+
+/** What a trainer process returns: the run's result on the first trainer, its own figures elsewhere. */
+export interface TrainerOutcome {
+  /** True on the first trainer, whose result covers every trainer and the final model. */
+  primary: boolean;
+  result: TrainResult;
+}
+
+/** Runs a `trainer` process of a world strategy (one with ranks). */
+export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line: string) => void } = {}): Promise<TrainerOutcome> {
+  const log = hooks.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const place = resolveWorld(opts);
+  if (place.role !== 'trainer') throw new RangeError(`rank ${place.rank} is a server rank (servers are ranks 0..${place.servers - 1}); start it with ps-server`);
+  const spec = worldStrategy(opts);
+  const device = chooseDevice(opts, log);
+  const data = await loadTrainingData(opts);
+  const primary = place.index === 0;
+
+  const agent = await startAgent(place);
+  let ownResolve!: (r: TrainerReport) => void;
+  let ownReject!: (e: unknown) => void;
+  const ownDone = new Promise<TrainerReport>((resolve, reject) => { ownResolve = resolve; ownReject = reject; });
+  ownDone.catch(() => {});
+  let hosted: { close(): Promise<void> } | undefined;
+  try {
+    agent.register(REPORT_FN, () => ownDone);
+    if (spec.world === 'peers' && spec.host) hosted = await spec.host.start(agent, opts, place);
+    await agent.rendezvous();
+    namesFromWorld(place, agent);
+    // the first trainer also records the accuracy curve (--eval-every) on the test split
+    const ctx = { agent, place, rank: place.index, trainers: place.trainers, train: data.train, leave: !primary, ...(primary ? { test: data.test } : {}) };
+    let run: WorldTraining;
+    try {
+      run = await spec.train(opts, ctx);
+    } catch (e) {
+      ownReject(e);
+      throw e;
+    }
+    ownResolve(run.report);
+    let result: TrainResult;
+    if (primary) {
+      // the others' reports arrive when they have finished (and left), so the final read sees the last step
+      const reports = await gatherReports(agent, place, run.report);
+      const model = await run.finish();
+      result = buildResult(opts, spec, place, device, run, reports, { model, test: data.test, curve: run.curve });
+    } else {
+      result = ownResult(opts, spec, place, device, run);
+    }
+    await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+    return { primary, result };
+  } finally {
+    await agent.shutdown({ graceful: false }).catch(() => {});
+    await hosted?.close();
+  }
+}
+
+/** The first trainer's report followed by the others' (each answers once it has finished and left). */
+async function gatherReports(agent: Agent, place: WorldPlace, own: TrainerReport): Promise<TrainerReport[]> {
+  const others = await Promise.all(place.trainerNames.slice(1).map((n) => agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })));
+  return [own, ...others];
+}
+
+/** What a trainer other than the first writes: its own figures, no evaluation. */
+function ownResult(opts: TrainOptions, spec: WorldStrategy, place: WorldPlace, device: string, run: WorldTraining): TrainResult {
+  return { ...buildResult(opts, spec, place, device, run, [run.report]), trainers: 1 };
+}
+
+/** Takes the servers' and trainers' names from the world (ranks decide roles; names may be custom). */
+function namesFromWorld(place: WorldPlace, agent: Agent): void {
+  const all = agent.workers();
+  const servers = place.partitioned ? 0 : place.servers;
+  const trainers = all.slice(servers).map((w) => w.name);
+  place.trainerNames = trainers;
+  place.serverNames = servers === 0 ? trainers : all.slice(0, servers).map((w) => w.name);
+}
+
+/**
+ * The result over `reports`; with `final` (the first trainer) the final model is evaluated on the
+ * test split and the curve attached, without it the accuracy is NaN.
+ */
+function buildResult(opts: TrainOptions, spec: WorldStrategy, place: WorldPlace, device: string, run: WorldTraining, reports: TrainerReport[],
+  final?: { model: Classifier; test: Dataset; curve?: TrainResult['curve'] }): TrainResult {
+  const testAccuracy = final ? evaluate(final.model, final.test, run.resolved.metric) : NaN;
+  const testSamples = final ? final.test.length : 0;
+  const samples = reports.reduce((n, r) => n + r.samples, 0);
+  const trainSeconds = Math.max(...reports.map((r) => r.trainSeconds));
+  const lossSum = reports.reduce((n, r) => n + r.lossSum, 0);
+  const lossCount = reports.reduce((n, r) => n + r.lossCount, 0);
+  return {
+    ...resultOf(opts, {
+      consistency: spec.resultConsistency(opts),
+      trainers: place.trainers, device, samples, trainSeconds,
+      finalLoss: lossCount > 0 ? lossSum / lossCount : NaN, testAccuracy, testSamples,
+      model: { name: run.resolved.name, parameters: run.parameters },
+    }),
+    bytesSent: reports.reduce((n, r) => n + (r.bytesSent ?? 0), 0),
+    ...(final?.curve ? { curve: final.curve } : {}),
+  };
+}

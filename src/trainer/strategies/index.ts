@@ -1,0 +1,69 @@
+// The table of strategies: every `--strategy` value, its declaration (src/trainer/strategy.ts),
+// in the order the flags list them. The trainer layer's strategies are in it from the start; a
+// strategy of a layer above (Hogwild, in src/hogwild/) registers itself when its declaration
+// module is imported, which the commands and the public API do, so no layer imports upward.
+//
+// The flags' choices, resolveOptions, resolveWorld, the process roles and psrun's topology all
+// read this table; none of them names a strategy.
+import type { StrategySpec, WorldStrategy } from '../strategy.js';
+import { centralized } from './centralized.js';
+import { local } from './local.js';
+import { partitioned } from './partitioned.js';
+import { remoteForward } from './remote-forward.js';
+
+/** A strategy's name: one of the table's (`strategyNames()`), checked where options come in. */
+export type Strategy = string;
+
+const table = new Map<string, StrategySpec>();
+
+/**
+ * The registered names in table order. A live list (registrations append to it), so the flags
+ * built after the commands' imports offer every strategy.
+ */
+export const STRATEGIES: readonly string[] = [];
+
+/** Adds a strategy to the table; registering the same declaration again is a no-op. */
+export function registerStrategy(spec: StrategySpec): StrategySpec {
+  const known = table.get(spec.name);
+  if (known === spec) return spec;
+  if (known) throw new RangeError(`strategy '${spec.name}' is registered already`);
+  if (!/^[a-z][a-z0-9-]*$/.test(spec.name)) throw new RangeError(`a strategy name is lower-case letters, digits and '-', got '${spec.name}'`);
+  table.set(spec.name, spec);
+  (STRATEGIES as string[]).push(spec.name);
+  return spec;
+}
+
+/** Every registered strategy, in table order. */
+export function strategies(): StrategySpec[] {
+  return [...table.values()];
+}
+
+/** The strategies that run as several processes with ranks (psrun's, ps-server's and `trainer --rank`'s). */
+export function worldStrategies(): WorldStrategy[] {
+  return strategies().filter((s): s is WorldStrategy => s.world !== 'single');
+}
+
+/** The declaration of `name`, or undefined. */
+export function findStrategy(name: string): StrategySpec | undefined {
+  return table.get(name);
+}
+
+/** The declaration of `name`; an unknown name throws a RangeError listing the known ones. */
+export function strategyOf(name: string): StrategySpec {
+  const spec = table.get(name);
+  if (!spec) throw new RangeError(`unknown strategy '${name}' (known: ${STRATEGIES.join(', ')})`);
+  return spec;
+}
+
+/**
+ * Why a strategy cannot run under a consistency model, or null when it can (or when the strategy
+ * is unknown: that is refused where the strategy is checked). psrun, ps-server and trainer refuse
+ * such a pair with this one line.
+ */
+export function consistencyConflict(strategy: string, consistency: string): string | null {
+  const spec = table.get(strategy);
+  if (!spec || (spec.consistencies as readonly string[]).includes(consistency)) return null;
+  return spec.refusal?.(consistency) ?? `strategy ${strategy} runs under consistency ${spec.consistencies.join(' or ')} only, got consistency ${consistency}`;
+}
+
+for (const spec of [local, centralized, remoteForward, partitioned]) registerStrategy(spec);
