@@ -9,6 +9,15 @@ import { syntheticSplit } from './synthetic.js';
 export const DATASET_NAMES = ['fashion-mnist', 'mnist', 'synthetic'] as const;
 export type DatasetName = (typeof DATASET_NAMES)[number];
 
+/**
+ * A named dataset's sample shape without loading it (a process that only hosts a model needs the
+ * shapes, not the samples): every built-in one is 28x28 images flattened to 784 features, 10 classes.
+ */
+export function datasetShape(name: DatasetName): { features: number; classes: number } {
+  if (!(DATASET_NAMES as readonly string[]).includes(name)) throw new DataOptionError('dataset', name, `one of ${DATASET_NAMES.join(', ')}`);
+  return { features: 784, classes: 10 };
+}
+
 export interface LoadDatasetOptions extends LoadOptions {
   /** synthetic only: training samples (default 60,000); `testSize` sets the test samples (default 10,000). */
   trainSamples?: number;

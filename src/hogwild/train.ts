@@ -19,18 +19,18 @@ import {
   STATS_PER_WORKER, stopWorkers, waitForArrivals,
 } from './control.js';
 import { HogwildOptionError, HogwildWorkerError } from './errors.js';
-import { buildFromFactory, loadModelFactory, modelModuleUrl, type HogwildModel } from './model.js';
+import { resolveHogwildModel, type HogwildModel } from './model.js';
+import { buildModel, modelContext, type MetricFunction, type ModelRef } from '../trainer/model.js';
 import { createWorkerPool, type WorkerPool } from './pool.js';
 import type { WorkerReport, WorkerTask } from './worker.js';
 
 export interface HogwildOptions extends Partial<TrainOptions> {
   /**
-   * Module (path relative to the working directory, or URL) exporting `createModel(ctx)` (or a
-   * default function) that builds the model; see ModelContext. Default: the MLP of the options.
+   * A preset name, or a module (path relative to the working directory, or URL) exporting
+   * `createModel(ctx)` (or a default function) that builds the model; see ModelContext. Not a
+   * module object: every worker thread imports the module itself. Default: the mlp preset.
    */
-  model?: string | URL;
-  /** Passed to the factory as `ctx.options` (must survive structured cloning). */
-  modelOptions?: unknown;
+  model?: ModelRef;
   /** Train and test sets to use instead of `dataset`; copied once into shared memory if they are not there already. */
   data?: { train: Dataset; test: Dataset };
   /** Return every worker's batch losses in order (costs one float per step). */
@@ -55,15 +55,16 @@ export interface HogwildRun {
 
 /** Trains a model with N lock-free worker threads sharing its parameters. */
 export async function trainHogwild(options: HogwildOptions = {}): Promise<HogwildRun> {
-  const { model: modelOption, modelOptions, data: dataOption, recordLosses = false, log: logOption, ...rest } = options;
-  const opts = resolveOptions({ ...rest, strategy: 'hogwild' });
+  const { model: modelOption, data: dataOption, recordLosses = false, log: logOption, ...rest } = options;
   const log = logOption ?? ((line: string) => process.stderr.write(line + '\n'));
-  const modelUrl = modelModuleUrl(modelOption);
+  // Checked before any thread starts: a bad module path is the caller's mistake, not a worker's.
+  const resolved = await resolveHogwildModel(modelOption);
+  const modelUrl = resolved.url;
+  // the workers get the module's URL (an object cannot cross into a thread)
+  const opts = resolveOptions({ ...rest, model: modelUrl, strategy: 'hogwild' });
   const device = chooseDevice(opts, log);
   const workers = opts.workers;
 
-  // Checked before any thread starts: a bad module path is the caller's mistake, not a worker's.
-  const factory = await loadModelFactory(modelUrl);
   // The threads start (and load the worker module, tsx and the native addon) while this thread
   // loads the data and builds the model.
   const pool = createWorkerPool(workers);
@@ -74,18 +75,17 @@ export async function trainHogwild(options: HogwildOptions = {}): Promise<Hogwil
     if (perWorker < opts.batchSize) {
       throw new RangeError(`--batch-size ${opts.batchSize} is larger than each worker's ${perWorker} training samples (${train.length} samples, ${workers} workers)`);
     }
-    const model = await buildFromFactory(factory, {
-      features: train.features, classes: train.classes, hidden: opts.hidden, seed: opts.seed, rank: null, workers, options: modelOptions,
-    }, modelUrl);
+    const model = await buildModel(resolved, modelContext(opts, train, { rank: null, role: 'worker', workers })) as HogwildModel;
     const params = new Float32Array(new SharedArrayBuffer(model.parameterCount() * 4));
     flattenParameters(model, { buffer: params });
-    const task = { workers, opts, modelUrl, modelOptions, params, train, ...createControlBlock(workers), recordLosses };
-    const run = await runWorkers(pool, task, model, test, logOption);
+    const task = { workers, opts, params, train, ...createControlBlock(workers), recordLosses };
+    const run = await runWorkers(pool, task, model, test, resolved.metric, logOption);
     const result: HogwildResult = {
       ...resultOf(opts, {
         strategy: 'hogwild', consistency: null, trainers: workers, dataset: dataOption ? 'custom' : opts.dataset, device,
         samples: run.samples, trainSeconds: run.trainSeconds, finalLoss: run.finalLoss,
         testAccuracy: run.epochAccuracy[run.epochAccuracy.length - 1]!, testSamples: test.length,
+        model: { name: resolved.name, parameters: model.parameterCount() },
       }),
       epochAccuracy: run.epochAccuracy,
       ...(opts.evalEvery > 0 ? { curve: run.curve } : {}),
@@ -111,7 +111,7 @@ interface EpochsRun {
  * is ready, evaluates the shared model each time all of them finished an epoch, and reports
  * progress from the workers' shared counters. The first worker failure stops the others and is thrown.
  */
-async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, model: HogwildModel, test: Dataset,
+async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, model: HogwildModel, test: Dataset, metric: MetricFunction,
   logOption: ((line: string) => void) | undefined): Promise<EpochsRun> {
   const { workers, opts, control, stats, train } = shared;
   let failure: HogwildWorkerError | null = null;
@@ -167,14 +167,14 @@ async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, mo
     trainSeconds += (end - start) / 1000;
     finalLoss = batches > 0 ? lossSum / batches : NaN;
     poll();
-    const accuracy = evaluate(model, test);
+    const accuracy = evaluate(model, test, metric);
     epochAccuracy.push(accuracy);
     if (opts.epochs > 1) logLine(`hogwild epoch ${epoch + 1}/${opts.epochs}: loss=${finalLoss.toFixed(4)} testAccuracy=${accuracy.toFixed(4)}`);
   };
   try {
     await waitForArrivals(control, workers, stopped);
     if (failure) throw failure;
-    curve = new AccuracyCurve(model, test, opts, false);
+    curve = new AccuracyCurve(model, test, opts, false, undefined, metric);
     curve.record(0);
     openBarrier(control, 0);
     for (let epoch = 0; epoch < opts.epochs - 1; epoch++) {

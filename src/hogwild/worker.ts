@@ -6,21 +6,21 @@
 // Per step it touches shared memory twice besides the weights: plain stores of its sample count
 // and batch loss into its own slots of the stats block, which the main thread polls.
 import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
-import { crossEntropy, flattenParameters, Tensor } from '../tensor/index.js';
+import { flattenParameters, type Module, type Tensor } from '../tensor/index.js';
+import { runLoop, supervisedStep } from '../trainer/loop.js';
 import type { TrainOptions } from '../trainer/options.js';
 import { buildOptimizer } from '../trainer/setup.js';
 import {
   arriveAndWait, clockMs, STAT_BATCHES, STAT_END, STAT_LAST_LOSS, STAT_LOSS_SUM, STAT_SAMPLES, STAT_START, STATS_PER_WORKER, STOP,
 } from './control.js';
-import { buildFromFactory, loadModelFactory } from './model.js';
+import { buildModel, modelContext, resolveModel } from '../trainer/model.js';
 
 /** What the main thread sends each worker once. Typed arrays are views of SharedArrayBuffers. */
 export interface WorkerTask {
   rank: number;
   workers: number;
+  /** The run's options; `opts.model` is the URL of the model module (the worker imports it). */
   opts: TrainOptions;
-  modelUrl: string;
-  modelOptions: unknown;
   /** The shared parameters, already initialised by the main thread. */
   params: Float32Array;
   train: Dataset;
@@ -42,10 +42,9 @@ export interface WorkerReport {
 
 export default async function hogwildWorker(task: WorkerTask): Promise<WorkerReport> {
   const { rank, workers, opts, train, control, stats } = task;
-  const factory = await loadModelFactory(task.modelUrl);
-  const model = await buildFromFactory(factory, {
-    features: train.features, classes: train.classes, hidden: opts.hidden, seed: opts.seed, rank, workers, options: task.modelOptions,
-  }, task.modelUrl);
+  const resolved = await resolveModel(opts.model);
+  const ctx = modelContext(opts, train, { rank, role: 'worker', workers });
+  const model = await buildModel(resolved, ctx) as Module & { forward(x: Tensor): Tensor };
   // copy: false keeps the main thread's initial values: this instance's own init is discarded.
   flattenParameters(model, { buffer: task.params, copy: false });
   model.train();
@@ -57,41 +56,33 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
   const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
   const losses = task.recordLosses ? new Float32Array(loader.length * opts.epochs) : null;
   const base = rank * STATS_PER_WORKER;
-  let samples = 0;
   let step = 0;
-  const report = (stopped: boolean): WorkerReport => ({ rank, samples, losses, stopped });
+  const report = (samples: number, stopped: boolean): WorkerReport => ({ rank, samples, losses, stopped });
 
-  if (!arriveAndWait(control, 0)) return report(true);
-  for (let epoch = 0; epoch < opts.epochs; epoch++) {
-    stats[base + STAT_LOSS_SUM] = 0;
-    stats[base + STAT_BATCHES] = 0;
-    stats[base + STAT_START] = clockMs();
-    let lossSum = 0;
-    let batches = 0;
-    loader.setEpoch(epoch);
-    for (const batch of loader) {
-      const x = new Tensor(batch.x, [batch.size, train.features]);
-      const loss = crossEntropy(model.forward(x), batch.y);
-      optimizer.zeroGrad();
-      loss.backward();
-      optimizer.step();
-      const value = loss.item();
-      if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples of this worker (try a smaller --lr)`);
+  if (!arriveAndWait(control, 0)) return report(0, true);
+  const run = await runLoop({
+    opts: { epochs: opts.epochs, progress: 'none' }, loader, label: `hogwild worker ${rank}`, whose: ' of this worker',
+    step: supervisedStep(model, resolved.loss, ctx.inputShape, 'cpu', () => optimizer.step()),
+    beforeEpoch: () => {
+      stats[base + STAT_LOSS_SUM] = 0;
+      stats[base + STAT_BATCHES] = 0;
+      stats[base + STAT_START] = clockMs();
+    },
+    afterBatch: (value, samples) => {
       if (losses !== null) losses[step] = value;
       step++;
-      lossSum += value;
-      batches++;
-      samples += batch.size;
       stats[base + STAT_LAST_LOSS] = value;
       stats[base + STAT_SAMPLES] = samples;
-      if (Atomics.load(control, STOP) !== 0) return report(true);
-    }
-    stats[base + STAT_END] = clockMs();
-    stats[base + STAT_LOSS_SUM] = lossSum;
-    stats[base + STAT_BATCHES] = batches;
-    // After the last epoch the task's completion is the signal; before it, the main thread
-    // evaluates the shared model while every worker waits here.
-    if (epoch < opts.epochs - 1 && !arriveAndWait(control, epoch + 1)) return report(true);
-  }
-  return report(false);
+      return Atomics.load(control, STOP) === 0;
+    },
+    afterEpoch: (epoch, lossSum, batches) => {
+      stats[base + STAT_END] = clockMs();
+      stats[base + STAT_LOSS_SUM] = lossSum;
+      stats[base + STAT_BATCHES] = batches;
+      // After the last epoch the task's completion is the signal; before it, the main thread
+      // evaluates the shared model while every worker waits here.
+      return epoch === opts.epochs - 1 || arriveAndWait(control, epoch + 1);
+    },
+  });
+  return report(run.samples, run.stopped);
 }

@@ -9,8 +9,8 @@ export const errors = {
     new RpcError(Status.INVALID_ARGUMENT, '', `${where}: bad parameter layout: ${why}`),
   badOption: (server: string, option: string, value: unknown, why: string) =>
     new RpcError(Status.INVALID_ARGUMENT, server, `parameter server "${server}": invalid option ${option}=${JSON.stringify(value)}: ${why}`),
-  layoutMismatch: (server: string, why: string) =>
-    new RpcError(Status.FAILED_PRECONDITION, server, `parameter server "${server}": layout differs from the one it was initialised with: ${why}`),
+  layoutMismatch: (server: string, trainer: string, initialiser: string, why: string) =>
+    new RpcError(Status.FAILED_PRECONDITION, server, `parameter server "${server}": layout differs from the one trainer "${initialiser}" initialised it with (trainer "${trainer}" joined with another model): ${why}`),
   unknownParameter: (server: string, name: string, held: string[]) =>
     new RpcError(Status.NOT_FOUND, server, `parameter '${name}' is not held by server "${server}" (it holds: ${held.join(', ') || 'nothing'})`),
   missingParameter: (server: string, name: string) =>
@@ -29,6 +29,8 @@ export const errors = {
     new RpcError(Status.FAILED_PRECONDITION, server, `trainer "${trainer}" pushed twice in sync round ${round} of server "${server}"`),
   joinTimeout: (server: string, joined: number, expected: number, ms: number) =>
     new RpcError(Status.DEADLINE_EXCEEDED, server, `server "${server}": only ${joined} of ${expected} trainers joined within ${ms} ms`),
+  modelMismatch: (server: string, trainer: string, why: string) =>
+    new RpcError(Status.FAILED_PRECONDITION, server, `remote-forward host "${server}": the model of trainer "${trainer}" differs from the one it hosts: ${why}`),
   closed: (server: string) =>
     new RpcError(Status.CANCELLED, server, `parameter server "${server}" is closed`),
 };

@@ -23,11 +23,11 @@
 // its last call (src/rpc/liveness.ts), so nothing waits forever. Trainers that never join fail
 // the joins after `joinTimeoutMs`, counted from the first join.
 import { Liveness, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
-import { Adam, getBackend, SGD, Tensor, type Optimizer } from '../tensor/index.js';
+import { createOptimizer, getBackend, Tensor, type Optimizer } from '../tensor/index.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { CONSISTENCY_MODELS, PS_FUNCTIONS, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
-import { checkSpecs, planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
+import { checkSpecs, layoutDifference, planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
 
 interface TrainerState {
   name: string;
@@ -50,6 +50,8 @@ export class ParameterServer {
   /** Steps taken. */
   version = 0;
   private layoutSpecs?: ParameterSpec[];
+  /** The trainer whose join initialised the server (named when another's model differs). */
+  private initialisedBy?: string;
   private placement?: Placement;
   /** Settles once the placement is known (undefined when the default placement is used). */
   private placementReady?: Promise<void>;
@@ -94,7 +96,7 @@ export class ParameterServer {
     const kind: unknown = o.optimizer?.kind;
     if (kind !== 'sgd' && kind !== 'adam') throw errors.badOption(name, 'optimizer.kind', kind, "expected 'sgd' or 'adam'");
     // build a throwaway optimizer now so bad hyper-parameters fail at construction, not at the first push
-    makeOptimizer(new Tensor(new Float32Array(1), [1]), o.optimizer);
+    createOptimizer([new Tensor(new Float32Array(1), [1])], o.optimizer);
     this.name = name;
     const { clock: _clock, ...rest } = o;
     this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs };
@@ -136,7 +138,7 @@ export class ParameterServer {
     this.checkOpen();
     this.checkTrainerName(trainer);
     if (this.placementReady) await this.placementReady;
-    this.initialise(layout, values);
+    this.initialise(trainer, layout, values);
     let t = this.trainers.get(trainer);
     if (!t) {
       t = { name: trainer, live: true, clock: this.slowestClock(), pushedRound: -1 };
@@ -270,16 +272,11 @@ export class ParameterServer {
     return t;
   }
 
-  private initialise(layout: ParameterSpec[], values: Float32Array): void {
+  private initialise(trainer: string, layout: ParameterSpec[], values: Float32Array): void {
     const total = checkSpecs(layout, `ps.join on "${this.name}"`);
     if (this.layoutSpecs) {
-      const a = this.layoutSpecs;
-      if (a.length !== layout.length) throw errors.layoutMismatch(this.name, `${layout.length} parameters instead of ${a.length}`);
-      for (let i = 0; i < a.length; i++) {
-        if (a[i]!.name !== layout[i]!.name || a[i]!.size !== layout[i]!.size) {
-          throw errors.layoutMismatch(this.name, `parameter ${i} is '${layout[i]!.name}' (${layout[i]!.size}) instead of '${a[i]!.name}' (${a[i]!.size})`);
-        }
-      }
+      const why = layoutDifference(this.layoutSpecs, layout);
+      if (why) throw errors.layoutMismatch(this.name, trainer, this.initialisedBy!, why);
       return;
     }
     const shard = planShards(layout, this.options.shards, this.placement)[this.options.shard]!;
@@ -287,11 +284,12 @@ export class ParameterServer {
     if (values.length !== shard.length) {
       throw errors.wrongLength(this.name, `initial values for shard ${this.options.shard} of ${this.options.shards} (${total} elements in all)`, values.length, shard.length);
     }
-    this.layoutSpecs = layout.map((p) => ({ name: p.name, size: p.size }));
+    this.layoutSpecs = layout.map((p) => ({ name: p.name, size: p.size, ...(p.shape ? { shape: [...p.shape] } : {}) }));
+    this.initialisedBy = trainer;
     this.shardInfo = shard;
     this.data = Float32Array.from(values);
     this.param = new Tensor(this.data, [this.data.length]);
-    this.optimizer = makeOptimizer(this.param, this.options.optimizer);
+    this.optimizer = createOptimizer([this.param], this.options.optimizer);
   }
 
   private releaseJoins(): void {
@@ -461,12 +459,6 @@ export class ParameterServer {
   }
 }
 
-function makeOptimizer(param: Tensor, o: ServerOptimizerOptions): Optimizer<unknown> {
-  if (o.kind === 'adam') {
-    return new Adam([param], { lr: o.lr, ...(o.betas ? { betas: o.betas } : {}), ...(o.eps !== undefined ? { eps: o.eps } : {}), weightDecay: o.weightDecay ?? 0 });
-  }
-  return new SGD([param], { lr: o.lr, momentum: o.momentum ?? 0, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false });
-}
 
 /** out = mean of `grads` (all the same length), with the native vector kernels. */
 function average(out: Float32Array, grads: Float32Array[]): void {

@@ -1,15 +1,14 @@
 // The parameter server's vocabulary: its options, the RPC function names it registers, and the
 // shapes of what those functions take and answer. Trainers (client.ts) and the server share it.
 import type { Clock } from '../rpc/index.js';
+import type { OptimizerSpec } from '../tensor/index.js';
 import type { ParameterSpec, Placement } from './shard-plan.js';
 
 export const CONSISTENCY_MODELS = ['sync', 'async', 'ssp'] as const;
 export type ConsistencyModel = (typeof CONSISTENCY_MODELS)[number];
 
-/** The server-side optimizer (torch.optim semantics, fused native kernels). */
-export type ServerOptimizerOptions =
-  | { kind: 'sgd'; lr: number; momentum?: number; weightDecay?: number; nesterov?: boolean }
-  | { kind: 'adam'; lr: number; betas?: [number, number]; eps?: number; weightDecay?: number };
+/** The server-side optimizer: the tensor layer's one optimizer description. */
+export type ServerOptimizerOptions = OptimizerSpec;
 
 export interface ParameterServerOptions {
   /** This server's name (its agent's name): in errors and as the metrics' `server` label. */

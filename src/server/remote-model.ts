@@ -9,7 +9,9 @@
 //   rf.params  RRefs to the model's parameters, in `parameters()` order, for a DistributedOptimizer:
 //              each trainer's optimizer steps them here with the gradients of its own context only,
 //              so concurrent trainers never see each other's gradients (no shared `.grad`)
-//   rf.join / rf.leave   the live set: the host is `done` once the expected trainers have joined
+//   rf.join / rf.leave   the live set (a join may carry the trainer's model layout, names and
+//              shapes: a trainer whose model differs from the hosted one is refused, naming the
+//              first differing parameter): the host is `done` once the expected trainers have joined
 //              and every one of them has left, which is when ps-server shuts down.
 // A trainer that dies never calls rf.leave. The host watches its trainers with the liveness rule of
 // src/rpc/liveness.ts: a trainer's silence clock starts at its rf.join and is reset by its rf.*
@@ -21,6 +23,7 @@
 import { Liveness, type Agent, type Clock, type RRef } from '../rpc/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { errors } from './errors.js';
+import { checkSpecs, layoutDifference, type ParameterSpec } from './shard-plan.js';
 
 /** The liveness key of the trainers expected but not joined yet. */
 const AWAITED = '(trainers not joined yet)';
@@ -97,6 +100,8 @@ export class RemoteModelHost {
   private forwards = 0;
   private readonly dropped: string[] = [];
   private readonly liveness: Liveness;
+  /** The model as given (the shared one wraps it to count forwards). */
+  private readonly hosted: HostedModel;
   private paramRefs?: RRef<Tensor>[];
   private doneResolve!: () => void;
   /** Resolves once the expected trainers have joined and every one of them has left. */
@@ -115,6 +120,7 @@ export class RemoteModelHost {
     this.name = name;
     this.expected = options.trainers;
     const counted = options.model;
+    this.hosted = counted;
     // counts forwards without a wrapper on the hot path beyond one increment
     this.shared = new SharedModel({ forward: (x) => { this.forwards++; this.heardFromTrainers(); return counted.forward(x); }, parameters: () => counted.parameters() });
     this.done = new Promise((resolve) => { this.doneResolve = () => { this.liveness.stop(); resolve(); }; });
@@ -155,8 +161,13 @@ export class RemoteModelHost {
       this.paramRefs ??= this.shared.model.parameters().map((p) => agent.rref(p));
       return this.paramRefs;
     });
-    agent.register(RF_FUNCTIONS.join, (trainer: unknown) => {
+    agent.register(RF_FUNCTIONS.join, (trainer: unknown, layout?: ParameterSpec[]) => {
       if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
+      if (layout !== undefined) {
+        checkSpecs(layout, `rf.join on "${this.name}"`);
+        const why = layoutDifference(this.layout(), layout);
+        if (why) throw errors.modelMismatch(this.name, trainer, why);
+      }
       if (!this.live.has(trainer)) {
         this.live.add(trainer);
         this.joined++;
@@ -176,6 +187,13 @@ export class RemoteModelHost {
       return null;
     });
     return this;
+  }
+
+  /** The hosted model's parameters as trainers describe theirs at rf.join (names when it has them, and shapes). */
+  layout(): ParameterSpec[] {
+    const m = this.hosted as HostedModel & { namedParameters?: () => [string, Tensor][] };
+    const named = typeof m.namedParameters === 'function' ? m.namedParameters() : m.parameters().map((p, i): [string, Tensor] => [`parameter${i}`, p]);
+    return named.map(([name, p]) => ({ name, size: p.size, shape: [...p.shape] }));
   }
 
   stats(): RemoteModelStats {

@@ -20,6 +20,8 @@ import { errors } from './errors.js';
 export interface ParameterSpec {
   name: string;
   size: number;
+  /** The parameter's shape (its product is `size`): sent by trainers so that processes compare models by it. */
+  shape?: readonly number[];
 }
 
 /** One piece of one parameter held by one server. */
@@ -51,11 +53,37 @@ export function checkSpecs(specs: readonly ParameterSpec[], where = 'shard plan'
       throw errors.badLayout(where, `parameter ${i} has no name`);
     }
     if (!Number.isSafeInteger(p.size) || p.size < 1) throw errors.badLayout(where, `parameter '${p.name}' has size ${String(p.size)}; expected an integer >= 1`);
+    const shape: unknown = p.shape;
+    if (shape !== undefined && (!Array.isArray(shape) || shape.some((d: unknown) => !Number.isSafeInteger(d) || (d as number) < 1) || shape.reduce((a: number, d: number) => a * d, 1) !== p.size)) {
+      throw errors.badLayout(where, `parameter '${p.name}' has shape ${JSON.stringify(p.shape)}; expected positive integers whose product is its size ${p.size}`);
+    }
     if (seen.has(p.name)) throw errors.badLayout(where, `parameter '${p.name}' appears twice`);
     seen.add(p.name);
     total += p.size;
   }
   return total;
+}
+
+function describe(p: ParameterSpec, withShape: boolean): string {
+  return withShape && p.shape ? `'${p.name}' [${p.shape.join(', ')}]` : `'${p.name}' (${p.size})`;
+}
+
+/**
+ * The first parameter in which layout `got` differs from `want` (names and sizes, and shapes where
+ * both carry them), in words; null when they agree.
+ */
+export function layoutDifference(want: readonly ParameterSpec[], got: readonly ParameterSpec[]): string | null {
+  const n = Math.max(want.length, got.length);
+  for (let i = 0; i < n; i++) {
+    const a = want[i];
+    const b = got[i];
+    const shapes = Boolean(a?.shape && b?.shape);
+    if (!a) return `${got.length} parameters instead of ${want.length}: parameter ${i} ${describe(b!, true)} is extra`;
+    if (!b) return `${got.length} parameters instead of ${want.length}: parameter ${i} ${describe(a, true)} is missing`;
+    const sameShape = !shapes || (a.shape!.length === b.shape!.length && a.shape!.every((d, k) => d === b.shape![k]));
+    if (a.name !== b.name || a.size !== b.size || !sameShape) return `parameter ${i} is ${describe(b, shapes)} instead of ${describe(a, shapes)}`;
+  }
+  return null;
 }
 
 /**

@@ -32,4 +32,6 @@ export { Optimizer } from './optim/optimizer.js';
 export { SGD } from './optim/sgd.js';
 export type { SgdOptions, SgdState } from './optim/sgd.js';
 export { Adam, AdamW } from './optim/adam.js';
+export { createOptimizer, optimizerArgs } from './optim/spec.js';
+export type { OptimizerSpec } from './optim/spec.js';
 export type { AdamOptions, AdamState } from './optim/adam.js';

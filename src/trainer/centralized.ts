@@ -11,11 +11,11 @@
 import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
 import { PsClient } from '../server/index.js';
-import { crossEntropy, flattenParameters, Tensor, type Sequential } from '../tensor/index.js';
+import { flattenParameters, type Module, type Tensor } from '../tensor/index.js';
 import { AccuracyCurve, type CurvePoint } from './curve.js';
+import { runLoop, supervisedStep, type LoopResult } from './loop.js';
+import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
-import { createProgress } from './progress.js';
-import { buildModel } from './setup.js';
 
 /** Where a trainer stands in the world. */
 export interface TrainerContext {
@@ -57,9 +57,14 @@ export interface TrainerReport {
   bytesSent: number;
 }
 
+/** A model the strategies train: a Module mapping a batch to logits. */
+export type TrainedModel = Module & { forward(x: Tensor): Tensor };
+
 export interface TrainedWorker {
   report: TrainerReport;
-  model: Sequential;
+  model: TrainedModel;
+  /** The model module (its loss and metric) the model was built from. */
+  resolved: ResolvedModel;
   client: PsClient;
   /** Rank 0 with a test split and `opts.evalEvery > 0`: test accuracy over training time. */
   curve?: CurvePoint[];
@@ -77,58 +82,38 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   if (loader.length === 0) {
     throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of trainer ${ctx.rank} of ${ctx.trainers}`);
   }
-  const model = buildModel(opts, train.features, train.classes);
+  const resolved = await resolveModel(opts.model);
+  const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
+  const model = await buildModel(resolved, mctx) as TrainedModel;
   const flat = flattenParameters(model);
-  const layout = flat.entries.map((e) => ({ name: e.name, size: e.size }));
+  // shapes too: the servers refuse a trainer whose model differs, naming the first parameter
+  const layout = flat.entries.map((e) => ({ name: e.name, size: e.size, shape: e.shape }));
   const client = new PsClient(agent, ctx.servers, layout, flat.params, flat.grads);
   await client.join();
   // Bytes of one push plus one pull with the servers in other processes (both directions).
   const remoteBytes = client.shards.reduce((n, s, i) => n + (ctx.servers[i] === agent.name ? 0 : s.length * 4 * 2), 0);
-  let bytesSent = remoteBytes;
 
-  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: ctx.label ?? agent.name });
-  let samples = 0;
-  let steps = 0;
-  let lossSum = 0;
-  let lossCount = 0;
-  const t0 = performance.now();
-  // Its clock pauses while a point is evaluated, so trainSeconds stays training time only.
-  const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts) : undefined;
-  curve?.record(0);
+  // The first trainer's curve is taken on its own copy of the parameters (those of its last pull).
+  const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts, true, undefined, resolved.metric) : undefined;
+  let run: LoopResult;
   try {
-    for (let epoch = 0; epoch < opts.epochs; epoch++) {
-      loader.setEpoch(epoch);
-      lossSum = 0;
-      lossCount = 0;
-      for (const batch of loader) {
-        const x = new Tensor(batch.x, [batch.size, train.features]);
-        const loss = crossEntropy(model.forward(x), batch.y);
-        model.zeroGrad();
-        loss.backward();
-        await client.pushPull();
-        const value = loss.item();
-        if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples (try a smaller --lr)`);
-        lossSum += value;
-        lossCount++;
-        samples += batch.size;
-        steps++;
-        bytesSent += remoteBytes;
-        progress.tick(batch.size, value);
-        curve?.maybeRecord(samples * ctx.trainers);
-      }
-    }
+    run = await runLoop({
+      opts, loader, label: ctx.label ?? agent.name, curve, curveScale: ctx.trainers,
+      step: supervisedStep(model, resolved.loss, mctx.inputShape, 'cpu', () => client.pushPull()),
+    });
   } catch (e) {
     // leave after a failure, so the other trainers' sync rounds go on without this one
     await client.leave().catch(() => {});
     throw e;
-  } finally {
-    progress.stop();
   }
-  const trainSeconds = curve ? curve.finish(samples * ctx.trainers) : (performance.now() - t0) / 1000;
   if (ctx.leave ?? true) await client.leave();
   return {
-    report: { trainer: agent.name, samples, steps, trainSeconds, lossSum, lossCount, version: client.version, bytesSent },
+    report: {
+      trainer: agent.name, samples: run.samples, steps: run.steps, trainSeconds: run.trainSeconds, lossSum: run.lossSum, lossCount: run.lossCount,
+      version: client.version, bytesSent: remoteBytes * (run.steps + 1),
+    },
     model,
+    resolved,
     client,
     ...(curve ? { curve: curve.points } : {}),
   };

@@ -6,6 +6,7 @@
 import { take, type Dataset } from '../data/index.js';
 import { systemClock, type Clock } from '../rpc/clock.js';
 import { evaluate, type Classifier } from './evaluate.js';
+import type { MetricFunction } from './model.js';
 import type { TrainOptions } from './options.js';
 
 export interface CurvePoint {
@@ -28,10 +29,11 @@ export class AccuracyCurve {
    * `pausesTraining`: whether training stops while a point is evaluated (one loop that trains and
    * evaluates: true; Hogwild's main thread evaluates while the workers go on: false, so the clock
    * keeps running through evaluations). `clock`: where the times come from (tests pass a
-   * ManualClock to decide how long training and evaluation take).
+   * ManualClock to decide how long training and evaluation take). `metric`: the model's (see evaluate).
    */
   constructor(private readonly model: Classifier, test: Dataset, opts: Pick<TrainOptions, 'evalEvery' | 'evalSamples'>,
-    private readonly pausesTraining = true, private readonly clock: Pick<Clock, 'now'> = systemClock) {
+    private readonly pausesTraining = true, readonly clock: Pick<Clock, 'now'> = systemClock,
+    private readonly metric?: MetricFunction) {
     this.started = clock.now();
     this.slice = take(test, Math.min(opts.evalSamples, test.length));
     this.everyMs = opts.evalEvery * 1000;
@@ -69,7 +71,7 @@ export class AccuracyCurve {
   /** Records a point now (also used for the start and the end of training). */
   record(samples: number, now = this.clock.now()): void {
     if (this.everyMs === 0) return;
-    const accuracy = evaluate(this.model, this.slice);
+    const accuracy = evaluate(this.model, this.slice, this.metric);
     const after = this.clock.now();
     this.points.push({ seconds: this.elapsed(now), samples, accuracy });
     if (this.pausesTraining) this.pausedMs += after - now;

@@ -4,16 +4,11 @@
 // updated shards back: synchronous data parallelism with a sharded optimizer (ZeRO-1 style), built
 // from the same ParameterServer and PsClient as the centralized strategy.
 import type { Agent } from '../rpc/index.js';
-import { ParameterServer, type ServerOptimizerOptions } from '../server/index.js';
+import { ParameterServer } from '../server/index.js';
 import { trainCentralized, type TrainedWorker, type TrainerContext } from './centralized.js';
 import type { TrainOptions } from './options.js';
+import { optimizerSpec } from './setup.js';
 
-/** The server-side optimizer that `opts` asks for (the same one the local strategy builds). */
-export function serverOptimizer(opts: TrainOptions): ServerOptimizerOptions {
-  return opts.optimizer === 'adam'
-    ? { kind: 'adam', lr: opts.lr, weightDecay: opts.weightDecay }
-    : { kind: 'sgd', lr: opts.lr, momentum: opts.momentum, weightDecay: opts.weightDecay };
-}
 
 /**
  * Creates worker `rank`'s shard server (sync, N = `workers` trainers) and registers it on `agent`.
@@ -26,7 +21,7 @@ export function partitionServer(agent: Agent, opts: TrainOptions, rank: number, 
     shards: workers,
     trainers: workers,
     consistency: 'sync',
-    optimizer: serverOptimizer(opts),
+    optimizer: optimizerSpec(opts),
     ...extra,
   }).register(agent);
 }

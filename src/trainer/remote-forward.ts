@@ -34,15 +34,16 @@
 // server, so each point first copies its parameters into a local twin (one pull of 55k floats),
 // then evaluates the twin; the copy and the evaluation are both left out of this trainer's clock.
 // With several trainers the others keep training meanwhile (as in Hogwild's curve).
-import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
+import { DataLoader, DistributedSampler, type Batch, type Dataset } from '../data/index.js';
 import { DistributedOptimizer, type Agent, type DistAutogradContext, type RRef } from '../rpc/index.js';
 import { RF_FUNCTIONS, type SharedModel } from '../server/index.js';
-import { crossEntropy, Tensor, type Sequential } from '../tensor/index.js';
-import type { TrainerReport } from './centralized.js';
+import { optimizerArgs, Tensor } from '../tensor/index.js';
+import type { TrainedModel, TrainerReport } from './centralized.js';
 import { AccuracyCurve, type CurvePoint } from './curve.js';
+import { runLoop, type LoopResult } from './loop.js';
+import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
-import { createProgress } from './progress.js';
-import { buildModel } from './setup.js';
+import { optimizerSpec } from './setup.js';
 
 export interface RemoteForwardContext {
   agent: Agent;
@@ -65,17 +66,14 @@ export interface RemoteForwardWorker {
   modelRef: RRef<SharedModel>;
   paramRefs: RRef<Tensor>[];
   /** Copies the server's current parameters into a local model of the same shape (for evaluation). */
-  fetchModel(): Promise<Sequential>;
+  fetchModel(): Promise<TrainedModel>;
+  /** The model module (its loss and metric) the local twin was built from, and the model's parameter count. */
+  resolved: ResolvedModel;
+  parameters: number;
   /** Leaves the host (idempotent) and releases this trainer's references and optimizer. */
   leave(): Promise<void>;
   /** Rank 0 with a test split and `opts.evalEvery > 0`: test accuracy over training time. */
   curve?: CurvePoint[];
-}
-
-function optimizerOf(opts: TrainOptions): [string, Record<string, unknown>] {
-  return opts.optimizer === 'adam'
-    ? ['adam', { lr: opts.lr, weightDecay: opts.weightDecay }]
-    : ['sgd', { lr: opts.lr, momentum: opts.momentum, weightDecay: opts.weightDecay }];
 }
 
 export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardContext): Promise<RemoteForwardWorker> {
@@ -85,10 +83,16 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
   if (loader.length === 0) {
     throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of trainer ${ctx.rank} of ${ctx.trainers}`);
   }
-  await agent.call(server, RF_FUNCTIONS.join, [agent.name]);
+  // the server's parameters copied into a local twin of the model (evaluation, the curve); its
+  // architecture goes with the join, so a host serving another model refuses this trainer
+  const resolved = await resolveModel(opts.model);
+  const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
+  const twin = await buildModel(resolved, mctx) as TrainedModel;
+  const layout = twin.namedParameters().map(([name, p]) => ({ name, size: p.size, shape: p.shape }));
+  await agent.call(server, RF_FUNCTIONS.join, [agent.name, layout]);
   const modelRef = agent.remote<SharedModel>(server, RF_FUNCTIONS.model);
   const paramRefs = await agent.call<RRef<Tensor>[]>(server, RF_FUNCTIONS.params, []);
-  const [kind, options] = optimizerOf(opts);
+  const [kind, options] = optimizerArgs(optimizerSpec(opts));
   const optimizer = new DistributedOptimizer(agent, kind, paramRefs, options);
   let left = false;
   const leave = async (): Promise<void> => {
@@ -99,9 +103,7 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
     await agent.call(server, RF_FUNCTIONS.leave, [agent.name]);
   };
 
-  // the server's parameters copied into a local twin of the model (evaluation, the curve)
-  const twin = buildModel(opts, train.features, train.classes);
-  const fetchModel = async (): Promise<Sequential> => {
+  const fetchModel = async (): Promise<TrainedModel> => {
     const values = await Promise.all(paramRefs.map((r) => r.toHere()));
     const params = twin.parameters();
     values.forEach((v, i) => params[i]!.data.set(v.data));
@@ -127,90 +129,60 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
     }
   };
 
-  // made once the optimizer is ready, so the curve's clock starts with the training loop
-  let curve: AccuracyCurve | undefined;
-  const point = async (): Promise<void> => {
-    const now = performance.now();
-    await settlePrevious(); // the copy must see the last step
-    await fetchModel();
-    curve!.record(samples * ctx.trainers, now);
+  const methods = modelRef.rpcSync();
+  const inputShape = mctx.inputShape;
+  let bytesSent = 0;
+  const step = async (batch: Batch): Promise<number> => {
+    const x = new Tensor(batch.x, [batch.size, ...inputShape]);
+    const dctx: DistAutogradContext = agent.distAutograd.newContext();
+    try {
+      // sent before the previous step's answers: the server runs it after that step
+      const pending = dctx.run(() => methods.forward(x, prev?.ctx.id ?? 0)) as Promise<Tensor>;
+      pending.catch(() => {});
+      await settlePrevious();
+      const out = await pending;
+      const loss = resolved.loss(out, batch.y);
+      const value = loss.item();
+      // Issued together: see the header (one transport message, applied in order on the server).
+      // backward() runs this trainer's part of the tape before it returns, so the loader may
+      // reuse this batch's buffers for the next one while the answers are still on their way.
+      const done = Promise.all([agent.distAutograd.backward(dctx, [loss]), optimizer.step(dctx)]);
+      done.catch(() => {});
+      prev = { ctx: dctx, done };
+      bytesSent += (x.size + 2 * out.size) * 4;
+      return value;
+    } catch (e) {
+      releaseContext(dctx);
+      throw e;
+    }
   };
 
-  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: ctx.label ?? agent.name });
-  const methods = modelRef.rpcSync();
-  const features = train.features;
-  let samples = 0;
-  let steps = 0;
-  let lossSum = 0;
-  let lossCount = 0;
-  let bytesSent = 0;
-  let t0 = 0;
+  let run: LoopResult;
   try {
     await optimizer.ready();
-    if (ctx.rank === 0 && ctx.test && opts.evalEvery > 0) {
-      curve = new AccuracyCurve(twin, ctx.test, opts);
-      await point();
-    }
-    t0 = performance.now();
-    for (let epoch = 0; epoch < opts.epochs; epoch++) {
-      loader.setEpoch(epoch);
-      lossSum = 0;
-      lossCount = 0;
-      for (const batch of loader) {
-        const x = new Tensor(batch.x, [batch.size, features]);
-        const dctx: DistAutogradContext = agent.distAutograd.newContext();
-        let value: number;
-        try {
-          // sent before the previous step's answers: the server runs it after that step
-          const pending = dctx.run(() => methods.forward(x, prev?.ctx.id ?? 0)) as Promise<Tensor>;
-          pending.catch(() => {});
-          await settlePrevious();
-          const out = await pending;
-          const loss = crossEntropy(out, batch.y);
-          value = loss.item();
-          // Issued together: see the header (one transport message, applied in order on the server).
-          // backward() runs this trainer's part of the tape before it returns, so the loader may
-          // reuse this batch's buffers for the next one while the answers are still on their way.
-          const done = Promise.all([agent.distAutograd.backward(dctx, [loss]), optimizer.step(dctx)]);
-          done.catch(() => {});
-          prev = { ctx: dctx, done };
-          bytesSent += (x.size + 2 * out.size) * 4;
-        } catch (e) {
-          releaseContext(dctx);
-          throw e;
-        }
-        if (!Number.isFinite(value)) throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples (try a smaller --lr)`);
-        lossSum += value;
-        lossCount++;
-        samples += batch.size;
-        steps++;
-        progress.tick(batch.size, value);
-        if (curve?.due()) await point();
-      }
-    }
-    await settlePrevious();
+    // made once the optimizer is ready, so the curve's clock starts with the training loop
+    const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(twin, ctx.test, opts, true, undefined, resolved.metric) : undefined;
+    run = await runLoop({
+      opts, loader, label: ctx.label ?? agent.name, curve, curveScale: ctx.trainers, step,
+      // each point copies the server's model after the last step, off the training clock
+      beforePoint: async () => { await settlePrevious(); await fetchModel(); },
+      end: settlePrevious,
+    });
+    await Promise.allSettled(releases);
+    if (ctx.leave ?? true) await leave();
+    return {
+      report: { trainer: agent.name, samples: run.samples, steps: run.steps, trainSeconds: run.trainSeconds, lossSum: run.lossSum, lossCount: run.lossCount, version: run.steps, bytesSent },
+      modelRef,
+      paramRefs,
+      fetchModel,
+      leave,
+      resolved,
+      parameters: twin.parameterCount(),
+      ...(curve ? { curve: curve.points } : {}),
+    };
   } catch (e) {
     await settlePrevious().catch(() => {});
     await leave().catch(() => {});
     throw e;
-  } finally {
-    progress.stop();
   }
-  let trainSeconds = (performance.now() - t0) / 1000;
-  if (curve) {
-    // the curve's clock leaves its own pauses out; its last point is the end of training
-    await point();
-    trainSeconds = curve.points.at(-1)!.seconds;
-  }
-  await Promise.allSettled(releases);
-  if (ctx.leave ?? true) await leave();
-
-  return {
-    report: { trainer: agent.name, samples, steps, trainSeconds, lossSum, lossCount, version: steps, bytesSent },
-    modelRef,
-    paramRefs,
-    fetchModel,
-    leave,
-    ...(curve ? { curve: curve.points } : {}),
-  };
 }

@@ -16,6 +16,9 @@ export interface TrainResult {
   batchSize: number;
   lr: number;
   hidden: number;
+  /** The model as given (--model: a preset name or the module's path) and its parameter count. */
+  model: string;
+  parameters: number;
   seed: number;
   device: string;
   /** Samples trained, all trainers together. */
@@ -47,6 +50,8 @@ export interface RunFigures {
   finalLoss: number;
   testAccuracy: number;
   testSamples: number;
+  /** The model's name and parameter count. */
+  model: { name: string; parameters: number };
   /** Default: the options' strategy and dataset. */
   strategy?: string;
   dataset?: string;
@@ -63,6 +68,8 @@ export function resultOf(opts: TrainOptions, run: RunFigures): TrainResult {
     batchSize: opts.batchSize,
     lr: opts.lr,
     hidden: opts.hidden,
+    model: run.model.name,
+    parameters: run.model.parameters,
     seed: opts.seed,
     device: run.device,
     samples: run.samples,

@@ -2,7 +2,7 @@
 // and the device. One place, so strategies compared side by side really train the same thing.
 import { loadDataset, take, type DatasetSplit } from '../data/index.js';
 import { resolveDevice } from '../tensor/cuda.js';
-import { Adam, getBackend, hasBackend, mlp, SGD, type Device, type Optimizer, type Sequential, type Tensor } from '../tensor/index.js';
+import { createOptimizer, getBackend, hasBackend, type Device, type Optimizer, type OptimizerSpec, type Tensor } from '../tensor/index.js';
 import type { TrainOptions } from './options.js';
 
 export interface LoadedData extends DatasetSplit {
@@ -23,15 +23,15 @@ export async function loadTrainingData(opts: TrainOptions, extra: { shared?: boo
   return { train, test, permutation: split.permutation, loadMs: performance.now() - t0 };
 }
 
-/** The MLP 784-H-H-10 (input and class counts taken from the data). */
-export function buildModel(opts: TrainOptions, features = 784, classes = 10): Sequential {
-  return mlp([features, opts.hidden, opts.hidden, classes], { seed: opts.seed });
+/** The optimizer the options ask for, as the one description every strategy builds it from. */
+export function optimizerSpec(opts: TrainOptions): OptimizerSpec {
+  return opts.optimizer === 'adam'
+    ? { kind: 'adam', lr: opts.lr, weightDecay: opts.weightDecay }
+    : { kind: 'sgd', lr: opts.lr, momentum: opts.momentum, weightDecay: opts.weightDecay };
 }
 
 export function buildOptimizer(params: Iterable<Tensor>, opts: TrainOptions): Optimizer<unknown> {
-  return opts.optimizer === 'adam'
-    ? new Adam(params, { lr: opts.lr, weightDecay: opts.weightDecay })
-    : new SGD(params, { lr: opts.lr, momentum: opts.momentum, weightDecay: opts.weightDecay });
+  return createOptimizer(params, optimizerSpec(opts));
 }
 
 /**

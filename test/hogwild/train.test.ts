@@ -6,6 +6,7 @@ import { DataLoader, loadDataset, syntheticSplit, take } from '../../src/data/in
 import { HogwildOptionError, HogwildWorkerError, hogwild, trainHogwild } from '../../src/hogwild/index.js';
 import { crossEntropy, mlp, SGD, Tensor } from '../../src/tensor/index.js';
 import { trainLocal } from '../../src/trainer/local.js';
+import { ModelError } from '../../src/trainer/errors.js';
 import { mark, type ProbeModel } from './fixtures/probe-model.js';
 
 const PROBE = new URL('./fixtures/probe-model.ts', import.meta.url);
@@ -106,7 +107,10 @@ test.serial('a worker that throws stops the run with its rank and error, and no 
 test.serial('a model module that cannot be loaded is refused before any thread starts', async (t) => {
   const watch = watchThreads();
   await t.throwsAsync(trainHogwild({ ...quiet, workers: 2, model: './no/such/model.js', dataset: 'synthetic', trainSamples: 512 }), {
-    instanceOf: HogwildOptionError, message: /model must be an importable module/,
+    instanceOf: ModelError, message: /^--model \.\/no\/such\/model\.js: no such file \(.*no\/such\/model\.js\)$/,
+  });
+  await t.throwsAsync(trainHogwild({ ...quiet, workers: 2, model: { createModel: () => mlp([784, 10]) }, dataset: 'synthetic', trainSamples: 512 }), {
+    instanceOf: HogwildOptionError, message: /each worker thread imports the model itself/,
   });
   t.is(watch.read().started, 0);
 });

@@ -4,9 +4,11 @@ import test from 'ava';
 import { DataLoader, DistributedSampler, syntheticDataset, type Dataset } from '../../src/data/index.js';
 import { trainCentralized } from '../../src/trainer/centralized.js';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
-import { buildModel } from '../../src/trainer/setup.js';
-import { crossEntropy, flattenParameters, SGD, Tensor } from '../../src/tensor/index.js';
+import { crossEntropy, flattenParameters, mlp, SGD, Tensor } from '../../src/tensor/index.js';
 import { startPsWorld } from '../server/ps-world.js';
+
+/** Today's MLP 784-H-H-10, written out: the mlp preset must build exactly this (same values). */
+const buildModel = (o: TrainOptions, features: number, classes: number) => mlp([features, o.hidden, o.hidden, classes], { seed: o.seed });
 
 const data: Dataset = syntheticDataset({ samples: 320, features: 12, classes: 3, seed: 5 });
 const opts: TrainOptions = resolveOptions({ strategy: 'centralized', hidden: 8, batchSize: 16, lr: 0.1, momentum: 0.5, epochs: 2, seed: 7, progress: 'none' });

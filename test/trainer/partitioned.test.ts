@@ -5,7 +5,8 @@ import { Agent } from '../../src/rpc/index.js';
 import { syntheticDataset } from '../../src/data/index.js';
 import { trainCentralized } from '../../src/trainer/centralized.js';
 import { resolveOptions } from '../../src/trainer/options.js';
-import { partitionServer, serverOptimizer, trainPartitioned } from '../../src/trainer/partitioned.js';
+import { partitionServer, trainPartitioned } from '../../src/trainer/partitioned.js';
+import { optimizerSpec } from '../../src/trainer/setup.js';
 import { startPsWorld } from '../server/ps-world.js';
 
 const data = syntheticDataset({ samples: 300, features: 10, classes: 3, seed: 11 });
@@ -28,7 +29,7 @@ async function partitioned(n: number, optimizer: 'sgd' | 'adam') {
 }
 
 async function centralizedSync(n: number, opts: ReturnType<typeof resolveOptions>) {
-  const w = await startPsWorld(1, n, { consistency: 'sync', optimizer: serverOptimizer(opts) });
+  const w = await startPsWorld(1, n, { consistency: 'sync', optimizer: optimizerSpec(opts) });
   try {
     const runs = await Promise.all(w.trainerAgents.map((agent, rank) => trainCentralized(opts, { agent, servers: ['ps0'], rank, trainers: n, train: data })));
     return runs[0]!.client.params.slice();

@@ -6,16 +6,18 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main as psrun } from '../../src/launch/cli.js';
+import { main as psrun } from '../../src/cli/psrun.js';
 import { Capture } from '../launch/fixture.js';
 import { DataLoader, DistributedSampler, syntheticDataset, type Dataset } from '../../src/data/index.js';
 import { Agent, ManualClock } from '../../src/rpc/index.js';
 import { RemoteModelHost, type SharedModel } from '../../src/server/index.js';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
 import { trainRemoteForward } from '../../src/trainer/remote-forward.js';
-import { buildModel } from '../../src/trainer/setup.js';
-import { crossEntropy, flattenParameters, SGD, Tensor } from '../../src/tensor/index.js';
+import { crossEntropy, flattenParameters, mlp, SGD, Tensor } from '../../src/tensor/index.js';
 import { freePort } from '../../src/launch/free-port.js';
+
+/** Today's MLP 784-H-H-10, written out: the mlp preset must build exactly this (same values). */
+const buildModel = (o: TrainOptions, features: number, classes: number) => mlp([features, o.hidden, o.hidden, classes], { seed: o.seed });
 
 const data: Dataset = syntheticDataset({ samples: 384, features: 12, classes: 3, seed: 5 });
 const opts: TrainOptions = resolveOptions({ strategy: 'remote-forward', hidden: 8, batchSize: 16, lr: 0.1, momentum: 0.5, epochs: 2, seed: 7, progress: 'none' });
@@ -249,7 +251,7 @@ test('ps-server and trainer processes with --strategy remote-forward: the first 
   const master = `127.0.0.1:${await freePort()}`;
   const common = ['--strategy', 'remote-forward', '--servers', '1', '--world-size', '3', '--master', master, ...SMALL];
   const start = (entry: string, args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', join('src', entry, 'main.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, ['--import', 'tsx', join('src', 'cli', `${entry}-main.ts`), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(c);
     let out = '';
     c.stdout!.on('data', (d) => { out += d; });
@@ -257,7 +259,7 @@ test('ps-server and trainer processes with --strategy remote-forward: the first 
     c.on('close', (code) => resolve({ code, out }));
   });
   const done = await Promise.all([
-    start('server', [...common, '--rank', '0']),
+    start('ps-server', [...common, '--rank', '0']),
     start('trainer', [...common, '--rank', '1', '--json', join(dir, 't1.json')]),
     start('trainer', [...common, '--rank', '2', '--json', join(dir, 't2.json')]),
   ]);
