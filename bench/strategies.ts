@@ -57,6 +57,10 @@ interface BenchFlags {
   evalEvery: number;
   evalSamples?: number;
   runs?: number;
+  model: string;
+  modelOptions?: string;
+  hidden?: number;
+  depth?: number;
 }
 
 export function benchCommand(): Command {
@@ -73,6 +77,10 @@ export function benchCommand(): Command {
     .addOption(new Option('--test-samples <n>', 'final accuracy on the first N test samples (0: all; --quick 2000)').argParser(int('--test-samples', 0)))
     .addOption(new Option('--eval-every <seconds>', 'seconds of training between two accuracy-curve points').argParser(real('--eval-every', 0.001, 60)).default(0.01))
     .addOption(new Option('--eval-samples <n>', 'test samples of each curve point (default 1000; --quick 500)').argParser(int('--eval-samples', 1)))
+    .addOption(new Option('--model <file|preset>', 'the model every run trains (a preset or a module exporting createModel)').default('mlp'))
+    .addOption(new Option('--model-options <json>', "JSON object handed to the model's createModel (checked by each run)"))
+    .addOption(new Option('--hidden <n>', 'mlp preset: width of the hidden layers (default: the trainer\'s, 64)').argParser(int('--hidden', 1)))
+    .addOption(new Option('--depth <n>', 'mlp preset: hidden layers (default: the trainer\'s, 2)').argParser(int('--depth', 0)))
     .addOption(new Option('--runs <n>', 'runs per cell, interleaved; the table shows the median run by samples/s (default 3; --quick 1)').argParser(int('--runs', 1)))
     .exitOverride()
     .allowExcessArguments(false);
@@ -119,6 +127,10 @@ export async function main(argv: string[]): Promise<number> {
     '--dataset', f.dataset, '--epochs', String(f.epochs),
     '--train-samples', String(trainSamples), '--test-samples', String(testSamples),
     '--eval-every', String(f.evalEvery), '--eval-samples', String(evalSamples),
+    '--model', f.model,
+    ...(f.modelOptions !== undefined ? ['--model-options', f.modelOptions] : []),
+    ...(f.hidden !== undefined ? ['--hidden', String(f.hidden)] : []),
+    ...(f.depth !== undefined ? ['--depth', String(f.depth)] : []),
   ];
   const runs = planRuns(strategies, workers);
   const tmpDir = await mkdtemp(join(tmpdir(), 'psrpc-bench-strategies-'));
