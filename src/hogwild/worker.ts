@@ -6,8 +6,9 @@
 // Per step it touches shared memory twice besides the weights: plain stores of its sample count
 // and batch loss into its own slots of the stats block, which the main thread polls.
 import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
-import { flattenParameters, type Module, type Tensor } from '../tensor/index.js';
+import { flattenParameters, layoutDifference, layoutOf, type Module, type ParameterLayout, type Tensor } from '../tensor/index.js';
 import { runLoop, supervisedStep } from '../trainer/loop.js';
+import { ModelError } from '../trainer/errors.js';
 import type { TrainOptions } from '../trainer/options.js';
 import { buildOptimizer } from '../trainer/setup.js';
 import {
@@ -23,6 +24,8 @@ export interface WorkerTask {
   opts: TrainOptions;
   /** The shared parameters, already initialised by the main thread. */
   params: Float32Array;
+  /** The main thread's model's parameters (names, sizes, shapes): every worker's must be the same. */
+  layout: ParameterLayout[];
   train: Dataset;
   control: Int32Array;
   stats: Float64Array;
@@ -45,6 +48,8 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
   const resolved = await resolveModel(opts.model);
   const ctx = modelContext(opts, train, { rank, role: 'worker', workers });
   const model = await buildModel(resolved, ctx) as Module & { forward(x: Tensor): Tensor };
+  const why = layoutDifference(task.layout, layoutOf(model));
+  if (why) throw new ModelError(resolved.name, `worker ${rank} built another model than the main thread's: ${why}`);
   // copy: false keeps the main thread's initial values: this instance's own init is discarded.
   flattenParameters(model, { buffer: task.params, copy: false });
   model.train();

@@ -14,8 +14,8 @@ export const PER_PROCESS_KEYS = new Set(['json', 'progress', 'name', 'rank', 'wo
 /** Keys that describe the topology (top level of a topology file), not the training run. */
 export const TOPOLOGY_KEYS = new Set(['strategy', 'consistency', 'staleness']);
 
-/** A value a training flag can take. */
-export type FlagValue = string | number | boolean;
+/** A value a training flag can take (an object: --model-options, parsed from its JSON). */
+export type FlagValue = string | number | boolean | Record<string, unknown>;
 
 /** The training options given explicitly (flags or a topology file), by TrainOptions key. */
 export type TrainFlags = Partial<Record<keyof TrainOptions, FlagValue>>;
@@ -68,7 +68,8 @@ export function trainFlagArgs(flags: TrainFlags): string[] {
     const v = flags[key as keyof TrainOptions];
     if (v === undefined || v === false) continue;
     out.push(opt.long!);
-    if (v !== true) out.push(String(v));
+    // an object goes back as the JSON it was parsed from (String() would make it '[object Object]')
+    if (v !== true) out.push(typeof v === 'object' ? JSON.stringify(v) : String(v));
   }
   return out;
 }

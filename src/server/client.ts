@@ -63,7 +63,8 @@ export class PsClient {
     const odd = plans.findIndex((p) => JSON.stringify(p) !== text);
     if (odd >= 0) throw errors.badLayout('shard placement', `servers "${this.servers[0]}" and "${this.servers[odd]}" report different placements (${text} and ${JSON.stringify(plans[odd])})`);
     if (plans[0]) this.usePlan(planShards(this.layout, this.servers.length, plans[0]));
-    const layout = this.layout.map((p) => ({ name: p.name, size: p.size }));
+    // shapes too, where the layout has them: a server refuses another model naming the first differing shape
+    const layout = this.layout.map((p) => ({ name: p.name, size: p.size, ...(p.shape ? { shape: [...p.shape] } : {}) }));
     await this.each((i) => this.agent.call<PullReply>(this.servers[i]!, PS_FUNCTIONS.join, [this.trainer, layout, this.paramViews[i]]).then((r) => this.land(i, r)));
   }
 

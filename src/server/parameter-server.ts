@@ -23,11 +23,11 @@
 // its last call (src/rpc/liveness.ts), so nothing waits forever. Trainers that never join fail
 // the joins after `joinTimeoutMs`, counted from the first join.
 import { Liveness, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
-import { createOptimizer, getBackend, Tensor, type Optimizer } from '../tensor/index.js';
+import { createOptimizer, getBackend, layoutDifference, Tensor, type Optimizer } from '../tensor/index.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { CONSISTENCY_MODELS, PS_FUNCTIONS, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
-import { checkSpecs, layoutDifference, planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
+import { checkSpecs, planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
 
 interface TrainerState {
   name: string;

@@ -21,9 +21,9 @@
 // trainer is talking and some are still awaited), the host drops them (named in `stats().dropped`)
 // and is done, so nothing waits forever.
 import { Liveness, type Agent, type Clock, type RRef } from '../rpc/index.js';
-import type { Tensor } from '../tensor/index.js';
+import { layoutDifference, layoutOf, type Tensor } from '../tensor/index.js';
 import { errors } from './errors.js';
-import { checkSpecs, layoutDifference, type ParameterSpec } from './shard-plan.js';
+import { checkSpecs, type ParameterSpec } from './shard-plan.js';
 
 /** The liveness key of the trainers expected but not joined yet. */
 const AWAITED = '(trainers not joined yet)';
@@ -192,8 +192,7 @@ export class RemoteModelHost {
   /** The hosted model's parameters as trainers describe theirs at rf.join (names when it has them, and shapes). */
   layout(): ParameterSpec[] {
     const m = this.hosted as HostedModel & { namedParameters?: () => [string, Tensor][] };
-    const named = typeof m.namedParameters === 'function' ? m.namedParameters() : m.parameters().map((p, i): [string, Tensor] => [`parameter${i}`, p]);
-    return named.map(([name, p]) => ({ name, size: p.size, shape: [...p.shape] }));
+    return layoutOf(typeof m.namedParameters === 'function' ? m as { namedParameters: () => [string, Tensor][] } : { namedParameters: () => m.parameters().map((p, i): [string, Tensor] => [`parameter${i}`, p]) });
   }
 
   stats(): RemoteModelStats {

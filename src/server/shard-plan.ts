@@ -14,15 +14,12 @@
 // path). Either way the plan depends only on the layout and the placement, so a server and every
 // trainer compute the same one; sync training gives the same result whatever the placement
 // (every element gets the same averaged gradient and the same element-wise update).
+import type { ParameterLayout } from '../tensor/index.js';
 import { errors } from './errors.js';
 
 /** A parameter as the plan sees it: a name and an element count. */
-export interface ParameterSpec {
-  name: string;
-  size: number;
-  /** The parameter's shape (its product is `size`): sent by trainers so that processes compare models by it. */
-  shape?: readonly number[];
-}
+/** One parameter in the flat order: a model's layout entry (with its shape, trainers send it so that processes compare models). */
+export type ParameterSpec = ParameterLayout;
 
 /** One piece of one parameter held by one server. */
 export interface ShardSlice {
@@ -62,28 +59,6 @@ export function checkSpecs(specs: readonly ParameterSpec[], where = 'shard plan'
     total += p.size;
   }
   return total;
-}
-
-function describe(p: ParameterSpec, withShape: boolean): string {
-  return withShape && p.shape ? `'${p.name}' [${p.shape.join(', ')}]` : `'${p.name}' (${p.size})`;
-}
-
-/**
- * The first parameter in which layout `got` differs from `want` (names and sizes, and shapes where
- * both carry them), in words; null when they agree.
- */
-export function layoutDifference(want: readonly ParameterSpec[], got: readonly ParameterSpec[]): string | null {
-  const n = Math.max(want.length, got.length);
-  for (let i = 0; i < n; i++) {
-    const a = want[i];
-    const b = got[i];
-    const shapes = Boolean(a?.shape && b?.shape);
-    if (!a) return `${got.length} parameters instead of ${want.length}: parameter ${i} ${describe(b!, true)} is extra`;
-    if (!b) return `${got.length} parameters instead of ${want.length}: parameter ${i} ${describe(a, true)} is missing`;
-    const sameShape = !shapes || (a.shape!.length === b.shape!.length && a.shape!.every((d, k) => d === b.shape![k]));
-    if (a.name !== b.name || a.size !== b.size || !sameShape) return `parameter ${i} is ${describe(b, shapes)} instead of ${describe(a, shapes)}`;
-  }
-  return null;
 }
 
 /**

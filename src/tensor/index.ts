@@ -27,6 +27,8 @@ export type { LinearOptions, DropoutLayerOptions } from './nn/layers.js';
 export { Sequential, mlp } from './nn/sequential.js';
 export type { MlpOptions } from './nn/sequential.js';
 export { flattenParameters } from './nn/flatten.js';
+export { layoutDifference, layoutOf } from './nn/layout.js';
+export type { ParameterLayout } from './nn/layout.js';
 export type { FlatParameters, FlatEntry, FlattenOptions } from './nn/flatten.js';
 export { Optimizer } from './optim/optimizer.js';
 export { SGD } from './optim/sgd.js';

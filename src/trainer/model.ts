@@ -10,7 +10,7 @@
 // Every call with the same context must build the same architecture (parameter names, shapes
 // and order): processes and threads each build their own instance, and the initial values that
 // count are those of one of them (the first trainer's, the server's, the main thread's). The
-// processes of a world compare architectures when they join (architectureOf, firstDifference).
+// processes of a world compare layouts when they join (layoutOf, layoutDifference in src/tensor/nn/layout.ts).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
@@ -184,31 +184,6 @@ function checkOutput(model: ResolvedModel, m: Module, ctx: ModelContext): void {
   } finally {
     if (wasTraining) m.train();
   }
-}
-
-/** A model's parameters as the processes of a world compare them: names and shapes, in order. */
-export interface ParameterShape {
-  name: string;
-  shape: number[];
-}
-
-export function architectureOf(m: Module): ParameterShape[] {
-  return m.namedParameters().map(([name, p]) => ({ name, shape: [...p.shape] }));
-}
-
-/** The first parameter in which `got` differs from `want`, in words, or null when they agree. */
-export function firstDifference(want: readonly ParameterShape[], got: readonly ParameterShape[]): string | null {
-  const n = Math.max(want.length, got.length);
-  for (let i = 0; i < n; i++) {
-    const a = want[i];
-    const b = got[i];
-    if (!a) return `it has ${got.length} parameters instead of ${want.length}: parameter ${i} '${b!.name}' [${b!.shape.join(', ')}] is extra`;
-    if (!b) return `it has ${got.length} parameters instead of ${want.length}: parameter ${i} '${a.name}' [${a.shape.join(', ')}] is missing`;
-    if (a.name !== b.name || a.shape.length !== b.shape.length || a.shape.some((d, k) => d !== b.shape[k])) {
-      return `parameter ${i} is '${b.name}' [${b.shape.join(', ')}] instead of '${a.name}' [${a.shape.join(', ')}]`;
-    }
-  }
-  return null;
 }
 
 /** The context a strategy hands the factory: the dataset's shapes, the run's options, and who builds. */

@@ -37,7 +37,7 @@
 import { DataLoader, DistributedSampler, type Batch, type Dataset } from '../data/index.js';
 import { DistributedOptimizer, type Agent, type DistAutogradContext, type RRef } from '../rpc/index.js';
 import { RF_FUNCTIONS, type SharedModel } from '../server/index.js';
-import { optimizerArgs, Tensor } from '../tensor/index.js';
+import { layoutOf, optimizerArgs, Tensor } from '../tensor/index.js';
 import type { TrainedModel, TrainerReport } from './centralized.js';
 import { AccuracyCurve, type CurvePoint } from './curve.js';
 import { runLoop, type LoopResult } from './loop.js';
@@ -88,7 +88,7 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
   const resolved = await resolveModel(opts.model);
   const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
   const twin = await buildModel(resolved, mctx) as TrainedModel;
-  const layout = twin.namedParameters().map(([name, p]) => ({ name, size: p.size, shape: p.shape }));
+  const layout = layoutOf(twin);
   await agent.call(server, RF_FUNCTIONS.join, [agent.name, layout]);
   const modelRef = agent.remote<SharedModel>(server, RF_FUNCTIONS.model);
   const paramRefs = await agent.call<RRef<Tensor>[]>(server, RF_FUNCTIONS.params, []);

@@ -115,6 +115,12 @@ test.serial('a model module that cannot be loaded is refused before any thread s
   t.is(watch.read().started, 0);
 });
 
+test.serial('a worker whose model differs from the main thread\'s fails the run naming the first differing parameter', async (t) => {
+  const model = new URL('./fixtures/rank-dependent-model.ts', import.meta.url);
+  const e = await t.throwsAsync(trainHogwild({ ...quiet, workers: 2, model, dataset: 'synthetic', trainSamples: 512, testSamples: 64 }), { instanceOf: HogwildWorkerError });
+  t.regex(e!.message, /^hogwild worker [01] failed: --model file:.*rank-dependent-model\.ts: worker [01] built another model than the main thread's: parameter 0 is '0\.weight' \[9, 784\] instead of '0\.weight' \[8, 784\]$/);
+});
+
 test.serial('a batch larger than a worker\'s partition is refused with the figures', async (t) => {
   await t.throwsAsync(trainHogwild({ ...quiet, workers: 4, dataset: 'synthetic', trainSamples: 200, batchSize: 64 }), {
     instanceOf: RangeError, message: /--batch-size 64 is larger than each worker's 50 training samples/,
