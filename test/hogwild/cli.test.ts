@@ -17,15 +17,15 @@ test('--strategy hogwild --json writes a well-formed result and exits 0', (t) =>
   const dir = mkdtempSync(join(tmpdir(), 'psrpc-hogwild-'));
   try {
     const file = join(dir, 'out', 'result.json');
-    const r = trainer(['--strategy', 'hogwild', '--workers', '3', '--dataset', 'fashion-mnist', '--train-samples', '3000',
+    const r = trainer(['--strategy', 'hogwild', '--workers', '3', '--dataset', 'fashion-mnist', '--train-samples', '6000',
       '--test-samples', '500', '--epochs', '2', '--progress', 'lines', '--json', file]);
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, /^hogwild: epochs=2 samples=\d+ loss=[\d.]+ testAccuracy=[\d.]+ samplesPerSecond=\d+ wallSeconds=[\d.]+\n$/);
     t.regex(r.stderr, /hogwild epoch 1\/2: loss=[\d.]+ testAccuracy=[\d.]+/);
     const result = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     t.like(result, { strategy: 'hogwild', consistency: null, trainers: 3, epochs: 2, dataset: 'fashion-mnist', batchSize: 64, testSamples: 500, device: 'cpu' });
-    // Each of 3 workers trains floor(1000 / 64) full batches per epoch.
-    t.is(result.samples, 3 * 15 * 64 * 2);
+    // Each of 3 workers trains floor(2000 / 64) full batches per epoch.
+    t.is(result.samples, 3 * 31 * 64 * 2);
     for (const key of ['samplesPerSecond', 'trainSeconds', 'wallSeconds', 'finalLoss', 'testAccuracy'] as const) {
       t.true(typeof result[key] === 'number' && Number.isFinite(result[key]) && (result[key] as number) > 0, `${key}: ${String(result[key])}`);
     }
