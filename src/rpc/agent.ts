@@ -8,6 +8,7 @@ import { decode, encode, flatten, type CodecContext, type Encoded } from './code
 import { DistAutograd } from './dist-autograd.js';
 import { OptimizerHost } from './dist-optimizer.js';
 import { errors, RpcError, Status } from './errors.js';
+import type { FaultInjector } from './faulty.js';
 import { resolveOptions, type InitOptions, type ResolvedOptions } from './options.js';
 import { Peer, type WorkerInfo } from './peer.js';
 import { agentService, channelOptions, rendezvousService } from './proto.js';
@@ -75,6 +76,11 @@ export class Agent implements Dispatcher {
    * count the rendezvous itself as the peers' silence). Never settles if the rendezvous fails.
    */
   readonly ready: Promise<void> = new Promise((resolve) => { this.markReady = resolve; });
+  /**
+   * @internal Testing: every outgoing message passes through this injector first, which may hold
+   * or fail it (see FaultInjector). Unset in production: one property check per message.
+   */
+  faults?: FaultInjector;
 
   private constructor(opts: ResolvedOptions) {
     this.opts = opts;
@@ -244,6 +250,7 @@ export class Agent implements Dispatcher {
   private async transmit(to: WorkerRef, fn: string, args: unknown[], timeoutMs = this.opts.timeoutMs): Promise<unknown> {
     if (this.state !== 'ready' && this.state !== 'stopping') throw errors.notRunning(this.name, this.state);
     const target = this.workerInfo(to);
+    if (this.faults) await this.faults.intercept(this.name, target.name, fn);
     const payload = encode(args, this.codec);
     if (target.name === this.name) {
       // a call to oneself takes the same encode/decode path, so that it means the same thing

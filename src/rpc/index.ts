@@ -22,6 +22,8 @@ export { RpcError, CodecError, Status } from './errors.js';
 export { systemClock, ManualClock } from './clock.js';
 export type { Clock, ClockTimer } from './clock.js';
 export { Liveness } from './liveness.js';
+export { FaultInjector } from './faulty.js';
+export type { HeldMessages, MessageMatch } from './faulty.js';
 export type { LivenessOptions } from './liveness.js';
 export { encode, decode, flatten } from './codec.js';
 export type { CodecContext, Encoded } from './codec.js';

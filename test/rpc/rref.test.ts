@@ -1,7 +1,8 @@
 import test from 'ava';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { RpcError, RRef, Status, type Agent } from '../../src/rpc/index.js';
+import { FaultInjector, RpcError, RRef, Status, type Agent } from '../../src/rpc/index.js';
+import { RREF_FN } from '../../src/rpc/rref.js';
 import { startWorld, stopWorld } from './world.js';
 
 class Counter {
@@ -152,6 +153,36 @@ test('a fork sent before its parent is confirmed, and the parent released at onc
     t.deepEqual(await w0!.call('w2', 'readKept'), Array.from({ length: 50 }, (_, i) => i));
     await w0!.call('w2', 'releaseKept');
     await Promise.all(parents);
+    t.is(w1!.stats().ownedRRefs, 0);
+  } finally {
+    await stopWorld(world);
+  }
+});
+
+test('a parent\'s delete waits until the owner has registered its child fork (the child\'s fork message held)', async (t) => {
+  const world = await startWorld(3);
+  const [w0, w1, w2] = world;
+  setup(world);
+  w1!.register('ping', () => null);
+  const faults = new FaultInjector();
+  w2!.faults = faults;
+  try {
+    const held = faults.hold({ fn: RREF_FN.fork, to: 'w1' });
+    const ref = w0!.remote<Counter>('w1', 'counter', [7]);
+    t.is(await w0!.call('w2', 'keep', [ref]), 'w1');
+    await held.arrived(); // w2 holds a fork the owner does not know of yet
+    let released = false;
+    const release = ref.release().then(() => { released = true; });
+    // every message the release could send without waiting is on its way after one turn of the
+    // event loop; the ping behind it on the same stream is answered after the owner handled it
+    await new Promise((r) => setImmediate(r));
+    await w0!.call('w1', 'ping');
+    t.false(released, 'the parent\'s delete waits for its child to be accepted');
+    t.is(w1!.stats().ownedRRefs, 1, 'the owner still holds the value');
+    held.release();
+    await release;
+    t.deepEqual(await w0!.call('w2', 'readKept'), [7], 'the child reads the value after its parent let go');
+    await w0!.call('w2', 'releaseKept');
     t.is(w1!.stats().ownedRRefs, 0);
   } finally {
     await stopWorld(world);
