@@ -15,7 +15,7 @@ import type { SpawnFn } from '../../src/launch/launcher.js';
 import { ManualClock, type ClockTimer } from '../../src/rpc/clock.js';
 
 const SCRIPT = String.raw`
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, watch, writeFileSync } from 'node:fs';
 const role = process.argv[2];
 const argv = process.argv.slice(3);
 const flag = (f) => { const i = argv.indexOf(f); return i >= 0 ? argv[i + 1] : undefined; };
@@ -45,7 +45,14 @@ if (env.FIXTURE_STARTED) {
   writeFileSync(file + '.tmp', String(process.pid));
   renameSync(file + '.tmp', file);
 }
-if (env.FIXTURE_AWAIT) while (!existsSync(env.FIXTURE_AWAIT)) await sleep(5);
+if (env.FIXTURE_AWAIT && !existsSync(env.FIXTURE_AWAIT)) {
+  // woken by the folder's change events (the pid file appears by a rename), not by a timer
+  const file = env.FIXTURE_AWAIT;
+  await new Promise((resolve) => {
+    const w = watch(file.slice(0, file.lastIndexOf('/')), () => { if (existsSync(file)) { w.close(); resolve(); } });
+    if (existsSync(file)) { w.close(); resolve(); } // it appeared before the watch began
+  });
+}
 if (env.FIXTURE_FOREVER) {
   console.log('ready');
   setInterval(() => {}, 1000);
