@@ -10,7 +10,7 @@ import type { TextOutput } from '../launch/job-progress.js';
 import { formatFailure, Launcher, type SpawnFn } from '../launch/launcher.js';
 import { MAX_PROCESSES, readTopologyFile, topologyFromFlags, type Topology } from '../launch/topology.js';
 import { TOPOLOGY_KEYS, trainFlagTable, type FlagValue, type TrainFlags } from '../launch/train-flags.js';
-import type { Consistency } from '../trainer/options.js';
+import { DEFAULTS, type Consistency } from '../trainer/options.js';
 import type { Clock } from '../rpc/clock.js';
 import { worldStrategies } from './strategies.js';
 
@@ -157,6 +157,20 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
       return 1;
     }
     throw e;
+  }
+  // A model that cannot be built is a bad flag like any other: refused here with its one line,
+  // before any process starts (each process would otherwise fail the same way, one by one).
+  // The default model with no options needs no check (and the tensor layer is then not loaded here).
+  const o = topology.options;
+  const modelOptions = typeof o.modelOptions === 'string' ? JSON.parse(o.modelOptions) as Record<string, unknown> : o.modelOptions;
+  if (o.model !== DEFAULTS.model || Object.keys(modelOptions).length > 0) {
+    try {
+      const [{ loadModel }, { datasetShape }] = await Promise.all([import('../trainer/model.js'), import('../data/index.js')]);
+      await loadModel({ ...o, modelOptions }, datasetShape(o.dataset), { rank: null, role: 'trainer', workers: topology.trainers.length });
+    } catch (e) {
+      stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+      return 1;
+    }
   }
 
   const launcher = new Launcher(topology, {

@@ -86,6 +86,10 @@ export async function resolveModel(ref: ModelRef = 'mlp'): Promise<ResolvedModel
   try {
     mod = await importModule(url);
   } catch (e) {
+    // plain Node has no TypeScript loader: say so instead of its require() error
+    if (/\.[cm]?ts$/.test(url) && !typeScriptLoaded()) {
+      throw new ModelError(name, 'is a TypeScript module and this process has no TypeScript loader: compile it to JavaScript (an ES module), or run under `node --import tsx`');
+    }
     throw new ModelError(name, `cannot be imported (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
   }
   return fromModule(name, url, mod as ModelModule);
@@ -115,6 +119,11 @@ function fromModule(name: string, url: string | undefined, mod: ModelModule): Re
   if (mod.loss !== undefined && typeof mod.loss !== 'function') throw new ModelError(name, `exports loss as ${typeof mod.loss}; expected a function (output, labels) => scalar Tensor`);
   if (mod.metric !== undefined && typeof mod.metric !== 'function') throw new ModelError(name, `exports metric as ${typeof mod.metric}; expected a function (output, labels) => number correct`);
   return { name, ...(url ? { url } : {}), factory, loss: mod.loss ?? crossEntropy, metric: mod.metric ?? defaultMetric };
+}
+
+/** Whether this process runs TypeScript (under tsx: this very module is a .ts file). */
+function typeScriptLoaded(): boolean {
+  return import.meta.url.endsWith('.ts');
 }
 
 /**
