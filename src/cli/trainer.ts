@@ -9,7 +9,7 @@ import { strategyOf } from './strategies.js';
 
 export function trainerCommand(): Command {
   return addTrainFlags(new Command('trainer'))
-    .description('Train the MLP 784-H-H-10 with a psrpc strategy')
+    .description('Train a model (--model: the mlp preset by default) with a psrpc strategy')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showSuggestionAfterError(true)

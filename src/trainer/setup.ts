@@ -1,5 +1,6 @@
-// What every strategy sets up the same way from `TrainOptions`: the data, the model, the optimizer
-// and the device. One place, so strategies compared side by side really train the same thing.
+// What every strategy sets up the same way from `TrainOptions`: the data, the optimizer spec and the
+// device (the model comes from src/trainer/model.ts). One place, so strategies compared side by side
+// really train the same thing.
 import { loadDataset, take, type DatasetSplit } from '../data/index.js';
 import { resolveDevice } from '../tensor/cuda.js';
 import { createOptimizer, getBackend, hasBackend, type Device, type Optimizer, type OptimizerSpec, type Tensor } from '../tensor/index.js';
