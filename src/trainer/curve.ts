@@ -61,8 +61,7 @@ export class AccuracyCurve {
    * The end of training: records the last point and returns the training seconds, both from one
    * clock reading, so the result's trainSeconds is the last point's `seconds` exactly.
    */
-  finish(samples: number): number {
-    const now = this.clock.now();
+  finish(samples: number, now = this.clock.now()): number {
     const seconds = this.elapsed(now);
     this.record(samples, now);
     return seconds;

@@ -56,6 +56,7 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
   const scale = spec.curveScale ?? 1;
   const now = spec.now ?? (() => performance.now());
   const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: spec.label });
+  // the time is read before the preparation, so the preparation stays off the training clock
   const point = async (samples: number): Promise<void> => {
     const at = curve!.clock.now();
     if (spec.beforePoint) await spec.beforePoint();
@@ -103,9 +104,8 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
   let trainSeconds: number;
   if (curve) {
     const at = curve.clock.now();
-    trainSeconds = curve.elapsed(at);
     if (spec.beforePoint) await spec.beforePoint();
-    curve.record(samples * scale, at);
+    trainSeconds = curve.finish(samples * scale, at);
   } else {
     trainSeconds = (now() - t0) / 1000;
   }

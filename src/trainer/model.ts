@@ -59,9 +59,10 @@ export interface ModelModule {
 export type ModelRef = string | URL | ModelModule;
 
 /** The presets: model modules shipped with psrpc, chosen by name. */
-const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+/** Running from src/ under a TypeScript loader (tsx), not from the compiled dist/. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
 export const MODEL_PRESETS: Readonly<Record<string, string>> = {
-  mlp: new URL(`./presets/mlp${EXT}`, import.meta.url).href,
+  mlp: new URL(`./presets/mlp${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).href,
 };
 
 export interface ResolvedModel {
@@ -74,8 +75,6 @@ export interface ResolvedModel {
   metric: MetricFunction;
 }
 
-const defaultMetric: MetricFunction = (output, labels) => countCorrect(output, labels);
-
 /** Loads the model `ref` (default: the mlp preset); every failure is a ModelError naming it. */
 export async function resolveModel(ref: ModelRef = 'mlp'): Promise<ResolvedModel> {
   if (ref !== null && typeof ref === 'object' && !(ref instanceof URL)) return fromModule('(module object)', undefined, ref as ModelModule);
@@ -87,7 +86,7 @@ export async function resolveModel(ref: ModelRef = 'mlp'): Promise<ResolvedModel
     mod = await importModule(url);
   } catch (e) {
     // plain Node has no TypeScript loader: say so instead of its require() error
-    if (/\.[cm]?ts$/.test(url) && !typeScriptLoaded()) {
+    if (/\.[cm]?ts$/.test(url) && !FROM_SOURCE) {
       throw new ModelError(name, 'is a TypeScript module and this process has no TypeScript loader: compile it to JavaScript (an ES module), or run under `node --import tsx`');
     }
     throw new ModelError(name, `cannot be imported (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
@@ -118,12 +117,7 @@ function fromModule(name: string, url: string | undefined, mod: ModelModule): Re
   if (!factory) throw new ModelError(name, 'exports no function createModel (nor a default function)');
   if (mod.loss !== undefined && typeof mod.loss !== 'function') throw new ModelError(name, `exports loss as ${typeof mod.loss}; expected a function (output, labels) => scalar Tensor`);
   if (mod.metric !== undefined && typeof mod.metric !== 'function') throw new ModelError(name, `exports metric as ${typeof mod.metric}; expected a function (output, labels) => number correct`);
-  return { name, ...(url ? { url } : {}), factory, loss: mod.loss ?? crossEntropy, metric: mod.metric ?? defaultMetric };
-}
-
-/** Whether this process runs TypeScript (under tsx: this very module is a .ts file). */
-function typeScriptLoaded(): boolean {
-  return import.meta.url.endsWith('.ts');
+  return { name, ...(url ? { url } : {}), factory, loss: mod.loss ?? crossEntropy, metric: mod.metric ?? countCorrect };
 }
 
 /**
