@@ -192,7 +192,8 @@ export class RemoteModelHost {
   /** The hosted model's parameters as trainers describe theirs at rf.join (names when it has them, and shapes). */
   layout(): ParameterSpec[] {
     const m = this.hosted as HostedModel & { namedParameters?: () => [string, Tensor][] };
-    return layoutOf(typeof m.namedParameters === 'function' ? m as { namedParameters: () => [string, Tensor][] } : { namedParameters: () => m.parameters().map((p, i): [string, Tensor] => [`parameter${i}`, p]) });
+    const named = m.namedParameters?.() ?? m.parameters().map((p, i): [string, Tensor] => [`parameter${i}`, p]);
+    return layoutOf({ namedParameters: () => named });
   }
 
   stats(): RemoteModelStats {
