@@ -9,7 +9,7 @@
 // addon, the TypeScript kernels, the CUDA kernels compiled for SIMT emulation), the 'cuda'
 // backend (backend-cuda.ts) on DeviceArrays in device memory. The registry hands out backends
 // typed over the union of storages; a tensor's storage always matches its device's backend.
-import { cpuKernels, type NativeKernels } from './native.js';
+import { cpuKernels, type Conv2dGeometry, type NativeKernels, type Pool2dGeometry } from './native.js';
 import { jsKernels } from './backend-js.js';
 import type { DeviceArray } from './device-array.js';
 import { hostPool } from './pool.js';
@@ -51,6 +51,18 @@ export interface Kernels<F, I, M> {
   uniformAt(seed: number, index: number): number;
   sgdUpdate(param: F, grad: F, momentumBuf: F | null, lr: number, momentum: number, dampening: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
   adamUpdate(param: F, grad: F, m: F, v: F, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean, step: number): void;
+  conv2dWorkspace(geometry: Conv2dGeometry): number;
+  conv2dForward(geometry: Conv2dGeometry, x: F, weight: F, bias: F | null, y: F, col: F): void;
+  conv2dBackwardInput(geometry: Conv2dGeometry, dy: F, weight: F, dx: F, col: F, accumulate: boolean): void;
+  conv2dBackwardWeight(geometry: Conv2dGeometry, x: F, dy: F, dweight: F, dbias: F | null, col: F, accumulateWeight: boolean, accumulateBias: boolean): void;
+  maxPool2dForward(geometry: Pool2dGeometry, x: F, y: F, indices: I): void;
+  maxPool2dBackward(geometry: Pool2dGeometry, dy: F, indices: I, dx: F, accumulate: boolean): void;
+  avgPool2dForward(geometry: Pool2dGeometry, x: F, y: F, countIncludePad: boolean): void;
+  avgPool2dBackward(geometry: Pool2dGeometry, dy: F, dx: F, countIncludePad: boolean, accumulate: boolean): void;
+  batchNormForward(x: F, y: F, gamma: F | null, beta: F | null, saveMean: F, saveInvstd: F, runningMean: F | null, runningVar: F | null,
+    n: number, c: number, hw: number, training: boolean, momentum: number, eps: number): void;
+  batchNormBackward(x: F, dy: F, gamma: F | null, saveMean: F, saveInvstd: F, dx: F | null, dgamma: F | null, dbeta: F | null,
+    n: number, c: number, hw: number, training: boolean, accumulateDx: boolean, accumulateDgamma: boolean, accumulateDbeta: boolean): void;
 }
 
 /** A device's implementation of the kernel contract and of its storage. */
@@ -73,6 +85,8 @@ export interface Backend<F = FloatStorage, I = IntStorage, M = MaskStorage> {
   zeros(n: number): F;
   /** n uninitialised bytes (dropout masks). */
   allocMask(n: number): M;
+  /** n int32 elements, contents undefined (max-pooling indices). */
+  allocInt(n: number): I;
   /** dst[i] = value. */
   fill(dst: F, value: number): void;
   /** dst[i] += value. */
@@ -167,6 +181,7 @@ export function hostBackend(name: string, kernels: NativeKernels): Backend {
     clearPool: () => hostPool.clear(),
     zeros: (n) => new Float32Array(n),
     allocMask: (n) => new Uint8Array(n),
+    allocInt: (n) => new Int32Array(n),
     fill: (dst, value) => void dst.fill(value),
     addScalar: (dst, value) => {
       for (let i = 0; i < dst.length; i++) dst[i]! += value;

@@ -9,6 +9,14 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * A 2-D convolution's geometry, kernels.h's Conv2dShape without oh and ow:
+ * [n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups]. See conv2dOutput in ops/conv-shape.ts.
+ */
+export type Conv2dGeometry = readonly number[];
+/** A 2-D pooling's geometry, kernels.h's Pool2dShape without oh and ow: [planes, h, w, kh, kw, sh, sw, ph, pw]. */
+export type Pool2dGeometry = readonly number[];
+
 export interface NativeKernels {
   /** Which vector path the CPU kernels use on this machine: 'avx512', 'avx2' or 'scalar'. */
   simd(): string;
@@ -47,6 +55,28 @@ export interface NativeKernels {
   /** Fused Adam (AdamW when decoupled) step; step is 1-based. */
   adamUpdate(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, lr: number,
     beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean, step: number): void;
+  /** Elements of the `col` workspace the conv kernels need for this geometry on this backend (may be 0). */
+  conv2dWorkspace(geometry: Conv2dGeometry): number;
+  /** y = conv2d(x, weight) + bias (bias null: none); x [n,c,h,w], weight [oc,c/groups,kh,kw], y [n,oc,oh,ow]. */
+  conv2dForward(geometry: Conv2dGeometry, x: Float32Array, weight: Float32Array, bias: Float32Array | null, y: Float32Array, col: Float32Array): void;
+  /** dx (= or += when accumulate) = the input gradient of dy [n,oc,oh,ow]. */
+  conv2dBackwardInput(geometry: Conv2dGeometry, dy: Float32Array, weight: Float32Array, dx: Float32Array, col: Float32Array, accumulate: boolean): void;
+  /** dweight and dbias (null: none), each = or += by its flag. */
+  conv2dBackwardWeight(geometry: Conv2dGeometry, x: Float32Array, dy: Float32Array, dweight: Float32Array, dbias: Float32Array | null,
+    col: Float32Array, accumulateWeight: boolean, accumulateBias: boolean): void;
+  /** Max pooling; indices get the flat in-plane position (iy * w + ix) of each maximum. */
+  maxPool2dForward(geometry: Pool2dGeometry, x: Float32Array, y: Float32Array, indices: Int32Array): void;
+  maxPool2dBackward(geometry: Pool2dGeometry, dy: Float32Array, indices: Int32Array, dx: Float32Array, accumulate: boolean): void;
+  avgPool2dForward(geometry: Pool2dGeometry, x: Float32Array, y: Float32Array, countIncludePad: boolean): void;
+  avgPool2dBackward(geometry: Pool2dGeometry, dy: Float32Array, dx: Float32Array, countIncludePad: boolean, accumulate: boolean): void;
+  /** torch.nn.BatchNorm2d forward over x [n, c, hw]; see kernels.h batch_norm_forward. */
+  batchNormForward(x: Float32Array, y: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, saveMean: Float32Array,
+    saveInvstd: Float32Array, runningMean: Float32Array | null, runningVar: Float32Array | null, n: number, c: number, hw: number,
+    training: boolean, momentum: number, eps: number): void;
+  /** BatchNorm2d backward; see kernels.h batch_norm_backward. Null outputs are skipped. */
+  batchNormBackward(x: Float32Array, dy: Float32Array, gamma: Float32Array | null, saveMean: Float32Array, saveInvstd: Float32Array,
+    dx: Float32Array | null, dgamma: Float32Array | null, dbeta: Float32Array | null, n: number, c: number, hw: number,
+    training: boolean, accumulateDx: boolean, accumulateDgamma: boolean, accumulateDbeta: boolean): void;
   f32ToF16(x: Float32Array, y: Uint16Array): void;
   f16ToF32(x: Uint16Array, y: Float32Array): void;
   f32ToBf16(x: Float32Array, y: Uint16Array): void;

@@ -85,6 +85,82 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
                  float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay,
                  int64_t step);
 
+// ---- Convolution, pooling and batch normalisation (NCHW, float32, contiguous) --------------------
+//
+// The N-API layer checks every size below before a kernel runs: all counts >= 1, strides and
+// dilations >= 1, paddings >= 0, c and oc divisible by groups, oh and ow >= 1, and each array long
+// enough; outputs never overlap inputs unless a kernel says so.
+
+// Geometry of a 2-D convolution, torch.nn.Conv2d semantics (zero padding, cross-correlation):
+//   x [n, c, h, w], weight [oc, c / groups, kh, kw], bias [oc], y [n, oc, oh, ow],
+//   oh = (h + 2 ph - dh (kh - 1) - 1) / sh + 1 and ow likewise (floor), filled in by conv2d_output.
+struct Conv2dShape {
+  int64_t n, c, h, w;
+  int64_t oc, kh, kw;
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+  int64_t oh, ow;
+};
+// Fills s.oh and s.ow from the other fields; returns false (leaving them) when either would be < 1.
+bool conv2d_output(Conv2dShape& s);
+// Elements of the `col` workspace the three conv kernels need for this shape on this backend (the
+// caller passes a buffer at least this long; its contents are scratch, before and after). May be 0.
+int64_t conv2d_workspace(const Conv2dShape& s);
+// y = conv2d(x, weight) + bias; bias may be null (no bias). y is overwritten.
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                    float* y, float* col);
+// dx = conv2d's input gradient for dy [n, oc, oh, ow] (= or += when accumulate).
+void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* weight, float* dx,
+                           float* col, bool accumulate);
+// dweight = sum over the batch of dy_n . im2col(x_n)^T (= or += when accumulate_weight);
+// dbias[o] = sum of dy[:, o, :, :] (= or += when accumulate_bias); dbias may be null.
+void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dweight,
+                            float* dbias, float* col, bool accumulate_weight, bool accumulate_bias);
+
+// Geometry of 2-D pooling over `planes` independent planes (planes = n * c) of h x w:
+//   window kh x kw, stride sh x sw, zero-size padding ph, pw (ph <= kh / 2, pw <= kw / 2, as torch),
+//   oh = (h + 2 ph - kh) / sh + 1 and ow likewise (floor, torch's ceil_mode=False), from pool2d_output.
+struct Pool2dShape {
+  int64_t planes, h, w;
+  int64_t kh, kw, sh, sw, ph, pw;
+  int64_t oh, ow;
+};
+// Fills s.oh and s.ow; returns false (leaving them) when either would be < 1.
+bool pool2d_output(Pool2dShape& s);
+// y = max over each window (padding never wins); indices[p, o] = iy * w + ix of the maximum within
+// its plane, the first one in row-major window order on ties; a NaN in the window wins (as torch).
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* indices);
+// dx (= or += when accumulate) receives dy[p, o] at indices[p, o] (summed where windows overlap).
+void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* indices, float* dx,
+                         bool accumulate);
+// y = mean over each window. count_include_pad (torch's default): the divisor counts the padding
+// positions of the window (kh * kw, clipped to the padded input); otherwise only the input's.
+void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y, bool count_include_pad);
+// dx (= or += when accumulate) = each dy spread evenly over its window with the forward's divisor.
+void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx, bool count_include_pad,
+                         bool accumulate);
+
+// Batch normalisation of x [n, c, hw] per channel, torch.nn.BatchNorm2d semantics, statistics in double.
+//   training: mean and biased variance over the n * hw values of each channel;
+//             save_mean[c] = mean, save_invstd[c] = 1 / sqrt(var + eps); when running_mean and
+//             running_var are not null: running = (1 - momentum) * running + momentum * batch, with
+//             the unbiased variance (var * m / (m - 1), m = n * hw; var itself when m == 1).
+//   eval:     save_mean = running_mean, save_invstd = 1 / sqrt(running_var + eps) (running stats
+//             required, left unchanged).
+//   y = (x - save_mean) * save_invstd * gamma + beta, gamma and beta may be null (1 and 0).
+// y may alias x.
+void batch_norm_forward(const float* x, float* y, const float* gamma, const float* beta,
+                        float* save_mean, float* save_invstd, float* running_mean,
+                        float* running_var, int64_t n, int64_t c, int64_t hw, bool training,
+                        float momentum, float eps);
+// With xhat = (x - save_mean) * save_invstd, sums over the n * hw values of each channel:
+//   dbeta[c] = sum dy;  dgamma[c] = sum dy * xhat  (each = or += by its flag; either may be null)
+//   training: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+//   eval:     dx = gamma * invstd * dy        (gamma null: 1; dx may be null; dx may alias dy)
+void batch_norm_backward(const float* x, const float* dy, const float* gamma,
+                         const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
+                         float* dbeta, int64_t n, int64_t c, int64_t hw, bool training,
+                         bool accumulate_dx, bool accumulate_dgamma, bool accumulate_dbeta);
+
 // Conversions. fp16 is IEEE binary16, bf16 is the top 16 bits of binary32; both round to nearest
 // even; NaN stays NaN, overflow goes to infinity (fp16).
 void f32_to_f16(const float* x, uint16_t* y, int64_t n);
