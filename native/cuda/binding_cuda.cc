@@ -10,7 +10,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(PSRPC_CUDA_EMU)
@@ -584,7 +586,322 @@ Napi::Value Bf16ToF32(const Napi::CallbackInfo& info) {
   return Convert<uint16_t, float, psrpc::kernels::bf16_to_f32>(info, "bf16ToF32");
 }
 
-// Every function but probe and uniformAt needs a device: the check runs first so that a machine
+// ---- convolution, pooling, batch normalisation -------------------------------------------------
+//
+// Geometries arrive as arrays of non-negative integers (Conv2dGeometry / Pool2dGeometry in
+// src/tensor/native.ts) and are checked whole, with the sizes they imply, before any buffer is
+// looked at. A DeviceBuffer argument is always a whole buffer, so two arguments overlap exactly
+// when they are the same buffer.
+
+constexpr const char* kConvNames[] = {"n", "c", "h", "w", "oc", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "groups"};
+constexpr const char* kPoolNames[] = {"planes", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw"};
+
+// The geometry at argument i, worded and bounded as the CPU binding's (napi_args.h integer_list):
+// an Array or typed array of exactly `count` integers, each in [lo, 2^31) with lo 0 for the two
+// paddings (from index paddings_from) and 1 for everything else.
+void geometry_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* const* names, uint32_t count,
+                  uint32_t paddings_from, int64_t* out) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info[i];
+  // Messages are built only when thrown: nothing is allocated on the hot path.
+  const auto prefix = [&] { return std::string(fn) + ": geometry"; };
+  if (!v.IsArray() && !v.IsTypedArray())
+    throw Napi::TypeError::New(env, prefix() + " must be an Array or typed array of " + std::to_string(count) + " integers");
+  const Napi::Object list = v.As<Napi::Object>();
+  const uint32_t length = v.IsArray() ? v.As<Napi::Array>().Length() : uint32_t(v.As<Napi::TypedArray>().ElementLength());
+  if (length != count) {
+    std::string fields;
+    for (uint32_t k = 0; k < count; ++k) fields += (k ? ", " : "") + std::string(names[k]);
+    throw Napi::RangeError::New(env, prefix() + " has " + std::to_string(length) + " elements, needs " +
+                                         std::to_string(count) + " [" + fields + "]");
+  }
+  for (uint32_t k = 0; k < count; ++k) {
+    const Napi::Value e = list.Get(k);
+    const auto what = [&] { return prefix() + "[" + std::to_string(k) + "] (" + names[k] + ")"; };
+    if (!e.IsNumber()) throw Napi::TypeError::New(env, what() + " must be a number");
+    const double d = e.As<Napi::Number>().DoubleValue();
+    const int lo = k == paddings_from || k == paddings_from + 1 ? 0 : 1;
+    if (!(d >= lo) || std::floor(d) != d || d >= 2147483648.0)
+      throw Napi::RangeError::New(env, what() + " must be an integer in [" + std::to_string(lo) + ", 2^31), got " +
+                                           (std::floor(d) == d && std::fabs(d) < 1e18 ? std::to_string(int64_t(d))
+                                                                                     : std::to_string(d)));
+    out[k] = static_cast<int64_t>(d);
+  }
+}
+
+std::string dims(int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); }
+
+struct ConvArgs {
+  psrpc::kernels::Conv2dShape s;
+  int64_t x, weight, y, col;  // elements each buffer must hold
+};
+
+ConvArgs conv_args(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  int64_t g[14];
+  geometry_arg(info, 0, fn, kConvNames, 14, 9, g);
+  ConvArgs a;
+  a.s = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], 0, 0};
+  const psrpc::kernels::Conv2dShape& s = a.s;
+  if (s.c % s.groups != 0 || s.oc % s.groups != 0)
+    throw Napi::RangeError::New(env, std::string(fn) + ": groups=" + std::to_string(s.groups) + " must divide c=" +
+                                         std::to_string(s.c) + " and oc=" + std::to_string(s.oc));
+  if (!psrpc::kernels::conv2d_output(a.s))
+    throw Napi::RangeError::New(env, std::string(fn) + ": the output is empty: input " + dims(s.h, s.w) +
+                                         " padded by " + dims(s.ph, s.pw) + " is smaller than the dilated kernel " +
+                                         dims(s.dh * (s.kh - 1) + 1, s.dw * (s.kw - 1) + 1));
+  a.x = product(env, product(env, s.n, s.c, fn), product(env, s.h, s.w, fn), fn);
+  const int64_t taps = product(env, s.c / s.groups, product(env, s.kh, s.kw, fn), fn);
+  a.weight = product(env, s.oc, taps, fn);
+  const int64_t plane = product(env, s.oh, s.ow, fn);
+  a.y = product(env, product(env, s.n, s.oc, fn), plane, fn);
+  // The workspace formula multiplies these; checked here so it cannot overflow.
+  product(env, product(env, s.c, product(env, s.kh, s.kw, fn), fn), plane, fn);
+  a.col = psrpc::kernels::conv2d_workspace(s);
+  return a;
+}
+
+struct PoolArgs {
+  psrpc::kernels::Pool2dShape s;
+  int64_t x, y;
+};
+
+PoolArgs pool_args(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  int64_t g[9];
+  geometry_arg(info, 0, fn, kPoolNames, 9, 7, g);
+  PoolArgs a;
+  a.s = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], 0, 0};
+  const psrpc::kernels::Pool2dShape& s = a.s;
+  if (2 * s.ph > s.kh || 2 * s.pw > s.kw)
+    throw Napi::RangeError::New(env, std::string(fn) + ": padding " + dims(s.ph, s.pw) + " must be at most half the window " +
+                                         dims(s.kh, s.kw));
+  // Max pooling's indices are int32 positions within a plane; the CPU binding bounds every pooling so.
+  if (s.h * s.w > 2147483647)
+    throw Napi::RangeError::New(env, std::string(fn) + ": planes of " + dims(s.h, s.w) +
+                                         " exceed the 2^31 - 1 positions an Int32 index holds");
+  if (!psrpc::kernels::pool2d_output(a.s))
+    throw Napi::RangeError::New(env, std::string(fn) + ": the output is empty: input " + dims(s.h, s.w) +
+                                         " padded by " + dims(s.ph, s.pw) + " is smaller than the window " +
+                                         dims(s.kh, s.kw));
+  const int64_t plane = product(env, s.h, s.w, fn);
+  a.x = product(env, s.planes, plane, fn);
+  a.y = product(env, s.planes, product(env, s.oh, s.ow, fn), fn);
+  return a;
+}
+
+// A buffer argument that may be null or undefined (an absent bias, gamma, ...).
+template <typename T>
+T* optional_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int64_t elements) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return device_arg<T>(info, i, fn, name, elements);
+}
+
+// out must not be any of the inputs (null pointers never clash).
+void distinct(Napi::Env env, const char* fn, const char* out_name, const void* out,
+              std::initializer_list<std::pair<const char*, const void*>> others) {
+  if (!out) return;
+  for (const auto& [name, p] : others)
+    if (p == out)
+      throw Napi::RangeError::New(env, std::string(fn) + ": " + out_name + " overlaps " + name +
+                                           "; they must be distinct memory");
+}
+
+// conv2dWorkspace(geometry): host-side, like the CPU addon's; needs no device.
+Napi::Value Conv2dWorkspace(const Napi::CallbackInfo& info) {
+  expect_args(info, 1, "conv2dWorkspace");
+  return Napi::Number::New(info.Env(), double(conv_args(info, "conv2dWorkspace").col));
+}
+
+Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dForward";
+  expect_args(info, 6, fn);
+  Napi::Env env = info.Env();
+  const ConvArgs a = conv_args(info, fn);
+  const float* x = device_arg<float>(info, 1, fn, "x", a.x);
+  const float* w = device_arg<float>(info, 2, fn, "weight", a.weight);
+  const float* bias = optional_arg<float>(info, 3, fn, "bias", a.s.oc);
+  float* y = device_arg<float>(info, 4, fn, "y", a.y);
+  float* col = device_arg<float>(info, 5, fn, "col", a.col);
+  distinct(env, fn, "y", y, {{"x", x}, {"weight", w}, {"bias", bias}});
+  if (a.col > 0) distinct(env, fn, "col", col, {{"x", x}, {"weight", w}, {"bias", bias}, {"y", y}});
+  psrpc::kernels::conv2d_forward(a.s, x, w, bias, y, col);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardInput";
+  expect_args(info, 6, fn);
+  Napi::Env env = info.Env();
+  const ConvArgs a = conv_args(info, fn);
+  const float* dy = device_arg<float>(info, 1, fn, "dy", a.y);
+  const float* w = device_arg<float>(info, 2, fn, "weight", a.weight);
+  float* dx = device_arg<float>(info, 3, fn, "dx", a.x);
+  float* col = device_arg<float>(info, 4, fn, "col", a.col);
+  const bool accumulate = bool_arg(info, 5, fn, "accumulate");
+  distinct(env, fn, "dx", dx, {{"dy", dy}, {"weight", w}});
+  if (a.col > 0) distinct(env, fn, "col", col, {{"dy", dy}, {"weight", w}, {"dx", dx}});
+  psrpc::kernels::conv2d_backward_input(a.s, dy, w, dx, col, accumulate);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+Napi::Value Conv2dBackwardWeight(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardWeight";
+  expect_args(info, 8, fn);
+  Napi::Env env = info.Env();
+  const ConvArgs a = conv_args(info, fn);
+  const float* x = device_arg<float>(info, 1, fn, "x", a.x);
+  const float* dy = device_arg<float>(info, 2, fn, "dy", a.y);
+  float* dw = device_arg<float>(info, 3, fn, "dweight", a.weight);
+  float* dbias = optional_arg<float>(info, 4, fn, "dbias", a.s.oc);
+  float* col = device_arg<float>(info, 5, fn, "col", a.col);
+  const bool acc_w = bool_arg(info, 6, fn, "accumulateWeight"), acc_b = bool_arg(info, 7, fn, "accumulateBias");
+  distinct(env, fn, "dweight", dw, {{"x", x}, {"dy", dy}, {"dbias", dbias}});
+  distinct(env, fn, "dbias", dbias, {{"x", x}, {"dy", dy}});
+  if (a.col > 0) distinct(env, fn, "col", col, {{"x", x}, {"dy", dy}, {"dweight", dw}, {"dbias", dbias}});
+  psrpc::kernels::conv2d_backward_weight(a.s, x, dy, dw, dbias, col, acc_w, acc_b);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+Napi::Value MaxPool2dForward(const Napi::CallbackInfo& info) {
+  const char* fn = "maxPool2dForward";
+  expect_args(info, 4, fn);
+  Napi::Env env = info.Env();
+  const PoolArgs a = pool_args(info, fn);
+  const float* x = device_arg<float>(info, 1, fn, "x", a.x);
+  float* y = device_arg<float>(info, 2, fn, "y", a.y);
+  int32_t* indices = device_arg<int32_t>(info, 3, fn, "indices", a.y);
+  distinct(env, fn, "y", y, {{"x", x}, {"indices", indices}});
+  distinct(env, fn, "indices", indices, {{"x", x}});
+  psrpc::kernels::max_pool2d_forward(a.s, x, y, indices);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+// The indices stay on the device unchecked (copying them back would cost a round trip per call):
+// the backward pass gathers, so an index outside its window contributes nothing and writes nowhere.
+Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "maxPool2dBackward";
+  expect_args(info, 5, fn);
+  Napi::Env env = info.Env();
+  const PoolArgs a = pool_args(info, fn);
+  const float* dy = device_arg<float>(info, 1, fn, "dy", a.y);
+  const int32_t* indices = device_arg<int32_t>(info, 2, fn, "indices", a.y);
+  float* dx = device_arg<float>(info, 3, fn, "dx", a.x);
+  const bool accumulate = bool_arg(info, 4, fn, "accumulate");
+  distinct(env, fn, "dx", dx, {{"dy", dy}, {"indices", indices}});
+  psrpc::kernels::max_pool2d_backward(a.s, dy, indices, dx, accumulate);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+Napi::Value AvgPool2dForward(const Napi::CallbackInfo& info) {
+  const char* fn = "avgPool2dForward";
+  expect_args(info, 4, fn);
+  Napi::Env env = info.Env();
+  const PoolArgs a = pool_args(info, fn);
+  const float* x = device_arg<float>(info, 1, fn, "x", a.x);
+  float* y = device_arg<float>(info, 2, fn, "y", a.y);
+  const bool include_pad = bool_arg(info, 3, fn, "countIncludePad");
+  distinct(env, fn, "y", y, {{"x", x}});
+  psrpc::kernels::avg_pool2d_forward(a.s, x, y, include_pad);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+Napi::Value AvgPool2dBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "avgPool2dBackward";
+  expect_args(info, 5, fn);
+  Napi::Env env = info.Env();
+  const PoolArgs a = pool_args(info, fn);
+  const float* dy = device_arg<float>(info, 1, fn, "dy", a.y);
+  float* dx = device_arg<float>(info, 2, fn, "dx", a.x);
+  const bool include_pad = bool_arg(info, 3, fn, "countIncludePad"), accumulate = bool_arg(info, 4, fn, "accumulate");
+  distinct(env, fn, "dx", dx, {{"dy", dy}});
+  psrpc::kernels::avg_pool2d_backward(a.s, dy, dx, include_pad, accumulate);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+// n, c, hw of a batch norm call (arguments first..first+2), each >= 1; returns the elements of x.
+int64_t norm_dims(const Napi::CallbackInfo& info, size_t first, const char* fn, int64_t* n, int64_t* c, int64_t* hw) {
+  *n = count_arg(info, first, fn, "n");
+  *c = count_arg(info, first + 1, fn, "c");
+  *hw = count_arg(info, first + 2, fn, "hw");
+  if (*n < 1 || *c < 1 || *hw < 1)
+    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": n, c and hw must be >= 1, got n=" + std::to_string(*n) +
+                                                " c=" + std::to_string(*c) + " hw=" + std::to_string(*hw));
+  return product(info.Env(), product(info.Env(), *n, *c, fn), *hw, fn);
+}
+
+Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
+  const char* fn = "batchNormForward";
+  expect_args(info, 14, fn);
+  Napi::Env env = info.Env();
+  int64_t n, c, hw;
+  const int64_t elements = norm_dims(info, 8, fn, &n, &c, &hw);
+  const bool training = bool_arg(info, 11, fn, "training");
+  const float momentum = finite_arg(info, 12, fn, "momentum"), eps = finite_arg(info, 13, fn, "eps");
+  if (!(eps >= 0.0f)) throw Napi::RangeError::New(env, std::string(fn) + ": eps must be >= 0, got " + std::to_string(eps));
+  const float* x = device_arg<float>(info, 0, fn, "x", elements);
+  float* y = device_arg<float>(info, 1, fn, "y", elements);
+  const float* gamma = optional_arg<float>(info, 2, fn, "gamma", c);
+  const float* beta = optional_arg<float>(info, 3, fn, "beta", c);
+  float* mean = device_arg<float>(info, 4, fn, "saveMean", c);
+  float* invstd = device_arg<float>(info, 5, fn, "saveInvstd", c);
+  float* rmean = optional_arg<float>(info, 6, fn, "runningMean", c);
+  float* rvar = optional_arg<float>(info, 7, fn, "runningVar", c);
+  if (!rmean != !rvar || (!training && !rmean))
+    throw Napi::TypeError::New(env, std::string(fn) + ": " + (rmean ? "runningVar" : "runningMean") +
+                                        " must be a DeviceBuffer " +
+                                        (training ? "when the other running statistic is given" : "in eval mode"));
+  // y may be x itself (in place); every other output is distinct from everything else.
+  distinct(env, fn, "y", y, {{"gamma", gamma}, {"beta", beta}, {"saveMean", mean}, {"saveInvstd", invstd},
+                             {"runningMean", rmean}, {"runningVar", rvar}});
+  distinct(env, fn, "saveMean", mean, {{"x", x}, {"gamma", gamma}, {"beta", beta}, {"saveInvstd", invstd},
+                                       {"runningMean", rmean}, {"runningVar", rvar}});
+  distinct(env, fn, "saveInvstd", invstd, {{"x", x}, {"gamma", gamma}, {"beta", beta}, {"runningMean", rmean},
+                                           {"runningVar", rvar}});
+  distinct(env, fn, "runningMean", rmean, {{"x", x}, {"gamma", gamma}, {"beta", beta}, {"runningVar", rvar}});
+  distinct(env, fn, "runningVar", rvar, {{"x", x}, {"gamma", gamma}, {"beta", beta}});
+  psrpc::kernels::batch_norm_forward(x, y, gamma, beta, mean, invstd, rmean, rvar, n, c, hw, training, momentum, eps);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "batchNormBackward";
+  expect_args(info, 15, fn);
+  Napi::Env env = info.Env();
+  int64_t n, c, hw;
+  const int64_t elements = norm_dims(info, 8, fn, &n, &c, &hw);
+  const bool training = bool_arg(info, 11, fn, "training");
+  const bool acc_dx = bool_arg(info, 12, fn, "accumulateDx"), acc_dgamma = bool_arg(info, 13, fn, "accumulateDgamma");
+  const bool acc_dbeta = bool_arg(info, 14, fn, "accumulateDbeta");
+  const float* x = device_arg<float>(info, 0, fn, "x", elements);
+  const float* dy = device_arg<float>(info, 1, fn, "dy", elements);
+  const float* gamma = optional_arg<float>(info, 2, fn, "gamma", c);
+  const float* mean = device_arg<float>(info, 3, fn, "saveMean", c);
+  const float* invstd = device_arg<float>(info, 4, fn, "saveInvstd", c);
+  float* dx = optional_arg<float>(info, 5, fn, "dx", elements);
+  float* dgamma = optional_arg<float>(info, 6, fn, "dgamma", c);
+  float* dbeta = optional_arg<float>(info, 7, fn, "dbeta", c);
+  // dx may be dy itself (in place); the other outputs are distinct from everything.
+  distinct(env, fn, "dx", dx, {{"x", x}, {"gamma", gamma}, {"saveMean", mean}, {"saveInvstd", invstd},
+                               {"dgamma", dgamma}, {"dbeta", dbeta}});
+  distinct(env, fn, "dgamma", dgamma, {{"x", x}, {"dy", dy}, {"gamma", gamma}, {"saveMean", mean},
+                                       {"saveInvstd", invstd}, {"dbeta", dbeta}});
+  distinct(env, fn, "dbeta", dbeta, {{"x", x}, {"dy", dy}, {"gamma", gamma}, {"saveMean", mean}, {"saveInvstd", invstd}});
+  psrpc::kernels::batch_norm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta, n, c, hw, training, acc_dx,
+                                      acc_dgamma, acc_dbeta);
+  check_cuda(env, fn);
+  return env.Undefined();
+}
+
+// Every function but probe, uniformAt and conv2dWorkspace needs a device: the check runs first so that a machine
 // without one gets "no CUDA device" rather than a runtime error from deep inside.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value OnDevice(const Napi::CallbackInfo& info) {
@@ -628,6 +945,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("f16ToF32", Napi::Function::New<OnDevice<F16ToF32>>(env, "f16ToF32"));
   exports.Set("f32ToBf16", Napi::Function::New<OnDevice<F32ToBf16>>(env, "f32ToBf16"));
   exports.Set("bf16ToF32", Napi::Function::New<OnDevice<Bf16ToF32>>(env, "bf16ToF32"));
+  exports.Set("conv2dWorkspace", Napi::Function::New<Conv2dWorkspace>(env, "conv2dWorkspace"));
+  exports.Set("conv2dForward", Napi::Function::New<OnDevice<Conv2dForward>>(env, "conv2dForward"));
+  exports.Set("conv2dBackwardInput", Napi::Function::New<OnDevice<Conv2dBackwardInput>>(env, "conv2dBackwardInput"));
+  exports.Set("conv2dBackwardWeight",
+              Napi::Function::New<OnDevice<Conv2dBackwardWeight>>(env, "conv2dBackwardWeight"));
+  exports.Set("maxPool2dForward", Napi::Function::New<OnDevice<MaxPool2dForward>>(env, "maxPool2dForward"));
+  exports.Set("maxPool2dBackward", Napi::Function::New<OnDevice<MaxPool2dBackward>>(env, "maxPool2dBackward"));
+  exports.Set("avgPool2dForward", Napi::Function::New<OnDevice<AvgPool2dForward>>(env, "avgPool2dForward"));
+  exports.Set("avgPool2dBackward", Napi::Function::New<OnDevice<AvgPool2dBackward>>(env, "avgPool2dBackward"));
+  exports.Set("batchNormForward", Napi::Function::New<OnDevice<BatchNormForward>>(env, "batchNormForward"));
+  exports.Set("batchNormBackward", Napi::Function::New<OnDevice<BatchNormBackward>>(env, "batchNormBackward"));
   return exports;
 }
 

@@ -32,7 +32,7 @@
         {
           "target_name": "psrpc_cuda",
           "sources": ["binding_cuda.cc", "gemm.cu", "elementwise.cu", "reduce.cu", "rows.cu", "random.cu", "optim.cu",
-                      "convert.cu"],
+                      "convert.cu", "conv.cu", "pool.cu", "norm.cu"],
           "include_dirs": [".", "<(psrpc_cuda_home)/include"],
           "rules": [
             {

@@ -10,7 +10,8 @@
 // device-to-device copy, so both are built from kernels: a GEMM with k = 0 and beta = 0 writes
 // zeros (it never reads C), a one-column bias add adds a constant, and axpy into zeros copies.
 import { registerBackendFactory, type Backend, type Kernels } from './backend.js';
-import { cudaAddon, cudaAvailable, type CudaAddon } from './cuda.js';
+import { cudaAddon, cudaAvailable, type CudaAddon, type CudaDeviceBuffer } from './cuda.js';
+import type { Conv2dGeometry, Pool2dGeometry } from './native.js';
 import { DeviceArray, type DeviceElement } from './device-array.js';
 import { BufferPool } from './pool.js';
 
@@ -39,6 +40,7 @@ export function cudaDeviceBackend(addon: CudaAddon, name = addon.probe().emulate
     if (!(x instanceof DeviceArray)) throw new TypeError(`cuda backend: ${what} is not device storage (got ${Object.prototype.toString.call(x)}); move the tensor with .to('cuda')`);
     return x.buffer;
   };
+  const opt = (x: D | null, what: string): D['buffer'] | null => (x === null ? null : f32(x, what));
   const kernels: Kernels<D, D, D> = {
     gemm: (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => addon.gemm(ta, tb, m, n, k, alpha, f32(a, 'a'), lda, f32(b, 'b'), ldb, beta, f32(c, 'c'), ldc),
     biasAdd: (y, bias, rows, cols) => addon.biasAdd(f32(y, 'y'), f32(bias, 'bias'), rows, cols),
@@ -63,6 +65,23 @@ export function cudaDeviceBackend(addon: CudaAddon, name = addon.probe().emulate
       addon.sgdUpdate(f32(param, 'param'), f32(grad, 'grad'), buf === null ? null : f32(buf, 'momentumBuf'), param.length, lr, momentum, dampening, wd, nesterov, first),
     adamUpdate: (param, grad, m, v, lr, b1, b2, eps, wd, decoupled, step) =>
       addon.adamUpdate(f32(param, 'param'), f32(grad, 'grad'), f32(m, 'm'), f32(v, 'v'), param.length, lr, b1, b2, eps, wd, decoupled, step),
+    conv2dWorkspace: (geometry) => addon.conv2dWorkspace(geometry),
+    conv2dForward: (geometry, x, weight, bias, y, col) =>
+      addon.conv2dForward(geometry, f32(x, 'x'), f32(weight, 'weight'), opt(bias, 'bias'), f32(y, 'y'), f32(col, 'col')),
+    conv2dBackwardInput: (geometry, dy, weight, dx, col, acc) =>
+      addon.conv2dBackwardInput(geometry, f32(dy, 'dy'), f32(weight, 'weight'), f32(dx, 'dx'), f32(col, 'col'), acc),
+    conv2dBackwardWeight: (geometry, x, dy, dweight, dbias, col, accW, accB) =>
+      addon.conv2dBackwardWeight(geometry, f32(x, 'x'), f32(dy, 'dy'), f32(dweight, 'dweight'), opt(dbias, 'dbias'), f32(col, 'col'), accW, accB),
+    maxPool2dForward: (geometry, x, y, indices) => addon.maxPool2dForward(geometry, f32(x, 'x'), f32(y, 'y'), f32(indices, 'indices')),
+    maxPool2dBackward: (geometry, dy, indices, dx, acc) => addon.maxPool2dBackward(geometry, f32(dy, 'dy'), f32(indices, 'indices'), f32(dx, 'dx'), acc),
+    avgPool2dForward: (geometry, x, y, includePad) => addon.avgPool2dForward(geometry, f32(x, 'x'), f32(y, 'y'), includePad),
+    avgPool2dBackward: (geometry, dy, dx, includePad, acc) => addon.avgPool2dBackward(geometry, f32(dy, 'dy'), f32(dx, 'dx'), includePad, acc),
+    batchNormForward: (x, y, gamma, beta, mean, invstd, rmean, rvar, n, c, hw, training, momentum, eps) =>
+      addon.batchNormForward(f32(x, 'x'), f32(y, 'y'), opt(gamma, 'gamma'), opt(beta, 'beta'), f32(mean, 'saveMean'), f32(invstd, 'saveInvstd'),
+        opt(rmean, 'runningMean'), opt(rvar, 'runningVar'), n, c, hw, training, momentum, eps),
+    batchNormBackward: (x, dy, gamma, mean, invstd, dx, dgamma, dbeta, n, c, hw, training, accDx, accDgamma, accDbeta) =>
+      addon.batchNormBackward(f32(x, 'x'), f32(dy, 'dy'), opt(gamma, 'gamma'), f32(mean, 'saveMean'), f32(invstd, 'saveInvstd'),
+        opt(dx, 'dx'), opt(dgamma, 'dgamma'), opt(dbeta, 'dbeta'), n, c, hw, training, accDx, accDgamma, accDbeta),
   };
   const checkLength = (op: string, a: number, b: number): void => {
     if (a !== b) throw new RangeError(`cuda backend: ${op}: lengths differ (${a} vs ${b})`);
@@ -82,6 +101,7 @@ export function cudaDeviceBackend(addon: CudaAddon, name = addon.probe().emulate
       return d;
     },
     allocMask: (n) => alloc(n, 'uint8'),
+    allocInt: (n) => alloc(n, 'int32'),
     fill(dst, value) {
       f32(dst, 'dst');
       zero(dst);

@@ -6,7 +6,7 @@
 // detection is: addon built, then probe() sees at least one device.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadAddon, packageRoot, type NativeKernels } from './native.js';
+import { loadAddon, packageRoot, type Conv2dGeometry, type NativeKernels, type Pool2dGeometry } from './native.js';
 
 /** Device memory owned by the CUDA addon. Freed by free() or, failing that, by the GC. */
 export interface CudaDeviceBuffer {
@@ -78,6 +78,28 @@ export interface CudaAddon {
   f16ToF32(x: CudaDeviceBuffer, y: CudaDeviceBuffer, n: number): void;
   f32ToBf16(x: CudaDeviceBuffer, y: CudaDeviceBuffer, n: number): void;
   bf16ToF32(x: CudaDeviceBuffer, y: CudaDeviceBuffer, n: number): void;
+  /** Host-side (needs no device): elements of the `col` workspace the conv functions need. */
+  // Convolution, pooling and batch norm (native/cuda/binding_cuda.cc): NativeKernels' signatures on
+  // device buffers; every size follows from the geometry (or n, c, hw), so no element counts are passed.
+  conv2dWorkspace(geometry: Conv2dGeometry): number;
+  conv2dForward(geometry: Conv2dGeometry, x: CudaDeviceBuffer, weight: CudaDeviceBuffer, bias: CudaDeviceBuffer | null,
+    y: CudaDeviceBuffer, col: CudaDeviceBuffer): void;
+  conv2dBackwardInput(geometry: Conv2dGeometry, dy: CudaDeviceBuffer, weight: CudaDeviceBuffer, dx: CudaDeviceBuffer,
+    col: CudaDeviceBuffer, accumulate: boolean): void;
+  conv2dBackwardWeight(geometry: Conv2dGeometry, x: CudaDeviceBuffer, dy: CudaDeviceBuffer, dweight: CudaDeviceBuffer,
+    dbias: CudaDeviceBuffer | null, col: CudaDeviceBuffer, accumulateWeight: boolean, accumulateBias: boolean): void;
+  /** indices: int32, one per output. */
+  maxPool2dForward(geometry: Pool2dGeometry, x: CudaDeviceBuffer, y: CudaDeviceBuffer, indices: CudaDeviceBuffer): void;
+  /** Indices are not copied back to be checked: one outside its window contributes nothing. */
+  maxPool2dBackward(geometry: Pool2dGeometry, dy: CudaDeviceBuffer, indices: CudaDeviceBuffer, dx: CudaDeviceBuffer, accumulate: boolean): void;
+  avgPool2dForward(geometry: Pool2dGeometry, x: CudaDeviceBuffer, y: CudaDeviceBuffer, countIncludePad: boolean): void;
+  avgPool2dBackward(geometry: Pool2dGeometry, dy: CudaDeviceBuffer, dx: CudaDeviceBuffer, countIncludePad: boolean, accumulate: boolean): void;
+  batchNormForward(x: CudaDeviceBuffer, y: CudaDeviceBuffer, gamma: CudaDeviceBuffer | null, beta: CudaDeviceBuffer | null,
+    saveMean: CudaDeviceBuffer, saveInvstd: CudaDeviceBuffer, runningMean: CudaDeviceBuffer | null, runningVar: CudaDeviceBuffer | null,
+    n: number, c: number, hw: number, training: boolean, momentum: number, eps: number): void;
+  batchNormBackward(x: CudaDeviceBuffer, dy: CudaDeviceBuffer, gamma: CudaDeviceBuffer | null, saveMean: CudaDeviceBuffer,
+    saveInvstd: CudaDeviceBuffer, dx: CudaDeviceBuffer | null, dgamma: CudaDeviceBuffer | null, dbeta: CudaDeviceBuffer | null,
+    n: number, c: number, hw: number, training: boolean, accumulateDx: boolean, accumulateDgamma: boolean, accumulateDbeta: boolean): void;
 }
 
 /** Why CUDA can or cannot be used here, in one place for cudaAvailable() and resolveDevice(). */

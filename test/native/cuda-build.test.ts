@@ -68,6 +68,9 @@ if (!cudaHome) {
     t.deepEqual(unresolved, [], 'the CUDA runtime is linked statically and every kernel is defined');
     const defined = execFileSync('nm', ['-C', addonFile], { encoding: 'utf8' });
     t.regex(defined, /psrpc::kernels::gemm\(/);
+    for (const kernel of ['conv2d_forward', 'conv2d_backward_input', 'max_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward']) {
+      t.regex(defined, new RegExp(`psrpc::kernels::${kernel}\\(`), `${kernel} is linked in`);
+    }
     t.regex(defined, /cudaLaunchKernel/);
   });
 

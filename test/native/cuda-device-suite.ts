@@ -1,9 +1,13 @@
 // Checks of the CUDA addon's device-buffer API (native/cuda/binding_cuda.cc), reusable for any
 // build of it: the SIMT emulation (test/native/cuda-emu.test.ts) and a real GPU
 // (test/native/cuda-build.test.ts, where a device is present). References are computed here
-// in double precision from the contract's definitions (native/include/psrpc/kernels.h).
+// in double precision from the contract's definitions (native/include/psrpc/kernels.h); the
+// convolution, pooling and batch-norm kernels are compared with the CPU addon's on the same inputs.
 import test from 'ava';
 import type { CudaAddon, CudaDeviceBuffer } from '../../src/tensor/cuda.js';
+import { cpuKernels, type Conv2dGeometry, type NativeKernels, type Pool2dGeometry } from '../../src/tensor/native.js';
+import { cudaDeviceBackend } from '../../src/tensor/backend-cuda.js';
+import { DeviceArray } from '../../src/tensor/device-array.js';
 
 /** Deterministic pseudo-random floats (a small LCG: tests must not depend on Math.random). */
 function randoms(n: number, seed: number, scale = 1): Float32Array {
@@ -297,5 +301,301 @@ export function deviceSuite(label: string, load: () => CudaAddon): void {
     small.free();
     t.throws(() => cuda.sum(1, small), { message: /freed DeviceBuffer/ });
     big.free();
+  });
+
+  cnnSuite(label, load);
+}
+
+// ---- convolution, pooling and batch normalisation: the device against the CPU addon ------------
+
+const CONV_SHAPES: { name: string; g: Conv2dGeometry }[] = [
+  { name: 'odd sizes, padding on one axis', g: [2, 3, 7, 6, 4, 3, 2, 1, 1, 1, 0, 1, 1, 1] },
+  { name: 'groups 2, dilation 2x1, stride 2', g: [2, 4, 9, 8, 6, 3, 3, 2, 2, 1, 1, 2, 1, 2] },
+  { name: 'depthwise (groups = c), stride 2x1', g: [1, 4, 6, 5, 4, 3, 3, 2, 1, 1, 1, 1, 1, 4] },
+  { name: '1x1, stride 1, no padding (no workspace), groups 2', g: [3, 4, 5, 3, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2] },
+  { name: '1x1, stride 2', g: [2, 3, 5, 5, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1] },
+  { name: "the cnn's first conv", g: [2, 1, 28, 28, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1] },
+  { name: "the cnn's second conv", g: [2, 16, 14, 14, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1] },
+];
+
+const POOL_SHAPES: { name: string; g: Pool2dGeometry }[] = [
+  { name: 'window 3x2, stride 2x3, padding 1x1', g: [3, 7, 9, 3, 2, 2, 3, 1, 1] },
+  { name: 'overlapping 3x3 windows, stride 1, padding 1', g: [2, 5, 6, 3, 3, 1, 1, 1, 1] },
+  { name: 'odd input, 2x2, padding 1x0', g: [2, 7, 5, 2, 2, 2, 2, 1, 0] },
+  { name: "the cnn's 2x2 pooling", g: [2 * 16, 28, 28, 2, 2, 2, 2, 0, 0] },
+];
+
+function convSizes(g: Conv2dGeometry): { x: number; w: number; y: number; direct: boolean; columns: number } {
+  const [n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups] = g as number[] as [number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+  const oh = Math.floor((h + 2 * ph - dh * (kh - 1) - 1) / sh) + 1, ow = Math.floor((w + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
+  const direct = kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0;
+  return { x: n * c * h * w, w: oc * (c / groups) * kh * kw, y: n * oc * oh * ow, direct, columns: c * kh * kw * oh * ow };
+}
+
+function poolSizes(g: Pool2dGeometry): { x: number; y: number } {
+  const [planes, h, w, kh, kw, sh, sw, ph, pw] = g as number[] as [number, number, number, number, number, number, number, number, number];
+  return { x: planes * h * w, y: planes * (Math.floor((h + 2 * ph - kh) / sh) + 1) * (Math.floor((w + 2 * pw - kw) / sw) + 1) };
+}
+
+/** NaN-aware values for deepEqual. */
+const plain = (a: ArrayLike<number>): (number | string)[] => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : v));
+
+function cnnSuite(label: string, load: () => CudaAddon): void {
+  // The CPU addon is the reference: the device must agree with it on the same inputs.
+  const reference = (): NativeKernels => cpuKernels();
+  const upload = (cuda: CudaAddon, host: Float32Array | Int32Array): CudaDeviceBuffer => {
+    const buf = cuda.alloc(Math.max(host.byteLength, 4));
+    cuda.upload(buf, host);
+    return buf;
+  };
+  const download = (cuda: CudaAddon, buf: CudaDeviceBuffer, n: number): Float32Array => {
+    const out = new Float32Array(n);
+    cuda.download(buf, out);
+    return out;
+  };
+
+  test(`${label}: conv2d forward and both backward passes match the CPU kernels (groups, dilation, stride, padding, the cnn's shapes)`, (t) => {
+    const cuda = load(), cpu = reference();
+    for (const [i, { name, g }] of CONV_SHAPES.entries()) {
+      const size = convSizes(g), oc = g[4]!;
+      t.is(cuda.conv2dWorkspace(g), size.direct ? 0 : size.columns, `${name}: workspace`);
+      const x = randoms(size.x, 100 + i), w = randoms(size.w, 200 + i, 0.5), bias = randoms(oc, 300 + i);
+      const dy = randoms(size.y, 400 + i), dx0 = randoms(size.x, 500 + i), dw0 = randoms(size.w, 600 + i), db0 = randoms(oc, 700 + i);
+      const cpuCol = new Float32Array(cpu.conv2dWorkspace(g));
+      const dX = upload(cuda, x), dW = upload(cuda, w), dB = upload(cuda, bias), dDy = upload(cuda, dy);
+      const dCol = cuda.alloc(Math.max(4, cuda.conv2dWorkspace(g) * 4));
+      const dOut = upload(cuda, new Float32Array(size.y).fill(NaN)), dGx = cuda.alloc(size.x * 4), dGw = cuda.alloc(size.w * 4), dGb = cuda.alloc(oc * 4);
+
+      for (const withBias of [true, false]) {
+        const want = new Float32Array(size.y).fill(NaN);
+        cpu.conv2dForward(g, x, w, withBias ? bias : null, want, cpuCol);
+        cuda.conv2dForward(g, dX, dW, withBias ? dB : null, dOut, dCol);
+        t.is(close(download(cuda, dOut, size.y), want, 1e-4), null, `${name}: forward, bias ${withBias}`);
+      }
+      for (const accumulate of [false, true]) {
+        const want = dx0.slice();
+        cpu.conv2dBackwardInput(g, dy, w, want, cpuCol, accumulate);
+        cuda.upload(dGx, dx0);
+        cuda.conv2dBackwardInput(g, dDy, dW, dGx, dCol, accumulate);
+        t.is(close(download(cuda, dGx, size.x), want, 1e-4), null, `${name}: backward input, accumulate ${accumulate}`);
+      }
+      for (const [accW, accB, withBias] of [[false, false, true], [true, true, true], [true, false, false]] as const) {
+        const wantW = dw0.slice(), wantB = db0.slice();
+        cpu.conv2dBackwardWeight(g, x, dy, wantW, withBias ? wantB : null, cpuCol, accW, accB);
+        cuda.upload(dGw, dw0);
+        cuda.upload(dGb, db0);
+        cuda.conv2dBackwardWeight(g, dX, dDy, dGw, withBias ? dGb : null, dCol, accW, accB);
+        const what = `${name}: backward weight, accumulate ${accW}/${accB}, dbias ${withBias}`;
+        t.is(close(download(cuda, dGw, size.w), wantW, 1e-4), null, `${what}: dweight`);
+        t.is(close(download(cuda, dGb, oc), wantB, 1e-4), null, `${what}: dbias`);
+      }
+      for (const d of [dX, dW, dB, dDy, dCol, dOut, dGx, dGw, dGb]) d.free();
+    }
+  });
+
+  test(`${label}: max pooling picks the CPU's values and indices (first maximum on ties, NaN wins) and routes gradients back`, (t) => {
+    const cuda = load(), cpu = reference();
+    for (const [i, { name, g }] of POOL_SHAPES.entries()) {
+      const size = poolSizes(g);
+      // Quarter steps make many ties; NaNs (two in a row) and -Infinity are sprinkled in.
+      const x = Float32Array.from(randoms(size.x, 800 + i, 2), (v) => Math.round(v * 4) / 4);
+      for (const at of [3, 17, 18, 40]) x[at % size.x] = NaN;
+      x[7 % size.x] = -Infinity;
+      const y = new Float32Array(size.y), indices = new Int32Array(size.y);
+      cpu.maxPool2dForward(g, x, y, indices);
+      const dX = upload(cuda, x), dY = cuda.alloc(size.y * 4), dI = cuda.alloc(size.y * 4);
+      cuda.maxPool2dForward(g, dX, dY, dI);
+      const gotIndices = new Int32Array(size.y);
+      cuda.download(dI, gotIndices);
+      t.deepEqual(Array.from(gotIndices), Array.from(indices), `${name}: indices`);
+      t.deepEqual(plain(download(cuda, dY, size.y)), plain(y), `${name}: values`);
+
+      const dy = randoms(size.y, 900 + i), dx0 = randoms(size.x, 950 + i);
+      const dDy = upload(cuda, dy), dDx = cuda.alloc(size.x * 4);
+      for (const accumulate of [false, true]) {
+        const want = dx0.slice();
+        cpu.maxPool2dBackward(g, dy, indices, want, accumulate);
+        cuda.upload(dDx, dx0);
+        cuda.maxPool2dBackward(g, dDy, dI, dDx, accumulate);
+        t.is(close(download(cuda, dDx, size.x), want, 1e-5), null, `${name}: backward, accumulate ${accumulate}`);
+      }
+      // The device gathers: an index naming no position of its window adds nothing anywhere.
+      const bad = indices.slice(), dyMasked = dy.slice();
+      bad[0] = -1;
+      bad[size.y - 1] = g[1]! * g[2]!;
+      dyMasked[0] = 0;
+      dyMasked[size.y - 1] = 0;
+      const want = new Float32Array(size.x);
+      cpu.maxPool2dBackward(g, dyMasked, indices, want, false);
+      cuda.upload(dI, bad);
+      cuda.maxPool2dBackward(g, dDy, dI, dDx, false);
+      t.is(close(download(cuda, dDx, size.x), want, 1e-5), null, `${name}: out-of-window indices are ignored`);
+      for (const d of [dX, dY, dI, dDy, dDx]) d.free();
+    }
+  });
+
+  test(`${label}: average pooling matches the CPU with and without count_include_pad, forward and backward`, (t) => {
+    const cuda = load(), cpu = reference();
+    for (const [i, { name, g }] of POOL_SHAPES.entries()) {
+      const size = poolSizes(g);
+      const x = randoms(size.x, 1000 + i), dy = randoms(size.y, 1100 + i), dx0 = randoms(size.x, 1200 + i);
+      const dX = upload(cuda, x), dY = cuda.alloc(size.y * 4), dDy = upload(cuda, dy), dDx = cuda.alloc(size.x * 4);
+      for (const includePad of [true, false]) {
+        const y = new Float32Array(size.y);
+        cpu.avgPool2dForward(g, x, y, includePad);
+        cuda.avgPool2dForward(g, dX, dY, includePad);
+        t.is(close(download(cuda, dY, size.y), y, 1e-5), null, `${name}: forward, count_include_pad ${includePad}`);
+        for (const accumulate of [false, true]) {
+          const want = dx0.slice();
+          cpu.avgPool2dBackward(g, dy, want, includePad, accumulate);
+          cuda.upload(dDx, dx0);
+          cuda.avgPool2dBackward(g, dDy, dDx, includePad, accumulate);
+          t.is(close(download(cuda, dDx, size.x), want, 1e-5), null, `${name}: backward, count_include_pad ${includePad}, accumulate ${accumulate}`);
+        }
+      }
+      for (const d of [dX, dY, dDy, dDx]) d.free();
+    }
+  });
+
+  test(`${label}: batch norm matches the CPU in training and evaluation, running statistics, null gamma/beta and in place`, (t) => {
+    const cuda = load(), cpu = reference();
+    const shapes: [number, number, number][] = [[2, 3, 5], [4, 16, 49], [1, 2, 1], [3, 5, 1], [2, 4, 300]];
+    for (const [i, [n, c, hw]] of shapes.entries()) {
+      const total = n * c * hw;
+      // Channel means far from 0: a one-pass sum of squares would lose the variance.
+      const x = Float32Array.from(randoms(total, 1300 + i, 2), (v, j) => v + 100 * (Math.floor(j / hw) % c));
+      const gamma = randoms(c, 1400 + i), beta = randoms(c, 1500 + i), rm0 = randoms(c, 1600 + i);
+      const rv0 = Float32Array.from(randoms(c, 1700 + i), (v) => 0.5 + Math.abs(v));
+      const dX = upload(cuda, x), dG = upload(cuda, gamma), dBeta = upload(cuda, beta), dRm = upload(cuda, rm0), dRv = upload(cuda, rv0);
+      const dY = cuda.alloc(total * 4), dMean = cuda.alloc(c * 4), dInv = cuda.alloc(c * 4);
+      const cases = [
+        { what: 'training, running stats, gamma/beta', training: true, affine: true, running: true, inPlace: false },
+        { what: 'training, no running stats, no gamma/beta', training: true, affine: false, running: false, inPlace: false },
+        { what: 'training in place', training: true, affine: true, running: true, inPlace: true },
+        { what: 'evaluation', training: false, affine: true, running: true, inPlace: false },
+        { what: 'evaluation, no gamma/beta, in place', training: false, affine: false, running: true, inPlace: true },
+      ];
+      for (const k of cases) {
+        const what = `[${n}, ${c}, ${hw}] ${k.what}`;
+        const y = k.inPlace ? x.slice() : new Float32Array(total), mean = new Float32Array(c), inv = new Float32Array(c);
+        const rm = rm0.slice(), rv = rv0.slice();
+        cpu.batchNormForward(k.inPlace ? y : x, y, k.affine ? gamma : null, k.affine ? beta : null, mean, inv,
+          k.running ? rm : null, k.running ? rv : null, n, c, hw, k.training, 0.1, 1e-5);
+        cuda.upload(dX, x);
+        cuda.upload(dRm, rm0);
+        cuda.upload(dRv, rv0);
+        const out = k.inPlace ? dX : dY;
+        cuda.batchNormForward(dX, out, k.affine ? dG : null, k.affine ? dBeta : null, dMean, dInv,
+          k.running ? dRm : null, k.running ? dRv : null, n, c, hw, k.training, 0.1, 1e-5);
+        t.is(close(download(cuda, out, total), y, 1e-4), null, `${what}: y`);
+        t.is(close(download(cuda, dMean, c), mean, 1e-5), null, `${what}: saveMean`);
+        t.is(close(download(cuda, dInv, c), inv, 1e-4), null, `${what}: saveInvstd`);
+        t.is(close(download(cuda, dRm, c), rm, 1e-5), null, `${what}: runningMean`);
+        t.is(close(download(cuda, dRv, c), rv, 1e-4), null, `${what}: runningVar`);
+      }
+
+      // The backward pass, from the training forward's statistics.
+      const mean = new Float32Array(c), inv = new Float32Array(c);
+      cpu.batchNormForward(x, new Float32Array(total), gamma, beta, mean, inv, null, null, n, c, hw, true, 0.1, 1e-5);
+      const dy = randoms(total, 1800 + i), dx0 = randoms(total, 1900 + i), dg0 = randoms(c, 2000 + i), db0 = randoms(c, 2100 + i);
+      cuda.upload(dX, x);
+      cuda.upload(dMean, mean);
+      cuda.upload(dInv, inv);
+      const dDy = upload(cuda, dy), dDx = cuda.alloc(total * 4), dDg = cuda.alloc(c * 4), dDb = cuda.alloc(c * 4);
+      const grads = [
+        { what: 'training', training: true, gamma: true, dx: true, dgamma: true, acc: false, inPlace: false },
+        { what: 'training, accumulate', training: true, gamma: true, dx: true, dgamma: true, acc: true, inPlace: false },
+        { what: 'training, no gamma, dx over dy', training: true, gamma: false, dx: true, dgamma: true, acc: false, inPlace: true },
+        { what: 'training, dgamma and dbeta only', training: true, gamma: true, dx: false, dgamma: true, acc: true, inPlace: false },
+        { what: 'evaluation, no dgamma', training: false, gamma: true, dx: true, dgamma: false, acc: false, inPlace: false },
+        { what: 'evaluation, accumulate, dx over dy', training: false, gamma: true, dx: true, dgamma: true, acc: true, inPlace: true },
+      ];
+      for (const k of grads) {
+        const what = `[${n}, ${c}, ${hw}] backward ${k.what}`;
+        const dyHost = dy.slice(), dx = k.inPlace ? dyHost : dx0.slice(), dg = dg0.slice(), db = db0.slice();
+        cpu.batchNormBackward(x, dyHost, k.gamma ? gamma : null, mean, inv, k.dx ? dx : null, k.dgamma ? dg : null, db,
+          n, c, hw, k.training, k.acc, k.acc, k.acc);
+        cuda.upload(dDy, dy);
+        cuda.upload(dDx, dx0);
+        cuda.upload(dDg, dg0);
+        cuda.upload(dDb, db0);
+        const outDx = k.inPlace ? dDy : dDx;
+        cuda.batchNormBackward(dX, dDy, k.gamma ? dG : null, dMean, dInv, k.dx ? outDx : null, k.dgamma ? dDg : null, dDb,
+          n, c, hw, k.training, k.acc, k.acc, k.acc);
+        t.is(close(download(cuda, outDx, total), k.dx ? dx : dx0, 1e-4), null, `${what}: dx`);
+        t.is(close(download(cuda, dDg, c), dg, 1e-4), null, `${what}: dgamma`);
+        t.is(close(download(cuda, dDb, c), db, 1e-4), null, `${what}: dbeta`);
+      }
+      for (const d of [dX, dG, dBeta, dRm, dRv, dY, dMean, dInv, dDy, dDx, dDg, dDb]) d.free();
+    }
+  });
+
+  test(`${label}: the cuda backend runs conv, max pooling (int32 indices from allocInt) and batch norm on DeviceArrays`, (t) => {
+    const backend = cudaDeviceBackend(load()), cpu = reference();
+    const g: Conv2dGeometry = [2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1];
+    const x = randoms(2 * 3 * 36, 2200), w = randoms(4 * 27, 2201), bias = randoms(4, 2202);
+    const y = new Float32Array(2 * 4 * 36);
+    cpu.conv2dForward(g, x, w, bias, y, new Float32Array(cpu.conv2dWorkspace(g)));
+    const out = backend.take(y.length), col = backend.take(Math.max(1, backend.kernels.conv2dWorkspace(g)));
+    backend.kernels.conv2dForward(g, backend.fromHost(x), backend.fromHost(w), backend.fromHost(bias), out, col);
+    t.is(close(backend.toHost(out), y, 1e-4), null, 'conv2dForward');
+
+    const pg: Pool2dGeometry = [8, 6, 6, 2, 2, 2, 2, 0, 0];
+    const indices = backend.allocInt(8 * 9);
+    t.true(indices instanceof DeviceArray && indices.dtype === 'int32' && indices.length === 72);
+    // Pooled from the device's own conv output: maxima are exact, so values and indices must be equal.
+    const convolved = backend.toHost(out);
+    const pooled = backend.take(72), wantY = new Float32Array(72), wantI = new Int32Array(72);
+    cpu.maxPool2dForward(pg, convolved, wantY, wantI);
+    backend.kernels.maxPool2dForward(pg, out, pooled, indices);
+    t.deepEqual(Array.from(backend.toHostInt(indices)), Array.from(wantI));
+    t.deepEqual(Array.from(backend.toHost(pooled)), Array.from(wantY));
+
+    const mean = new Float32Array(4), inv = new Float32Array(4), normed = new Float32Array(y.length);
+    cpu.batchNormForward(convolved, normed, null, null, mean, inv, null, null, 2, 4, 36, true, 0.1, 1e-5);
+    const dMean = backend.take(4), dInv = backend.take(4);
+    backend.kernels.batchNormForward(out, out, null, null, dMean, dInv, null, null, 2, 4, 36, true, 0.1, 1e-5);
+    t.is(close(backend.toHost(out), normed, 1e-4), null, 'batchNormForward in place');
+    t.throws(() => backend.kernels.conv2dForward(g, x as never, backend.fromHost(w), null, out, col), { instanceOf: TypeError, message: /x is not device storage/ });
+  });
+
+  test(`${label}: bad conv, pooling and batch-norm arguments are errors naming the function and the argument, and write nothing`, (t) => {
+    const cuda = load();
+    const g: Conv2dGeometry = [1, 4, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1];
+    const buf = (n: number, v = 7): CudaDeviceBuffer => upload(cuda, new Float32Array(n).fill(v));
+    const x = buf(100), w = buf(72), y = buf(50), col = buf(36 * 25), small = buf(49), tiny = buf(1);
+    t.throws(() => cuda.conv2dForward(g.slice(0, 13), x, w, null, y, col), { instanceOf: RangeError, message: /conv2dForward: geometry has 13 elements, needs 14 \[n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups\]/ });
+    t.throws(() => cuda.conv2dForward([1, 4, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 3], x, w, null, y, col), { instanceOf: RangeError, message: /conv2dForward: groups=3 must divide c=4 and oc=2/ });
+    t.throws(() => cuda.conv2dForward([1, 4, 5, 5, 2, 3, 3, 0, 1, 1, 1, 1, 1, 1], x, w, null, y, col), { instanceOf: RangeError, message: /conv2dForward: geometry\[7\] \(sh\) must be an integer in \[1, 2\^31\), got 0/ });
+    t.throws(() => cuda.conv2dForward([1, 4, 5, 5, 2, 3, 3, 1, 1, -1, 1, 1, 1, 1], x, w, null, y, col), { instanceOf: RangeError, message: /geometry\[9\] \(ph\) must be an integer in \[0, 2\^31\), got -1/ });
+    t.throws(() => cuda.conv2dForward([1, 4, 2, 2, 2, 5, 5, 1, 1, 0, 0, 1, 1, 1], x, w, null, y, col), { instanceOf: RangeError, message: /conv2dForward: the output is empty: input 2x2 padded by 0x0 is smaller than the dilated kernel 5x5/ });
+    t.throws(() => cuda.conv2dWorkspace([1, 4, 5, 5, 2, 3, 3, 1, 1, 1, 1, 0, 1, 1]), { instanceOf: RangeError, message: /conv2dWorkspace: geometry\[11\] \(dh\)/ });
+    t.throws(() => cuda.conv2dForward(g, x, w, null, small, col), { instanceOf: RangeError, message: /conv2dForward: y holds 196 bytes but 200 are needed/ });
+    t.throws(() => cuda.conv2dForward(g, x, w, tiny, y, col), { instanceOf: RangeError, message: /conv2dForward: bias holds 4 bytes but 8 are needed/ });
+    t.throws(() => cuda.conv2dForward(g, x, w, null, y, small), { instanceOf: RangeError, message: /col holds 196 bytes but 3600 are needed/ });
+    t.throws(() => cuda.conv2dForward(g, x, w, null, x, col), { instanceOf: RangeError, message: /conv2dForward: y overlaps x; they must be distinct memory/ });
+    t.throws(() => cuda.conv2dBackwardInput(g, y, w, col, col, false), { instanceOf: RangeError, message: /col overlaps dx/ });
+    t.throws(() => cuda.conv2dBackwardWeight(g, x, y, w, w, col, false, false), { instanceOf: RangeError, message: /dweight overlaps dbias/ });
+    t.throws(() => cuda.conv2dBackwardInput(g, y, w, x, col, 1 as never), { instanceOf: TypeError, message: /accumulate must be a boolean/ });
+    t.deepEqual(Array.from(download(cuda, y, 50)), new Array(50).fill(7), 'y untouched');
+    t.deepEqual(Array.from(download(cuda, x, 100)), new Array(100).fill(7), 'x untouched');
+
+    const pg: Pool2dGeometry = [2, 5, 5, 3, 3, 2, 2, 1, 1];
+    t.throws(() => cuda.maxPool2dForward([2, 5, 5, 3, 3, 2, 2, 2, 1], x, y, col), { instanceOf: RangeError, message: /maxPool2dForward: padding 2x1 must be at most half the window 3x3/ });
+    t.throws(() => cuda.avgPool2dForward([2, 2, 2, 3, 3, 1, 1, 0, 0], x, y, true), { instanceOf: RangeError, message: /avgPool2dForward: the output is empty/ });
+    t.throws(() => cuda.maxPool2dForward(pg, x, y, y), { instanceOf: RangeError, message: /y overlaps indices/ });
+    t.throws(() => cuda.maxPool2dBackward(pg, y, col, small, false), { instanceOf: RangeError, message: /maxPool2dBackward: dx holds 196 bytes but 200 are needed/ });
+    t.throws(() => cuda.avgPool2dBackward(pg, y, x, 'yes' as never, false), { instanceOf: TypeError, message: /countIncludePad must be a boolean/ });
+
+    t.throws(() => cuda.batchNormForward(x, y, null, null, w, col, null, null, 2, 5, 5, false, 0.1, 1e-5), { instanceOf: TypeError, message: /batchNormForward: runningMean must be a DeviceBuffer in eval mode/ });
+    t.throws(() => cuda.batchNormForward(x, y, null, null, w, col, w, null, 2, 5, 5, true, 0.1, 1e-5), { instanceOf: TypeError, message: /runningVar must be a DeviceBuffer when the other running statistic is given/ });
+    t.throws(() => cuda.batchNormForward(x, y, null, null, w, w, null, null, 2, 5, 5, true, 0.1, 1e-5), { instanceOf: RangeError, message: /saveMean overlaps saveInvstd/ });
+    t.throws(() => cuda.batchNormForward(x, x, null, null, w, col, null, null, 0, 5, 5, true, 0.1, 1e-5), { instanceOf: RangeError, message: /batchNormForward: n, c and hw must be >= 1, got n=0 c=5 hw=5/ });
+    t.throws(() => cuda.batchNormForward(x, small, null, null, w, col, null, null, 2, 5, 5, true, 0.1, 1e-5), { instanceOf: RangeError, message: /batchNormForward: y holds 196 bytes but 200 are needed/ });
+    t.throws(() => cuda.batchNormForward(x, y, null, null, w, col, null, null, 2, 5, 5, true, NaN, 1e-5), { instanceOf: RangeError, message: /momentum must be finite/ });
+    t.throws(() => cuda.batchNormBackward(x, y, null, w, col, x, null, null, 2, 5, 5, true, false, false, false), { instanceOf: RangeError, message: /batchNormBackward: dx overlaps x/ });
+    t.deepEqual(Array.from(download(cuda, y, 50)), new Array(50).fill(7), 'y untouched');
+    t.deepEqual(Array.from(download(cuda, w, 72)), new Array(72).fill(7), 'saveMean untouched');
+    for (const d of [x, w, y, col, small, tiny]) d.free();
   });
 }

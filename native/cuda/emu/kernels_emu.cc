@@ -8,3 +8,6 @@
 #include "../random.cu"
 #include "../optim.cu"
 #include "../convert.cu"
+#include "../conv.cu"
+#include "../pool.cu"
+#include "../norm.cu"
