@@ -47,3 +47,23 @@ test('relu backward works in place without disturbing a second consumer of the s
   add(relu(x), x).backward(new Float32Array(12).fill(1));
   for (let i = 0; i < 12; i++) t.is(x.grad!.data[i], x.data[i]! > 0 ? 2 : 1);
 });
+
+test('relu and dropout on rank-4 tensors: forward and gradients match float64 finite differences', (t) => {
+  gradCheck(t, {
+    shapes: [[2, 3, 4, 5]],
+    op: ([x]) => relu(x!),
+    ref: ([x]) => x!.map((v) => Math.max(v, 0)),
+    draw: (g) => (g.uniform() < 0.5 ? -1 : 1) * g.uniformIn(0.05, 1),
+  });
+  const k = getBackend('cpu').kernels;
+  const keep = (i: number): number => (k.uniformAt(3, i) >= 0.4 ? 1 / 0.6 : 0);
+  gradCheck(t, {
+    shapes: [[2, 3, 4, 5]],
+    op: ([x]) => {
+      const y = dropout(x!, { p: 0.4, seed: 3 });
+      t.deepEqual(y.shape, [2, 3, 4, 5]);
+      return y;
+    },
+    ref: ([x]) => x!.map((v, i) => v * keep(i)),
+  });
+});

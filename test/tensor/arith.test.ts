@@ -1,6 +1,6 @@
 import test from 'ava';
-import { add, mul, sum, mean, ShapeError, zeros, randn, Tensor } from '../../src/tensor/index.js';
-import { gradCheck } from './gradcheck.js';
+import { add, conv2d, mul, relu, sum, mean, ShapeError, zeros, randn, Tensor } from '../../src/tensor/index.js';
+import { gradCheck, refConv2d } from './gradcheck.js';
 
 test('add (equal shapes): forward and gradients', (t) => {
   gradCheck(t, { shapes: [[3, 4], [3, 4]], op: ([a, b]) => add(a!, b!), ref: ([a, b]) => a!.map((v, i) => v + b![i]!) });
@@ -40,4 +40,19 @@ test('a tensor that requires no grad gets none', (t) => {
   sum(mul(a, b)).backward();
   t.deepEqual(Array.from(a.grad!.data), [1, 2, 3]);
   t.is(b.grad, null);
+});
+
+test('add on rank-4 tensors of equal shape (images): forward and gradients', (t) => {
+  gradCheck(t, { shapes: [[2, 3, 4, 5], [2, 3, 4, 5]], op: ([a, b]) => add(a!, b!), ref: ([a, b]) => a!.map((v, i) => v + b![i]!) });
+  t.throws(() => add(zeros([2, 3, 4, 5]), zeros([2, 3, 20])), { instanceOf: ShapeError, message: /add: got shapes \[2, 3, 4, 5\], \[2, 3, 20\]/ });
+});
+
+test('a residual block relu(conv2d(x) + x): forward and the gradients of x (two paths), weight and bias', (t) => {
+  const g = { n: 2, c: 2, h: 4, w: 4, oc: 2, kh: 3, kw: 3, padding: [1, 1] as [number, number] };
+  gradCheck(t, {
+    shapes: [[2, 2, 4, 4], [2, 2, 3, 3], [2]],
+    op: ([x, w, b]) => relu(add(conv2d(x!, w!, b!, { padding: 1 }), x!)),
+    ref: ([x, w, b]) => refConv2d(x!, w!, b!, g).map((v, i) => Math.max(v + x![i]!, 0)),
+    seed: 13,
+  });
 });

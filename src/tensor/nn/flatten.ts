@@ -82,3 +82,32 @@ export function flattenParameters(model: Module | readonly Tensor[], options: Fl
   }
   return { params, grads, entries };
 }
+
+/**
+ * Moves every buffer of `model` (BatchNorm2d's running statistics, ...) into one flat Float32Array,
+ * in `namedBuffers()` order, and returns it; afterwards each buffer's `data` is a view of it. With
+ * `buffer` (e.g. over a SharedArrayBuffer) that array is used, and `copy: false` keeps its content:
+ * how Hogwild's workers and its main thread share one set of statistics, as they share the parameters.
+ */
+export function flattenBuffers(model: Module, options: { buffer?: Float32Array; copy?: boolean } = {}): Float32Array {
+  const named = model.namedBuffers();
+  let total = 0;
+  for (const [name, t] of named) {
+    if (t.dtype !== 'float32') throw errors.dtype('flattenBuffers', `buffer '${name}'`, t.dtype, 'float32');
+    if (t.device !== 'cpu') throw errors.device('flattenBuffers', [t.device], `flattenBuffers: buffer '${name}' is on '${t.device}'; flat buffers are host memory`);
+    total += t.size;
+  }
+  const flat = options.buffer ?? new Float32Array(total);
+  if (!(flat instanceof Float32Array) || flat.length !== total) {
+    throw errors.range('flattenBuffers', `buffer has ${flat.length} elements; expected ${total} (the model's buffer elements)`);
+  }
+  const copy = options.copy ?? true;
+  let offset = 0;
+  for (const [, t] of named) {
+    const view = flat.subarray(offset, offset + t.size);
+    if (copy && view !== t.data) view.set(t.data);
+    t.data = view;
+    offset += t.size;
+  }
+  return flat;
+}

@@ -1,4 +1,4 @@
-// The layers of an MLP: Linear, ReLU, Dropout, LogSoftmax.
+// The layers of an MLP: Linear, ReLU, Dropout, LogSoftmax, and Flatten (images to rows).
 import { errors } from '../errors.js';
 import { relu, dropout } from '../ops/activation.js';
 import { linear } from '../ops/linear.js';
@@ -86,5 +86,31 @@ export class Dropout extends Module {
 export class LogSoftmax extends Module {
   forward(x: Tensor): Tensor {
     return logSoftmax(x);
+  }
+}
+
+/**
+ * Merges dimensions startDim..endDim into one, as torch.nn.Flatten (default: [n, ...] to
+ * [n, rest]). A view of the same storage (Tensor.reshape), no copy; negative dims count from the end.
+ */
+export class Flatten extends Module {
+  constructor(readonly startDim = 1, readonly endDim = -1) {
+    super();
+    for (const [name, v] of [['startDim', startDim], ['endDim', endDim]] as const) {
+      if (!Number.isInteger(v)) throw errors.argument('Flatten', name, v, 'an integer dimension');
+    }
+  }
+
+  forward(x: Tensor): Tensor {
+    const rank = x.shape.length;
+    const start = this.startDim < 0 ? this.startDim + rank : this.startDim;
+    const end = this.endDim < 0 ? this.endDim + rank : this.endDim;
+    if (rank === 0 || start < 0 || start >= rank || end < 0 || end >= rank || start > end) {
+      throw errors.shape('Flatten', [x.shape], `an input whose dimensions ${this.startDim}..${this.endDim} exist (startDim <= endDim)`);
+    }
+    if (start === end) return x;
+    let merged = 1;
+    for (let d = start; d <= end; d++) merged *= x.shape[d]!;
+    return x.reshape([...x.shape.slice(0, start), merged, ...x.shape.slice(end + 1)]);
   }
 }

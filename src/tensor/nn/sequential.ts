@@ -1,13 +1,16 @@
 // Sequential containers and the MLP builder.
 //
-// Sequential is where the hot path saves its allocations: it fuses Linear + ReLU into one op
-// and hands its intermediate activations (never visible outside it) back to the buffer pool,
-// at once when no graph saved them, or when the backward that used the graph releases it.
+// Sequential is where the hot path saves its allocations: it fuses Linear + ReLU and Conv2d + ReLU
+// (the stock classes only) into one op each, and hands its intermediate activations (never visible
+// outside it) back to the buffer pool, at once when no graph saved them, or when the backward that
+// used the graph releases it.
 import { errors } from '../errors.js';
 import { linearRelu } from '../ops/linear.js';
+import { conv2dRelu } from '../ops/conv.js';
 import { getBackend } from '../backend.js';
 import { Generator } from '../random.js';
 import type { Tensor } from '../tensor.js';
+import { Conv2d } from './conv.js';
 import { Dropout, Linear, ReLU } from './layers.js';
 import { Module } from './module.js';
 
@@ -43,25 +46,34 @@ export class Sequential extends Module {
       const layer = layers[i]!;
       const next = layers[i + 1];
       let out: Tensor;
-      if (layer instanceof Linear && next instanceof ReLU && layer.forward === Linear.prototype.forward && next.forward === ReLU.prototype.forward) {
+      const fuse = next instanceof ReLU && next.forward === ReLU.prototype.forward;
+      if (fuse && layer instanceof Linear && layer.forward === Linear.prototype.forward) {
         out = linearRelu(cur, layer.weight, layer.bias);
+        i++;
+      } else if (fuse && layer instanceof Conv2d && layer.forward === Conv2d.prototype.forward) {
+        out = conv2dRelu(cur, layer.weight, layer.bias, layer);
         i++;
       } else {
         out = layer.forward(cur);
       }
-      if (cur !== x && out.storage.buffer !== cur.storage.buffer) retire(cur);
+      if (cur !== x && out.storage.buffer !== cur.storage.buffer) retire(cur, out);
       cur = out;
     }
     return cur;
   }
 }
 
-/** Gives an intermediate's storage back to the pool now (no graph holds it) or with its graph. */
-function retire(t: Tensor): void {
+/**
+ * Gives an intermediate's storage back to the pool now (no graph holds it) or with its graph.
+ * An intermediate that needs no gradient but feeds a recorded op (a pooling in front of a Conv2d
+ * whose weight trains) may be saved by that op's node, which the graph's release cannot see (it
+ * walks inputs that need gradients): it is left to the garbage collector.
+ */
+function retire(t: Tensor, out: Tensor): void {
   const b = getBackend(t.device);
   if (!b.isPooled(t.storage)) return;
   if (t.requiresGrad) t.releaseWithGraph = true;
-  else b.recycle(t.storage);
+  else if (!out.requiresGrad) b.recycle(t.storage);
 }
 
 /** Options of `mlp`. */
