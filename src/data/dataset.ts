@@ -1,8 +1,10 @@
 // The `Dataset` shape every part of psrpc trains on, and the split of raw pixels into train/test.
 //
-// A dataset is two typed arrays and three numbers, nothing else: rows are contiguous so a batch is
-// a row gather and the native kernels read `x` in place. Train and test of one split are two views
-// of one Float32Array (optionally over a SharedArrayBuffer, for Hogwild's worker threads).
+// A dataset is two typed arrays, a sample shape and three numbers, nothing else: rows are
+// contiguous so a batch is a row gather, the native kernels read `x` in place, and a batch becomes
+// an input tensor as a view: new Tensor(batch.x, [batch.size, ...dataset.shape]). Train and test
+// of one split are two views of one Float32Array (optionally over a SharedArrayBuffer, for
+// Hogwild's worker threads).
 import { checkBoolean, checkFinite, checkInteger, DataOptionError } from './errors.js';
 import { nativeRows } from './native-rows.js';
 import { permutation } from './random.js';
@@ -14,8 +16,18 @@ export interface Dataset {
   readonly y: Int32Array;
   /** Number of samples. */
   readonly length: number;
+  /** Shape of one sample, e.g. [1, 28, 28] for greyscale images (CHW) or [784]; its product is `features`. */
+  readonly shape: readonly number[];
+  /** Values per sample (the product of `shape`). */
   readonly features: number;
   readonly classes: number;
+}
+
+/** What a dataset's tensors look like, known before (or without) loading its samples. */
+export interface DatasetShape {
+  shape: readonly number[];
+  features: number;
+  classes: number;
 }
 
 export interface DatasetSplit {
@@ -35,6 +47,8 @@ export interface RawDataset {
   count: number;
   features: number;
   classes: number;
+  /** Shape of one sample (default [features]). */
+  shape?: readonly number[];
 }
 
 export interface SplitOptions {
@@ -56,17 +70,39 @@ export function take(dataset: Dataset, n: number): Dataset {
     x: dataset.x.subarray(0, n * dataset.features),
     y: dataset.y.subarray(0, n),
     length: n,
+    shape: dataset.shape,
     features: dataset.features,
     classes: dataset.classes,
   };
 }
 
-/** Checks that a dataset is consistent: array lengths agree with its counts. */
+/** Largest number of dimensions a sample may have (the dataset file's header has room for this many). */
+export const MAX_SAMPLE_DIMS = 8;
+
+/**
+ * Checks a sample shape: 1 to 8 positive integers, whose product is `features` when given; returns
+ * a frozen copy (datasets share it, so nobody may change it under the others).
+ */
+export function checkShape(what: string, shape: unknown, features?: number): readonly number[] {
+  const ok = Array.isArray(shape) && shape.length >= 1 && shape.length <= MAX_SAMPLE_DIMS
+    && shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 1);
+  if (!ok) throw new DataOptionError(what, shape, `an array of 1 to ${MAX_SAMPLE_DIMS} positive integers`);
+  const dims = shape as number[];
+  const product = dims.reduce((a, b) => a * b, 1);
+  if (!Number.isSafeInteger(product) || product > 2 ** 31 - 1) throw new DataOptionError(what, shape, 'a shape of at most 2^31-1 values');
+  if (features !== undefined && product !== features) {
+    throw new DataOptionError(what, shape, `a shape whose product is features = ${features} (its product is ${product})`);
+  }
+  return Object.isFrozen(shape) ? dims : Object.freeze([...dims]);
+}
+
+/** Checks that a dataset is consistent: array lengths agree with its counts, the shape with its features. */
 export function checkDataset(what: string, d: Dataset): Dataset {
   if (d === null || typeof d !== 'object') throw new DataOptionError(what, d, 'a Dataset');
   checkInteger(`${what}.length`, d.length, 0);
   checkInteger(`${what}.features`, d.features, 1);
   checkInteger(`${what}.classes`, d.classes, 1);
+  checkShape(`${what}.shape`, d.shape, d.features);
   if (!(d.x instanceof Float32Array) || d.x.length !== d.length * d.features) {
     throw new DataOptionError(`${what}.x`, d.x instanceof Float32Array ? `Float32Array(${d.x.length})` : typeof d.x,
       `a Float32Array of length*features = ${d.length * d.features}`);
@@ -94,9 +130,9 @@ export function splitRaw(raw: RawDataset, options: Required<SplitOptions>): Data
     std = checkFinite('normalize.std', options.normalize?.std, true);
   }
   const { count, features, classes } = raw;
+  const shape = checkShape('raw.shape', raw.shape ?? [features], features);
   // 256 entries instead of a divide per pixel; also makes every process produce identical floats.
-  const lut = new Float32Array(256);
-  for (let v = 0; v < 256; v++) lut[v] = (v / 255 - mean) / std;
+  const lut = pixelTable(mean, std);
 
   const perm = permutation(count, seed);
   const bytes = count * features * 4;
@@ -108,8 +144,20 @@ export function splitRaw(raw: RawDataset, options: Required<SplitOptions>): Data
     x: x.subarray(from * features, to * features),
     y: y.subarray(from, to),
     length: to - from,
+    shape,
     features,
     classes,
   });
   return { test: part(0, testSize), train: part(testSize, count), permutation: perm };
+}
+
+/**
+ * The byte-to-float table of the uint8 datasets: lut[v] = (v/255 - mean)/std. Every uint8 source
+ * (the cache, IDX files, the dataset file) converts through this one expression, so a dataset read
+ * from any of them has the same floats, bit for bit.
+ */
+export function pixelTable(mean: number, std: number): Float32Array {
+  const lut = new Float32Array(256);
+  for (let v = 0; v < 256; v++) lut[v] = (v / 255 - mean) / std;
+  return lut;
 }

