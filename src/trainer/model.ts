@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { countCorrect, crossEntropy, Module, noGrad, Tensor, type Labels } from '../tensor/index.js';
+import { Conv2d, countCorrect, crossEntropy, Linear, Module, noGrad, Sequential, Tensor, type Labels } from '../tensor/index.js';
 import { ModelError } from './errors.js';
 
 /** What a model factory is told about the run. */
@@ -63,6 +63,7 @@ export type ModelRef = string | URL | ModelModule;
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 export const MODEL_PRESETS: Readonly<Record<string, string>> = {
   mlp: new URL(`./presets/mlp${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).href,
+  cnn: new URL(`./presets/cnn${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).href,
 };
 
 export interface ResolvedModel {
@@ -79,7 +80,7 @@ export interface ResolvedModel {
 export async function resolveModel(ref: ModelRef = 'mlp'): Promise<ResolvedModel> {
   if (ref !== null && typeof ref === 'object' && !(ref instanceof URL)) return fromModule('(module object)', undefined, ref as ModelModule);
   const name = ref instanceof URL ? ref.href : ref;
-  if (typeof name !== 'string' || name.trim() === '') throw new ModelError(String(name), 'expected a preset name (mlp) or the path or URL of a module exporting createModel');
+  if (typeof name !== 'string' || name.trim() === '') throw new ModelError(String(name), 'expected a preset name (mlp, cnn) or the path or URL of a module exporting createModel');
   const url = modelUrl(name);
   let mod: Record<string, unknown>;
   try {
@@ -170,7 +171,7 @@ function checkOutput(model: ResolvedModel, m: Module, ctx: ModelContext): void {
       try {
         out = (forward as (x: Tensor) => unknown).call(m, x);
       } catch (e) {
-        throw new ModelError(model.name, `the model's forward fails on a batch of shape [${batch}, ${ctx.inputShape.join(', ')}]: ${e instanceof Error ? e.message : String(e)}`);
+        throw new ModelError(model.name, `does not fit the data: the dataset's samples have shape [${ctx.inputShape.join(', ')}]${expectedInput(m)}, and the model's forward fails on a batch of shape [${batch}, ${ctx.inputShape.join(', ')}]: ${e instanceof Error ? e.message : String(e)}`);
       }
       if (!(out instanceof Tensor)) throw new ModelError(model.name, `the model's forward returned ${typeof out}; expected a Tensor`);
       if (out.shape.length !== 2 || out.shape[0] !== batch || out.shape[1] !== ctx.classes) {
@@ -189,14 +190,30 @@ function checkOutput(model: ResolvedModel, m: Module, ctx: ModelContext): void {
   }
 }
 
+/** ", while its first layer expects samples of shape [...]" when the model starts with a layer whose input shape is known. */
+function expectedInput(m: Module): string {
+  let first: Module = m;
+  while (first instanceof Sequential && first.length > 0) first = first.at(0);
+  if (first instanceof Linear) return `, while its first layer, Linear(${first.inFeatures} -> ${first.outFeatures}), expects samples of shape [${first.inFeatures}]`;
+  if (first instanceof Conv2d) return `, while its first layer, Conv2d(${first.inChannels} -> ${first.outChannels}), expects images of shape [${first.inChannels}, height, width]`;
+  return '';
+}
+
+/** What a model is told of its data: one sample's shape (absent: [features]) and the classes. */
+export interface DataShape {
+  readonly shape?: readonly number[];
+  readonly features: number;
+  readonly classes: number;
+}
+
 /** The context a strategy hands the factory: the dataset's shapes, the run's options, and who builds. */
 export function modelContext(
   opts: { seed: number; hidden: number; depth: number; modelOptions: Record<string, unknown> },
-  data: { features: number; classes: number },
+  data: DataShape,
   place: { rank: number | null; role: ModelContext['role']; workers: number },
 ): ModelContext {
   return {
-    inputShape: [data.features], features: data.features, classes: data.classes,
+    inputShape: [...(data.shape ?? [data.features])], features: data.features, classes: data.classes,
     seed: opts.seed, rank: place.rank, role: place.role, workers: place.workers,
     hidden: opts.hidden, depth: opts.depth, options: opts.modelOptions,
   };
@@ -204,7 +221,7 @@ export function modelContext(
 
 /** resolveModel, then buildModel with the context of `place`: the usual way a strategy gets its instance. */
 export async function loadModel(opts: { model: ModelRef; seed: number; hidden: number; depth: number; modelOptions: Record<string, unknown> },
-  data: { features: number; classes: number }, place: { rank: number | null; role: ModelContext['role']; workers: number }): Promise<{ resolved: ResolvedModel; model: Module }> {
+  data: DataShape, place: { rank: number | null; role: ModelContext['role']; workers: number }): Promise<{ resolved: ResolvedModel; model: Module }> {
   const resolved = await resolveModel(opts.model);
   return { resolved, model: await buildModel(resolved, modelContext(opts, data, place)) };
 }

@@ -55,7 +55,7 @@ test('an API caller may pass a module object; its metric export decides the test
 test('bad models are refused with one line naming the model, before anything trains', async (t) => {
   const cases: Array<[string | object, RegExp]> = [
     ['./no/such/model.js', /^--model \.\/no\/such\/model\.js: no such file \(.*\/no\/such\/model\.js\)$/],
-    ['cnnn', /^--model cnnn: is neither a preset \(mlp\) nor a file \(.*cnnn does not exist\)$/],
+    ['cnnn', /^--model cnnn: is neither a preset \(mlp, cnn\) nor a file \(.*cnnn does not exist\)$/],
     [fixture('broken-syntax.mjs'), /^--model .*broken-syntax\.mjs: cannot be imported \(.*\)$/],
     [fixture('no-factory.ts'), /^--model .*no-factory\.ts: exports no function createModel \(nor a default function\)$/],
     [fixture('throwing-factory.ts'), /^--model .*throwing-factory\.ts: createModel threw: out of ideas$/],

@@ -51,7 +51,8 @@ class LinearNode extends Node {
 
 /**
  * Affine map of the rows of `x` ([batch, in] or [in]) by `weight` ([out, in]) and an optional
- * `bias` ([out]): y = x W^T + b, shape [batch, out] (or [out]).
+ * `bias` ([out]): y = x W^T + b, shape [batch, out] (or [out]). A batch of samples of any shape
+ * with `in` elements each ([batch, c, h, w], ...) is flattened first (a view), as by a Flatten.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return affine('linear', x, weight, bias ?? null, false);
@@ -69,6 +70,9 @@ function affine(op: string, x: Tensor, weight: Tensor, bias: Tensor | null, with
   expectSameDevice(op, x, weight, bias);
   if (weight.shape.length !== 2) throw errors.shape(op, [x.shape, weight.shape], 'weight of shape [out, in]');
   const out = weight.shape[0]!, inF = weight.shape[1]!;
+  // [batch, ...sample] with inF elements per sample (images into an MLP) is read as [batch, inF]:
+  // the view a Flatten in front would make, so a dense model trains on any dataset's samples.
+  if (x.shape.length > 2 && x.shape[x.shape.length - 1] !== inF && x.size === x.shape[0]! * inF) x = x.reshape([x.shape[0]!, inF]);
   const [rows, cols] = rowsCols(op, x, 'input');
   if (cols !== inF) throw errors.shape(op, [x.shape, weight.shape], `input with ${inF} features (last dimension) to match weight [${out}, ${inF}]`);
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== out)) throw errors.shape(op, [x.shape, weight.shape, bias.shape], `bias of shape [${out}]`);
