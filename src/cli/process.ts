@@ -105,7 +105,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
  */
 async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promise<ServerStats> {
   // the dataset's shapes, without loading its samples: the host only runs the model
-  const { model } = await loadModel(opts, datasetShape(opts.dataset), { rank: place.rank, role: 'server', workers: place.trainers });
+  const { model } = await loadModel(opts, await datasetShape(opts.dataset, { seed: opts.seed, rank: place.rank, worldSize: place.trainers + place.servers }), { rank: place.rank, role: 'server', workers: place.trainers });
   const host = new RemoteModelHost({ name: place.name, model: model as Classifier, trainers: place.trainers });
   const agent = await startAgent(place);
   try {
@@ -134,7 +134,8 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
   if (place.role !== 'trainer') throw new RangeError(`rank ${place.rank} is a server rank (servers are ranks 0..${place.servers - 1}); start it with ps-server`);
   const spec = worldStrategy(opts);
   const device = chooseDevice(opts, log);
-  const data = await loadTrainingData(opts);
+  // a dataset file is read by share: each trainer reads only its own pages
+  const data = await loadTrainingData(opts, { shard: { rank: place.index, worldSize: place.trainers } });
   const primary = place.index === 0;
 
   const agent = await startAgent(place);
@@ -149,7 +150,7 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
     await agent.rendezvous();
     namesFromWorld(place, agent);
     // the first trainer also records the accuracy curve (--eval-every) on the test split
-    const ctx = { agent, place, rank: place.index, trainers: place.trainers, train: data.train, leave: !primary, ...(primary ? { test: data.test } : {}) };
+    const ctx = { agent, place, rank: place.index, trainers: place.trainers, train: data.train, ...(data.share !== undefined ? { share: data.share } : {}), leave: !primary, ...(primary ? { test: data.test } : {}) };
     let run: WorldTraining;
     try {
       run = await spec.train(opts, ctx);

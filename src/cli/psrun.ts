@@ -166,7 +166,7 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
   if (o.model !== DEFAULTS.model || Object.keys(modelOptions).length > 0) {
     try {
       const [{ loadModel }, { datasetShape }] = await Promise.all([import('../trainer/model.js'), import('../data/index.js')]);
-      await loadModel({ ...o, modelOptions }, datasetShape(o.dataset), { rank: null, role: 'trainer', workers: topology.trainers.length });
+      await loadModel({ ...o, modelOptions }, await datasetShape(o.dataset), { rank: null, role: 'trainer', workers: topology.trainers.length });
     } catch (e) {
       stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
       return 1;

@@ -8,7 +8,7 @@
 // The first trainer (rank 0), given the test split, also records the accuracy-over-time curve on
 // its own copy of the parameters (those of its last pull): one process's view of the shared
 // model, with its samples scaled by the trainer count as the estimate of all trainers' samples.
-import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
+import { DataLoader, type Dataset } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
 import { PsClient } from '../server/index.js';
 import { flattenParameters, type Module, type Tensor } from '../tensor/index.js';
@@ -16,6 +16,7 @@ import { AccuracyCurve, type CurvePoint } from './curve.js';
 import { runLoop, supervisedStep, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
+import { trainerSampler } from './setup.js';
 
 /** Where a trainer stands in the world. */
 export interface TrainerContext {
@@ -26,6 +27,8 @@ export interface TrainerContext {
   rank: number;
   trainers: number;
   train: Dataset;
+  /** `train` is this trainer's share only: samples per epoch (see setup.ts trainerSampler). */
+  share?: number;
   /** Rank 0 with `opts.evalEvery > 0`: the test split the accuracy curve is evaluated on. */
   test?: Dataset;
   /** Progress label (default: the agent's name). */
@@ -77,7 +80,7 @@ export interface TrainedWorker {
  */
 export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext): Promise<TrainedWorker> {
   const { agent, train } = ctx;
-  const sampler = new DistributedSampler(train.length, { numReplicas: ctx.trainers, rank: ctx.rank, shuffle: true, seed: opts.seed });
+  const sampler = trainerSampler(opts, ctx);
   const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
   if (loader.length === 0) {
     throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of trainer ${ctx.rank} of ${ctx.trainers}`);

@@ -3,6 +3,7 @@
 // The command-line flags (ARCHITECTURE.md's contract) map one to one onto `TrainOptions`; the API
 // entry points take the same object, so a script and a command line train the same way.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DATASET_NAMES, parseDatasetSpec, type DatasetName } from '../data/index.js';
 import type { ModelRef } from './model.js';
 
 // the strategies' names and their consistency refusals come from the table of strategies
@@ -11,8 +12,9 @@ import { STRATEGIES, type Strategy } from './strategies/index.js';
 export { consistencyConflict, STRATEGIES, type Strategy } from './strategies/index.js';
 export const CONSISTENCIES = ['sync', 'async', 'ssp'] as const;
 export type Consistency = (typeof CONSISTENCIES)[number];
-export const DATASETS = ['fashion-mnist', 'mnist', 'synthetic'] as const;
-export type DatasetName = (typeof DATASETS)[number];
+/** The built-in datasets; `--dataset` also takes idx:FOLDER, file:PATH and dataset modules (docs/DATA.md). */
+export const DATASETS = DATASET_NAMES;
+export type { DatasetName };
 export const DEVICES = ['cpu', 'cuda', 'auto'] as const;
 export type DeviceFlag = (typeof DEVICES)[number];
 export const OPTIMIZERS = ['sgd', 'adam'] as const;
@@ -25,7 +27,8 @@ export interface TrainOptions {
   consistency: Consistency;
   /** ssp only: how many steps a trainer may run ahead of the slowest one. */
   staleness: number;
-  dataset: DatasetName;
+  /** A dataset spec: a built-in name (fashion-mnist, mnist, synthetic), idx:FOLDER, file:PATH or a dataset module's path. */
+  dataset: string;
   /**
    * The model (src/trainer/model.ts): a preset name (`mlp`), the path or URL of a module exporting
    * `createModel(ctx)`, or (API only, strategies that build the model in this process) such a module object.
@@ -138,6 +141,16 @@ function jsonObject(flag: string) {
   };
 }
 
+/** --dataset: checked by the data layer's one parser, kept as the string (it travels to other processes as a flag). */
+function datasetSpec(value: string): string {
+  try {
+    parseDatasetSpec(value, '--dataset');
+  } catch (e) {
+    throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+  }
+  return value;
+}
+
 /** Adds the training flags to a command (trainer, ps-server, psrun). */
 export function addTrainFlags(cmd: Command): Command {
   const d = DEFAULTS;
@@ -145,8 +158,8 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--strategy <name>', 'training strategy').choices(STRATEGIES).default(d.strategy))
     .addOption(new Option('--consistency <model>', 'consistency model (strategies with servers)').choices(CONSISTENCIES).default(d.consistency))
     .addOption(new Option('--staleness <n>', 'ssp: steps a trainer may run ahead of the slowest').argParser(integer('--staleness', 0)).default(d.staleness))
-    .addOption(new Option('--dataset <name>', 'dataset').choices(DATASETS).default(d.dataset))
-    .addOption(new Option('--model <file|preset>', 'the model: a preset (mlp) or a module exporting createModel(ctx)').default(d.model))
+    .addOption(new Option('--dataset <spec>', `dataset: ${DATASETS.join(', ')}, idx:FOLDER, file:PATH or a dataset module`).argParser(datasetSpec).default(d.dataset))
+    .addOption(new Option('--model <file|preset>', 'the model: a preset (mlp, cnn) or a module exporting createModel(ctx)').default(d.model))
     .addOption(new Option('--model-options <json>', "JSON object handed to the model's createModel as ctx.options").argParser(jsonObject('--model-options')).default(d.modelOptions, '{}'))
     .addOption(new Option('--hidden <n>', 'mlp preset: width of the hidden layers').argParser(integer('--hidden', 1, 65536)).default(d.hidden))
     .addOption(new Option('--depth <n>', 'mlp preset: hidden layers (2: 784-H-H-10)').argParser(integer('--depth', 0, 1024)).default(d.depth))
@@ -188,6 +201,10 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   }
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
   if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);
-  if (!(DATASETS as readonly string[]).includes(o.dataset)) throw new RangeError(`option dataset must be one of ${DATASETS.join(', ')}, got '${o.dataset}'`);
+  try {
+    parseDatasetSpec(o.dataset);
+  } catch (e) {
+    throw new RangeError(`option dataset: ${e instanceof Error ? e.message : String(e)}`);
+  }
   return o;
 }

@@ -34,7 +34,7 @@
 // server, so each point first copies its parameters into a local twin (one pull of 55k floats),
 // then evaluates the twin; the copy and the evaluation are both left out of this trainer's clock.
 // With several trainers the others keep training meanwhile (as in Hogwild's curve).
-import { DataLoader, DistributedSampler, type Batch, type Dataset } from '../data/index.js';
+import { DataLoader, type Batch, type Dataset } from '../data/index.js';
 import { DistributedOptimizer, type Agent, type DistAutogradContext, type RRef } from '../rpc/index.js';
 import { RF_FUNCTIONS, type SharedModel } from '../server/index.js';
 import { layoutOf, optimizerArgs, Tensor } from '../tensor/index.js';
@@ -43,7 +43,7 @@ import { AccuracyCurve, type CurvePoint } from './curve.js';
 import { runLoop, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
-import { optimizerSpec } from './setup.js';
+import { optimizerSpec, trainerSampler } from './setup.js';
 
 export interface RemoteForwardContext {
   agent: Agent;
@@ -53,6 +53,8 @@ export interface RemoteForwardContext {
   rank: number;
   trainers: number;
   train: Dataset;
+  /** `train` is this trainer's share only: samples per epoch (see setup.ts trainerSampler). */
+  share?: number;
   label?: string;
   /** Leave the host when training ends (default true); false: call `worker.leave()` later. */
   leave?: boolean;
@@ -78,7 +80,7 @@ export interface RemoteForwardWorker {
 
 export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardContext): Promise<RemoteForwardWorker> {
   const { agent, train, server } = ctx;
-  const sampler = new DistributedSampler(train.length, { numReplicas: ctx.trainers, rank: ctx.rank, shuffle: true, seed: opts.seed });
+  const sampler = trainerSampler(opts, ctx);
   const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
   if (loader.length === 0) {
     throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of trainer ${ctx.rank} of ${ctx.trainers}`);
@@ -107,6 +109,15 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
     const values = await Promise.all(paramRefs.map((r) => r.toHere()));
     const params = twin.parameters();
     values.forEach((v, i) => params[i]!.data.set(v.data));
+    // buffers (running statistics) live with the hosted model, which ran every forward
+    const buffers = twin.buffers();
+    if (buffers.length > 0) {
+      const copies = await agent.call<Float32Array[]>(server, RF_FUNCTIONS.buffers, []);
+      if (!Array.isArray(copies) || copies.length !== buffers.length || copies.some((c, i) => !(c instanceof Float32Array) || c.length !== buffers[i]!.size)) {
+        throw new Error(`remote-forward: the buffers of the model hosted on ${server} do not match this trainer's model (${buffers.length} buffers)`);
+      }
+      copies.forEach((c, i) => buffers[i]!.data.set(c));
+    }
     return twin;
   };
   const releases: Promise<void>[] = [];

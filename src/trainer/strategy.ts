@@ -94,6 +94,8 @@ export interface WorldTrainerContext {
   rank: number;
   trainers: number;
   train: Dataset;
+  /** Set when `train` is this trainer's share only (a dataset file read by rank): samples per epoch (setup.ts trainerSampler). */
+  share?: number;
   /** The first trainer only: the test split, for the accuracy curve (--eval-every). */
   test?: Dataset;
   /**

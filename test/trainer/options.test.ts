@@ -66,10 +66,16 @@ function optionFlags(long: string): string {
 }
 
 test('names outside a flag\'s choices are refused with the choices', (t) => {
-  for (const [flag, value] of [['--strategy', 'magic'], ['--consistency', 'eventual'], ['--dataset', 'cifar'], ['--device', 'tpu'], ['--optimizer', 'lbfgs'], ['--progress', 'loud']]) {
+  for (const [flag, value] of [['--strategy', 'magic'], ['--consistency', 'eventual'], ['--device', 'tpu'], ['--optimizer', 'lbfgs'], ['--progress', 'loud']]) {
     const line = parse([flag!, value!]);
     t.regex(line as string, new RegExp(`^error: option '${flag} <[a-z]+>' argument '${value}' is invalid\\. Allowed choices are `), `${flag} ${value}`);
   }
+});
+
+test('--dataset takes a built-in name, idx:FOLDER, file:PATH or a module, and names the forms when it is none of them', (t) => {
+  for (const spec of ['mnist', 'idx:./data', 'file:fashion.psds', './my-data.mjs']) t.is((parse(['--dataset', spec]) as Record<string, unknown>).dataset, spec, spec);
+  t.is(parse(['--dataset', 'cifar']), "error: option '--dataset <spec>' argument 'cifar' is invalid. --dataset must be one of fashion-mnist, mnist, synthetic, idx:FOLDER, file:PATH or a dataset module path (./my-data.mjs), got 'cifar'");
+  t.regex(parse(['--dataset', 'idx:']) as string, /--dataset must be idx:FOLDER with a non-empty path, got 'idx:'$/);
 });
 
 test('resolveOptions fills in the defaults and keeps what the caller gave', (t) => {
@@ -85,7 +91,7 @@ const badApi: Array<[Partial<TrainOptions>, string]> = [
   [{ lr: 0 }, 'option lr must be a positive number, got 0'],
   [{ lr: Infinity }, 'option lr must be a positive number, got Infinity'],
   [{ strategy: 'magic' as never }, "option strategy must be one of local, centralized, remote-forward, partitioned, hogwild, got 'magic'"],
-  [{ dataset: 'cifar' as never }, "option dataset must be one of fashion-mnist, mnist, synthetic, got 'cifar'"],
+  [{ dataset: 'cifar' }, "option dataset: dataset must be one of fashion-mnist, mnist, synthetic, idx:FOLDER, file:PATH or a dataset module path (./my-data.mjs), got 'cifar'"],
 ];
 
 for (const [o, message] of badApi) {
