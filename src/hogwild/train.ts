@@ -7,7 +7,7 @@
 // polls a shared counter for progress, evaluates the shared model between epochs (the workers
 // wait at a barrier meanwhile) and assembles the result.
 import type { Dataset } from '../data/index.js';
-import { flattenParameters, layoutOf } from '../tensor/index.js';
+import { flattenBuffers, flattenParameters, layoutOf } from '../tensor/index.js';
 import { AccuracyCurve, type CurvePoint } from '../trainer/curve.js';
 import { evaluate } from '../trainer/evaluate.js';
 import { resolveOptions, type TrainOptions } from '../trainer/options.js';
@@ -78,7 +78,11 @@ export async function trainHogwild(options: HogwildOptions = {}): Promise<Hogwil
     const model = await buildModel(resolved, modelContext(opts, train, { rank: null, role: 'worker', workers })) as HogwildModel;
     const params = new Float32Array(new SharedArrayBuffer(model.parameterCount() * 4));
     flattenParameters(model, { buffer: params });
-    const task = { workers, opts, params, layout: layoutOf(model), train, ...createControlBlock(workers), recordLosses };
+    // Buffers (BatchNorm2d's running statistics) are shared the same way: every worker updates the
+    // one set, Hogwild-style, and the main thread evaluates with it.
+    const bufferElements = model.namedBuffers().reduce((n, [, t]) => n + t.size, 0);
+    const buffers = flattenBuffers(model, { buffer: new Float32Array(new SharedArrayBuffer(bufferElements * 4)) });
+    const task = { workers, opts, params, buffers, layout: layoutOf(model), train, ...createControlBlock(workers), recordLosses };
     const run = await runWorkers(pool, task, model, test, resolved.metric, logOption);
     const result: HogwildResult = {
       ...resultOf(opts, {

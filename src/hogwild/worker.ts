@@ -6,7 +6,7 @@
 // Per step it touches shared memory twice besides the weights: plain stores of its sample count
 // and batch loss into its own slots of the stats block, which the main thread polls.
 import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
-import { flattenParameters, layoutDifference, layoutOf, type Module, type ParameterLayout, type Tensor } from '../tensor/index.js';
+import { flattenBuffers, flattenParameters, layoutDifference, layoutOf, type Module, type ParameterLayout, type Tensor } from '../tensor/index.js';
 import { runLoop, supervisedStep } from '../trainer/loop.js';
 import { ModelError } from '../trainer/errors.js';
 import type { TrainOptions } from '../trainer/options.js';
@@ -24,6 +24,8 @@ export interface WorkerTask {
   opts: TrainOptions;
   /** The shared parameters, already initialised by the main thread. */
   params: Float32Array;
+  /** The shared buffers (running statistics), in namedBuffers() order, initialised by the main thread. */
+  buffers: Float32Array;
   /** The main thread's model's parameters (names, sizes, shapes): every worker's must be the same. */
   layout: ParameterLayout[];
   train: Dataset;
@@ -52,6 +54,7 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
   if (why) throw new ModelError(resolved.name, `worker ${rank} built another model than the main thread's: ${why}`);
   // copy: false keeps the main thread's initial values: this instance's own init is discarded.
   flattenParameters(model, { buffer: task.params, copy: false });
+  flattenBuffers(model, { buffer: task.buffers, copy: false });
   model.train();
   const optimizer = buildOptimizer(model.parameters(), opts);
   // With one worker this is exactly local training's order (its DataLoader shuffles through a

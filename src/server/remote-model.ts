@@ -9,6 +9,9 @@
 //   rf.params  RRefs to the model's parameters, in `parameters()` order, for a DistributedOptimizer:
 //              each trainer's optimizer steps them here with the gradients of its own context only,
 //              so concurrent trainers never see each other's gradients (no shared `.grad`)
+//   rf.buffers copies of the model's buffers (BatchNorm2d running statistics, updated by the
+//              forwards run here), in `buffers()` order: what a trainer loads into its local twin
+//              before it evaluates, so the result keeps the statistics of every trainer's batches
 //   rf.join / rf.leave   the live set (a join may carry the trainer's model layout, names and
 //              shapes: a trainer whose model differs from the hosted one is refused, naming the
 //              first differing parameter): the host is `done` once the expected trainers have joined
@@ -31,6 +34,7 @@ const AWAITED = '(trainers not joined yet)';
 export const RF_FUNCTIONS = {
   model: 'rf.model',
   params: 'rf.params',
+  buffers: 'rf.buffers',
   join: 'rf.join',
   leave: 'rf.leave',
 } as const;
@@ -39,6 +43,8 @@ export const RF_FUNCTIONS = {
 export interface HostedModel {
   forward(x: Tensor): Tensor;
   parameters(): Tensor[];
+  /** Its buffers (running statistics), when it has any: what rf.buffers hands out. */
+  buffers?(): Tensor[];
 }
 
 /** The object behind the trainers' RRef: its methods are what `rref.rpcSync()` can call. */
@@ -160,6 +166,10 @@ export class RemoteModelHost {
       // one RRef per parameter, made once: forks to every trainer share the owner's entry
       this.paramRefs ??= this.shared.model.parameters().map((p) => agent.rref(p));
       return this.paramRefs;
+    });
+    agent.register(RF_FUNCTIONS.buffers, () => {
+      this.heardFromTrainers();
+      return (this.hosted.buffers?.() ?? []).map((b) => b.toTypedArray());
     });
     agent.register(RF_FUNCTIONS.join, (trainer: unknown, layout?: ParameterSpec[]) => {
       if (typeof trainer !== 'string' || trainer.length === 0) throw errors.badTrainer(this.name, trainer);
