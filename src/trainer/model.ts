@@ -171,7 +171,10 @@ function checkOutput(model: ResolvedModel, m: Module, ctx: ModelContext): void {
       try {
         out = (forward as (x: Tensor) => unknown).call(m, x);
       } catch (e) {
-        throw new ModelError(model.name, `does not fit the data: the dataset's samples have shape [${ctx.inputShape.join(', ')}]${expectedInput(m)}, and the model's forward fails on a batch of shape [${batch}, ${ctx.inputShape.join(', ')}]: ${e instanceof Error ? e.message : String(e)}`);
+        const why = e instanceof Error ? e.message : String(e);
+        const first = firstLayerInput(m, ctx.inputShape);
+        if (first && !first.fits) throw new ModelError(model.name, `does not fit the data: the dataset's samples have shape [${ctx.inputShape.join(', ')}], while ${first.expects} (${why})`);
+        throw new ModelError(model.name, `the model's forward fails on a batch of shape [${batch}, ${ctx.inputShape.join(', ')}]: ${why}`);
       }
       if (!(out instanceof Tensor)) throw new ModelError(model.name, `the model's forward returned ${typeof out}; expected a Tensor`);
       if (out.shape.length !== 2 || out.shape[0] !== batch || out.shape[1] !== ctx.classes) {
@@ -190,13 +193,21 @@ function checkOutput(model: ResolvedModel, m: Module, ctx: ModelContext): void {
   }
 }
 
-/** ", while its first layer expects samples of shape [...]" when the model starts with a layer whose input shape is known. */
-function expectedInput(m: Module): string {
+/**
+ * What the model's first layer says of the samples it takes, when it is a layer whose input is
+ * known (Linear, Conv2d), and whether the data's sample shape fits it.
+ */
+function firstLayerInput(m: Module, sample: readonly number[]): { expects: string; fits: boolean } | null {
   let first: Module = m;
   while (first instanceof Sequential && first.length > 0) first = first.at(0);
-  if (first instanceof Linear) return `, while its first layer, Linear(${first.inFeatures} -> ${first.outFeatures}), expects samples of shape [${first.inFeatures}]`;
-  if (first instanceof Conv2d) return `, while its first layer, Conv2d(${first.inChannels} -> ${first.outChannels}), expects images of shape [${first.inChannels}, height, width]`;
-  return '';
+  const elements = sample.reduce((a, b) => a * b, 1);
+  if (first instanceof Linear) {
+    return { expects: `its first layer, Linear(${first.inFeatures} -> ${first.outFeatures}), expects samples of shape [${first.inFeatures}]`, fits: elements === first.inFeatures };
+  }
+  if (first instanceof Conv2d) {
+    return { expects: `its first layer, Conv2d(${first.inChannels} -> ${first.outChannels}), expects images of shape [${first.inChannels}, height, width]`, fits: sample.length === 3 && sample[0] === first.inChannels };
+  }
+  return null;
 }
 
 /** What a model is told of its data: one sample's shape (absent: [features]) and the classes. */
