@@ -1,14 +1,17 @@
-// npm run bench:kernels — GEMM GFLOP/s at the MLP's shapes and 1024^3, and local training
-// samples/s, each beside its peer measured in the same run (OpenBLAS sgemm and PyTorch's local
-// loop, one thread). Writes bench/results/kernels.json:
-//   { gemm: [{ m, n, k, transA, transB, gflops }], localSamplesPerSecond, localTestAccuracy,
-//     openblas: [...] | null, torch: { localSamplesPerSecond, testAccuracy } | null, ... }
+// npm run bench:kernels — GEMM GFLOP/s at the MLP's shapes and 1024^3, conv2d GFLOP/s at the cnn's
+// two conv shapes (forward, input grad, weight grad), and local training samples/s, each beside its
+// peer measured in the same run (OpenBLAS sgemm, PyTorch's conv2d and its local loop, one thread).
+// Writes bench/results/kernels.json:
+//   { gemm: [{ m, n, k, transA, transB, gflops }], conv: { torch, shapes: [{ name, geometry,
+//     psrpc: { forward, inputGrad, weightGrad }, torch: {...} | null }] }, localSamplesPerSecond,
+//     localTestAccuracy, openblas: [...] | null, torch: { localSamplesPerSecond, testAccuracy } | null, ... }
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuKernels } from '../src/tensor/native.js';
+import { benchConv, printConv } from './conv.js';
 import { benchGemm, GEMM_SHAPES, openBlas } from './gemm.js';
 import { median, runAnchor } from './peer.js';
 
@@ -16,10 +19,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
 /** One whole `trainer --strategy local` run in its own process, as a user runs it. */
-function localRun(): { samplesPerSecond: number; testAccuracy: number; wallSeconds: number } {
+function localRun(extra: string[] = []): { samplesPerSecond: number; testAccuracy: number; wallSeconds: number } {
   const out = join(tmpdir(), `psrpc-bench-local-${process.pid}.json`);
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, '..', 'src', 'cli', 'trainer-main.ts'),
-    '--strategy', 'local', '--epochs', '1', '--progress', 'none', '--json', out], { encoding: 'utf8' });
+    '--strategy', 'local', '--epochs', '1', '--progress', 'none', '--json', out, ...extra], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`local training failed: ${r.stderr}`);
   const res = JSON.parse(readFileSync(out, 'utf8'));
   rmSync(out, { force: true });
@@ -38,6 +41,27 @@ gemm.forEach((g, i) => {
   console.log(`${GEMM_SHAPES[i]!.name.padEnd(24)} ${String(g.m).padStart(5)} ${String(g.n).padStart(5)} ${String(g.k).padStart(5)}  ${op} ` +
     `${g.gflops.toFixed(1).padStart(9)} ${(ob?.toFixed(1) ?? 'n/a').padStart(9)} ${(ob ? `${Math.round((100 * g.gflops) / ob)}%` : 'n/a').padStart(9)}`);
 });
+
+const conv = benchConv();
+printConv(conv);
+
+// Local cnn training (the issue's target): `--model cnn` with SGD lr 0.05 momentum 0.9, batch 64,
+// 1 epoch, beside torch_more.py cnn on the same data, runs interleaved so both see the same machine.
+const cnnOurs: ReturnType<typeof localRun>[] = [];
+const cnnTorch: Record<string, number>[] = [];
+for (let i = 0; i < RUNS; i++) {
+  cnnOurs.push(localRun(['--model', 'cnn', '--momentum', '0.9']));
+  const t = runAnchor('torch_more.py', ['cnn', '--momentum', '0.9']);
+  if (t) cnnTorch.push(t);
+}
+const cnnLocal = median(cnnOurs.map((r) => r.samplesPerSecond));
+const cnnTorchLocal = cnnTorch.length ? median(cnnTorch.map((r) => r.samples_per_s!)) : null;
+console.log(`\nlocal training, cnn (215,370 parameters), batch 64, SGD momentum 0.9, 1 epoch Fashion-MNIST (median of ${RUNS}, interleaved)`);
+console.log(`  psrpc   ${Math.round(cnnLocal)} samples/s, test accuracy ${median(cnnOurs.map((r) => r.testAccuracy)).toFixed(4)}`);
+if (cnnTorchLocal) {
+  console.log(`  PyTorch ${Math.round(cnnTorchLocal)} samples/s, test accuracy ${median(cnnTorch.map((r) => r.test_accuracy!)).toFixed(4)}`);
+  console.log(`  ratio   ${(cnnLocal / cnnTorchLocal).toFixed(2)}x`);
+}
 
 const ours = Array.from({ length: RUNS }, localRun);
 const torchRuns = Array.from({ length: RUNS }, () => runAnchor('torch_train.py', ['local'])).filter((x) => x !== null);
@@ -60,10 +84,16 @@ writeFileSync(file, JSON.stringify({
   simd,
   gemm,
   openblas: blas,
+  conv,
   localSamplesPerSecond: local,
   localTestAccuracy: median(ours.map((r) => r.testAccuracy)),
   localRuns: ours,
   torch: torchLocal ? { localSamplesPerSecond: torchLocal, testAccuracy: median(torchRuns.map((r) => r.test_acc!)), runs: torchRuns } : null,
   localVsTorch: torchLocal ? local / torchLocal : null,
+  cnn: {
+    samplesPerSecond: cnnLocal, testAccuracy: median(cnnOurs.map((r) => r.testAccuracy)), runs: cnnOurs,
+    torch: cnnTorchLocal ? { samplesPerSecond: cnnTorchLocal, testAccuracy: median(cnnTorch.map((r) => r.test_accuracy!)), runs: cnnTorch } : null,
+    vsTorch: cnnTorchLocal ? cnnLocal / cnnTorchLocal : null,
+  },
 }, null, 2) + '\n');
 console.log(`\nwrote ${file}`);

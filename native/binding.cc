@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <string>
 
 #include "cpu/simd.h"
@@ -364,6 +365,300 @@ napi_value AdamUpdate(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// ---- convolution, pooling, batch normalisation -------------------------------------------------
+// The geometry arrives as one list of integers (Conv2dGeometry, Pool2dGeometry in native.ts); every
+// field, the derived output size and every array's length against it are checked before a kernel runs.
+
+constexpr const char* kConvFields[14] = {"n", "c", "h", "w", "oc", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "groups"};
+constexpr int kConvLo[14] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+constexpr const char* kPoolFields[9] = {"planes", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw"};
+constexpr int kPoolLo[9] = {1, 1, 1, 1, 1, 1, 1, 0, 0};
+
+std::string conv_text(const k::Conv2dShape& s) {
+  return "n=" + std::to_string(s.n) + " c=" + std::to_string(s.c) + " h=" + std::to_string(s.h) + " w=" +
+         std::to_string(s.w) + " oc=" + std::to_string(s.oc) + " kernel " + std::to_string(s.kh) + "x" +
+         std::to_string(s.kw) + " stride " + std::to_string(s.sh) + "x" + std::to_string(s.sw) + " padding " +
+         std::to_string(s.ph) + "x" + std::to_string(s.pw) + " dilation " + std::to_string(s.dh) + "x" +
+         std::to_string(s.dw) + " groups=" + std::to_string(s.groups) + " (output " + std::to_string(s.oh) + "x" +
+         std::to_string(s.ow) + ")";
+}
+
+unsigned __int128 product4(int64_t a, int64_t b, int64_t c, int64_t d) { return product(a, b) * product(c, d); }
+
+k::Conv2dShape conv_shape(const Args& args, size_t i) {
+  int64_t g[14];
+  integer_list(args, i, "geometry", kConvFields, kConvLo, 14, g);
+  k::Conv2dShape s{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], 0, 0};
+  if (s.c % s.groups != 0 || s.oc % s.groups != 0) {
+    args.range("groups=" + std::to_string(s.groups) + " must divide c=" + std::to_string(s.c) + " and oc=" +
+               std::to_string(s.oc));
+  }
+  if (!k::conv2d_output(s)) {
+    args.range("the output is empty: input " + std::to_string(s.h) + "x" + std::to_string(s.w) + " padded by " +
+               std::to_string(s.ph) + "x" + std::to_string(s.pw) + " is smaller than the dilated kernel " +
+               std::to_string(s.dh * (s.kh - 1) + 1) + "x" + std::to_string(s.dw * (s.kw - 1) + 1));
+  }
+  // The columns of one image (K x P) must be addressable; a real workspace of that size could not exist anyway.
+  const unsigned __int128 k_len = product(s.c / s.groups, s.kh) * static_cast<unsigned __int128>(s.kw);
+  if (k_len * (product(s.oh, s.ow) + static_cast<unsigned __int128>(s.oc)) > static_cast<unsigned __int128>(kMaxSafeInteger)) {
+    args.range("the im2col columns of " + conv_text(s) + " exceed 2^53 elements");
+  }
+  return s;
+}
+
+// x, weight, bias and the output-shaped array (y or dy) against the shape; col against the workspace.
+void check_conv(const Args& args, const k::Conv2dShape& s, const View<float>* x, const View<float>& weight,
+                const View<float>* bias, const View<float>& out, const View<float>& col) {
+  const auto shape = [&] { return conv_text(s); };
+  if (x) at_least_length(args, *x, product4(s.n, s.c, s.h, s.w), shape);
+  at_least_length(args, weight, product4(s.oc, s.c / s.groups, s.kh, s.kw), shape);
+  if (bias && bias->data) at_least_length(args, *bias, static_cast<unsigned __int128>(s.oc), shape);
+  at_least_length(args, out, product4(s.n, s.oc, s.oh, s.ow), shape);
+  at_least_length(args, col, static_cast<unsigned __int128>(k::conv2d_workspace(s)), [&] {
+    return conv_text(s) + " (conv2dWorkspace)";
+  });
+}
+
+napi_value Conv2dWorkspace(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "conv2dWorkspace");
+  const k::Conv2dShape s = conv_shape(args, 0);
+  return number_value(env, static_cast<double>(k::conv2d_workspace(s)));
+}
+
+napi_value Conv2dForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "conv2dForward");
+  const k::Conv2dShape s = conv_shape(args, 0);
+  const View<float> x = array<float>(args, 1, "x");
+  const View<float> weight = array<float>(args, 2, "weight");
+  const View<float> bias = optional_array<float>(args, 3, "bias");
+  const View<float> y = array<float>(args, 4, "y");
+  const View<float> col = array<float>(args, 5, "col");
+  check_conv(args, s, &x, weight, &bias, y, col);
+  for (const View<float>* in : {&x, &weight, &bias, &col}) disjoint(args, y, *in);
+  for (const View<float>* in : {&x, &weight, &bias}) disjoint(args, col, *in);
+  k::conv2d_forward(s, x.data, weight.data, bias.data, y.data, col.data);
+  return undefined(env);
+}
+
+napi_value Conv2dBackwardInput(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "conv2dBackwardInput");
+  const k::Conv2dShape s = conv_shape(args, 0);
+  const View<float> dy = array<float>(args, 1, "dy");
+  const View<float> weight = array<float>(args, 2, "weight");
+  const View<float> dx = array<float>(args, 3, "dx");
+  const View<float> col = array<float>(args, 4, "col");
+  const bool accumulate = args.boolean(5, "accumulate");
+  check_conv(args, s, &dx, weight, nullptr, dy, col);
+  for (const View<float>* in : {&dy, &weight, &col}) disjoint(args, dx, *in);
+  for (const View<float>* in : {&dy, &weight}) disjoint(args, col, *in);
+  k::conv2d_backward_input(s, dy.data, weight.data, dx.data, col.data, accumulate);
+  return undefined(env);
+}
+
+napi_value Conv2dBackwardWeight(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "conv2dBackwardWeight");
+  const k::Conv2dShape s = conv_shape(args, 0);
+  const View<float> x = array<float>(args, 1, "x");
+  const View<float> dy = array<float>(args, 2, "dy");
+  const View<float> dweight = array<float>(args, 3, "dweight");
+  const View<float> dbias = optional_array<float>(args, 4, "dbias");
+  const View<float> col = array<float>(args, 5, "col");
+  const bool accumulate_weight = args.boolean(6, "accumulateWeight");
+  const bool accumulate_bias = args.boolean(7, "accumulateBias");
+  check_conv(args, s, &x, dweight, &dbias, dy, col);
+  for (const View<float>* in : {&x, &dy, &col, &dbias}) disjoint(args, dweight, *in);
+  for (const View<float>* in : {&x, &dy, &col}) disjoint(args, dbias, *in);
+  for (const View<float>* in : {&x, &dy}) disjoint(args, col, *in);
+  k::conv2d_backward_weight(s, x.data, dy.data, dweight.data, dbias.data, col.data, accumulate_weight,
+                            accumulate_bias);
+  return undefined(env);
+}
+
+std::string pool_text(const k::Pool2dShape& s) {
+  return "planes=" + std::to_string(s.planes) + " h=" + std::to_string(s.h) + " w=" + std::to_string(s.w) +
+         " window " + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " stride " + std::to_string(s.sh) + "x" +
+         std::to_string(s.sw) + " padding " + std::to_string(s.ph) + "x" + std::to_string(s.pw) + " (output " +
+         std::to_string(s.oh) + "x" + std::to_string(s.ow) + ")";
+}
+
+k::Pool2dShape pool_shape(const Args& args, size_t i) {
+  int64_t g[9];
+  integer_list(args, i, "geometry", kPoolFields, kPoolLo, 9, g);
+  k::Pool2dShape s{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], 0, 0};
+  if (2 * s.ph > s.kh || 2 * s.pw > s.kw) {
+    args.range("padding " + std::to_string(s.ph) + "x" + std::to_string(s.pw) + " must be at most half the window " +
+               std::to_string(s.kh) + "x" + std::to_string(s.kw));
+  }
+  if (product(s.h, s.w) > 2147483647u) {
+    args.range("planes of " + std::to_string(s.h) + "x" + std::to_string(s.w) + " exceed the 2^31 - 1 positions an Int32 index holds");
+  }
+  if (!k::pool2d_output(s)) {
+    args.range("the output is empty: input " + std::to_string(s.h) + "x" + std::to_string(s.w) + " padded by " +
+               std::to_string(s.ph) + "x" + std::to_string(s.pw) + " is smaller than the window " +
+               std::to_string(s.kh) + "x" + std::to_string(s.kw));
+  }
+  return s;
+}
+
+void check_pool(const Args& args, const k::Pool2dShape& s, const View<float>& x, const View<float>& y) {
+  const auto shape = [&] { return pool_text(s); };
+  at_least_length(args, x, product(s.planes, s.h) * static_cast<unsigned __int128>(s.w), shape);
+  at_least_length(args, y, product(s.planes, s.oh) * static_cast<unsigned __int128>(s.ow), shape);
+}
+
+napi_value MaxPool2dForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "maxPool2dForward");
+  const k::Pool2dShape s = pool_shape(args, 0);
+  const View<float> x = array<float>(args, 1, "x");
+  const View<float> y = array<float>(args, 2, "y");
+  const View<int32_t> indices = array<int32_t>(args, 3, "indices");
+  check_pool(args, s, x, y);
+  at_least_length(args, indices, product(s.planes, s.oh) * static_cast<unsigned __int128>(s.ow), [&] { return pool_text(s); });
+  disjoint(args, y, x);
+  disjoint(args, indices, x);
+  disjoint(args, indices, y);
+  k::max_pool2d_forward(s, x.data, y.data, indices.data);
+  return undefined(env);
+}
+
+napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "maxPool2dBackward");
+  const k::Pool2dShape s = pool_shape(args, 0);
+  const View<float> dy = array<float>(args, 1, "dy");
+  const View<int32_t> indices = array<int32_t>(args, 2, "indices");
+  const View<float> dx = array<float>(args, 3, "dx");
+  const bool accumulate = args.boolean(4, "accumulate");
+  check_pool(args, s, dx, dy);
+  const int64_t outputs = s.planes * s.oh * s.ow;
+  at_least_length(args, indices, static_cast<unsigned __int128>(outputs), [&] { return pool_text(s); });
+  disjoint(args, dx, dy);
+  disjoint(args, dx, indices);
+  const int64_t hw = s.h * s.w;
+  for (int64_t o = 0; o < outputs; ++o) {
+    const int32_t at = indices.data[o];
+    if (at < 0 || at >= hw) {
+      args.range("indices[" + std::to_string(o) + "] = " + std::to_string(at) + " is outside the plane's [0, " +
+                 std::to_string(hw) + ")");
+    }
+  }
+  k::max_pool2d_backward(s, dy.data, indices.data, dx.data, accumulate);
+  return undefined(env);
+}
+
+napi_value AvgPool2dForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "avgPool2dForward");
+  const k::Pool2dShape s = pool_shape(args, 0);
+  const View<float> x = array<float>(args, 1, "x");
+  const View<float> y = array<float>(args, 2, "y");
+  const bool count_include_pad = args.boolean(3, "countIncludePad");
+  check_pool(args, s, x, y);
+  disjoint(args, y, x);
+  k::avg_pool2d_forward(s, x.data, y.data, count_include_pad);
+  return undefined(env);
+}
+
+napi_value AvgPool2dBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "avgPool2dBackward");
+  const k::Pool2dShape s = pool_shape(args, 0);
+  const View<float> dy = array<float>(args, 1, "dy");
+  const View<float> dx = array<float>(args, 2, "dx");
+  const bool count_include_pad = args.boolean(3, "countIncludePad");
+  const bool accumulate = args.boolean(4, "accumulate");
+  check_pool(args, s, dx, dy);
+  disjoint(args, dx, dy);
+  k::avg_pool2d_backward(s, dy.data, dx.data, count_include_pad, accumulate);
+  return undefined(env);
+}
+
+// n, c, hw (>= 1 each) and the lengths of the [n, c, hw] arrays and the per-channel ones.
+struct NormDims {
+  int64_t n, c, hw;
+};
+
+NormDims norm_dims(const Args& args, size_t i) {
+  NormDims d{args.count(i, "n"), args.count(i + 1, "c"), args.count(i + 2, "hw")};
+  if (d.n < 1 || d.c < 1 || d.hw < 1) {
+    args.range("n, c and hw must be >= 1, got n=" + std::to_string(d.n) + " c=" + std::to_string(d.c) + " hw=" +
+               std::to_string(d.hw));
+  }
+  return d;
+}
+
+std::string norm_text(const NormDims& d) {
+  return "n=" + std::to_string(d.n) + " c=" + std::to_string(d.c) + " hw=" + std::to_string(d.hw);
+}
+
+void check_norm(const Args& args, const NormDims& d, std::initializer_list<const View<float>*> full,
+                std::initializer_list<const View<float>*> channel) {
+  const unsigned __int128 total = product(d.n, d.c) * static_cast<unsigned __int128>(d.hw);
+  for (const View<float>* v : full) {
+    if (v->data) at_least_length(args, *v, total, [&] { return norm_text(d); });
+  }
+  for (const View<float>* v : channel) {
+    if (v->data) at_least_length(args, *v, static_cast<unsigned __int128>(d.c), [&] { return norm_text(d); });
+  }
+}
+
+napi_value BatchNormForward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "batchNormForward");
+  const View<float> x = array<float>(args, 0, "x");
+  const View<float> y = array<float>(args, 1, "y");
+  const View<float> gamma = optional_array<float>(args, 2, "gamma");
+  const View<float> beta = optional_array<float>(args, 3, "beta");
+  const View<float> save_mean = array<float>(args, 4, "saveMean");
+  const View<float> save_invstd = array<float>(args, 5, "saveInvstd");
+  const View<float> running_mean = optional_array<float>(args, 6, "runningMean");
+  const View<float> running_var = optional_array<float>(args, 7, "runningVar");
+  const NormDims d = norm_dims(args, 8);
+  const bool training = args.boolean(11, "training");
+  const double momentum = args.finite(12, "momentum");
+  const double eps = args.at_least(13, "eps", 0.0);
+  if ((running_mean.data == nullptr) != (running_var.data == nullptr) || (!training && running_mean.data == nullptr)) {
+    const bool mean_missing = running_mean.data == nullptr;
+    throw_type(env, std::string("batchNormForward: ") + (mean_missing ? "runningMean" : "runningVar") +
+                        " must be a Float32Array " + (training ? "when the other running statistic is given" : "in eval mode") +
+                        ", got " + describe(env, args.raw(mean_missing ? 6 : 7)));
+  }
+  check_norm(args, d, {&x, &y}, {&gamma, &beta, &save_mean, &save_invstd, &running_mean, &running_var});
+  same_or_disjoint(args, y, x);
+  const View<float>* outs[] = {&save_mean, &save_invstd, &running_mean, &running_var};
+  for (const View<float>* in : {&gamma, &beta, &save_mean, &save_invstd, &running_mean, &running_var}) disjoint(args, y, *in);
+  for (const View<float>* out : outs) {
+    for (const View<float>* in : {&x, &gamma, &beta}) disjoint(args, *out, *in);
+    for (const View<float>* other : outs) {
+      if (other != out) disjoint(args, *out, *other);
+    }
+  }
+  k::batch_norm_forward(x.data, y.data, gamma.data, beta.data, save_mean.data, save_invstd.data, running_mean.data,
+                        running_var.data, d.n, d.c, d.hw, training, static_cast<float>(momentum), static_cast<float>(eps));
+  return undefined(env);
+}
+
+napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "batchNormBackward");
+  const View<float> x = array<float>(args, 0, "x");
+  const View<float> dy = array<float>(args, 1, "dy");
+  const View<float> gamma = optional_array<float>(args, 2, "gamma");
+  const View<float> save_mean = array<float>(args, 3, "saveMean");
+  const View<float> save_invstd = array<float>(args, 4, "saveInvstd");
+  const View<float> dx = optional_array<float>(args, 5, "dx");
+  const View<float> dgamma = optional_array<float>(args, 6, "dgamma");
+  const View<float> dbeta = optional_array<float>(args, 7, "dbeta");
+  const NormDims d = norm_dims(args, 8);
+  const bool training = args.boolean(11, "training");
+  const bool accumulate_dx = args.boolean(12, "accumulateDx");
+  const bool accumulate_dgamma = args.boolean(13, "accumulateDgamma");
+  const bool accumulate_dbeta = args.boolean(14, "accumulateDbeta");
+  check_norm(args, d, {&x, &dy, &dx}, {&gamma, &save_mean, &save_invstd, &dgamma, &dbeta});
+  same_or_disjoint(args, dx, dy);
+  for (const View<float>* in : {&x, &gamma, &save_mean, &save_invstd, &dgamma, &dbeta}) disjoint(args, dx, *in);
+  for (const View<float>* in : {&x, &dy, &gamma, &save_mean, &save_invstd, &dbeta}) disjoint(args, dgamma, *in);
+  for (const View<float>* in : {&x, &dy, &gamma, &save_mean, &save_invstd}) disjoint(args, dbeta, *in);
+  k::batch_norm_backward(x.data, dy.data, gamma.data, save_mean.data, save_invstd.data, dx.data, dgamma.data, dbeta.data,
+                         d.n, d.c, d.hw, training, accumulate_dx, accumulate_dgamma, accumulate_dbeta);
+  return undefined(env);
+}
+
 template <typename In, typename Out, void (*Kernel)(const In*, Out*, int64_t)>
 napi_value Convert(napi_env env, napi_callback_info info, const char* fn) {
   const Args args(env, info, fn);
@@ -456,6 +751,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"sum", Guard<Sum>},
       {"sgdUpdate", Guard<SgdUpdate>},
       {"adamUpdate", Guard<AdamUpdate>},
+      {"conv2dWorkspace", Guard<Conv2dWorkspace>},
+      {"conv2dForward", Guard<Conv2dForward>},
+      {"conv2dBackwardInput", Guard<Conv2dBackwardInput>},
+      {"conv2dBackwardWeight", Guard<Conv2dBackwardWeight>},
+      {"maxPool2dForward", Guard<MaxPool2dForward>},
+      {"maxPool2dBackward", Guard<MaxPool2dBackward>},
+      {"avgPool2dForward", Guard<AvgPool2dForward>},
+      {"avgPool2dBackward", Guard<AvgPool2dBackward>},
+      {"batchNormForward", Guard<BatchNormForward>},
+      {"batchNormBackward", Guard<BatchNormBackward>},
       {"f32ToF16", Guard<F32ToF16>},
       {"f16ToF32", Guard<F16ToF32>},
       {"f32ToBf16", Guard<F32ToBf16>},

@@ -224,6 +224,17 @@ View<T> array(const Args& args, size_t i, const char* name) {
   return view;
 }
 
+// An optional typed array argument: null or undefined gives an empty view (data == nullptr).
+template <typename T>
+View<T> optional_array(const Args& args, size_t i, const char* name) {
+  if (args.is_nullish(i)) {
+    View<T> none;
+    none.name = name;
+    return none;
+  }
+  return array<T>(args, i, name);
+}
+
 // Elementwise arrays must have the same length.
 template <typename T, typename U>
 void same_length(const Args& args, const View<T>& a, const View<U>& b) {
@@ -279,6 +290,57 @@ inline void check_labels(const Args& args, const View<int32_t>& labels, int64_t 
       args.range("labels[" + std::to_string(r) + "] = " + std::to_string(label) + " is outside [0, " +
                  std::to_string(cols) + ")");
     }
+  }
+}
+
+// A geometry argument: an Array or a typed array of exactly `count` integers, each in [lo, 2^31)
+// (lo[j] per field: 1 for counts, strides and dilations, 0 for paddings), named by `fields` in the
+// messages. The 2^31 bound keeps every size the kernels derive from them (products of at most two
+// fields plus small sums) inside int64 before the lengths are checked in 128 bits.
+inline void integer_list(const Args& args, size_t i, const char* name, const char* const* fields, const int* lo,
+                         size_t count, int64_t* out) {
+  napi_env env = args.env();
+  napi_value v = args.raw(i);
+  bool is_array = false, is_typed = false;
+  napi_is_array(env, v, &is_array);
+  napi_is_typedarray(env, v, &is_typed);
+  if (!is_array && !is_typed) {
+    throw_type(env, args.prefix(name) + " must be an Array or typed array of " + std::to_string(count) +
+                        " integers, got " + describe(env, v));
+  }
+  uint32_t length = 0;
+  if (is_array) {
+    napi_get_array_length(env, v, &length);
+  } else {
+    size_t n = 0;
+    napi_typedarray_type t;
+    napi_get_typedarray_info(env, v, &t, &n, nullptr, nullptr, nullptr);
+    if (t == napi_bigint64_array || t == napi_biguint64_array) {
+      throw_type(env, args.prefix(name) + " must hold numbers, got " + describe(env, v));
+    }
+    length = static_cast<uint32_t>(n);
+  }
+  if (length != count) {
+    args.range(std::string(name) + " has " + std::to_string(length) + " elements, needs " + std::to_string(count) +
+               " [" + [&] {
+                 std::string s;
+                 for (size_t j = 0; j < count; ++j) s += (j ? ", " : "") + std::string(fields[j]);
+                 return s;
+               }() + "]");
+  }
+  for (size_t j = 0; j < count; ++j) {
+    napi_value e = nullptr;
+    napi_get_element(env, v, static_cast<uint32_t>(j), &e);
+    double d = 0;
+    // Built only when thrown: no allocation on the hot path.
+    const auto what = [&] { return std::string(name) + "[" + std::to_string(j) + "] (" + fields[j] + ")"; };
+    if (napi_get_value_double(env, e, &d) != napi_ok) {
+      throw_type(env, args.prefix(what().c_str()) + " must be a number, got " + describe(env, e));
+    }
+    if (!(d >= lo[j]) || d != std::floor(d) || d >= 2147483648.0) {
+      args.range(what() + " must be an integer in [" + std::to_string(lo[j]) + ", 2^31), got " + number_text(d));
+    }
+    out[j] = static_cast<int64_t>(d);
   }
 }
 

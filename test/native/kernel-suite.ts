@@ -653,4 +653,533 @@ export function kernelSuite(label: string, load: () => NativeKernels): void {
     expectThrows(t, () => k.bf16ToF32(y, new Float32Array(2)), RangeError, 'bf16ToF32 length');
     t.deepEqual(Array.from(y), [9, 9, 9, 9]);
   });
+
+  // ---- convolution ---------------------------------------------------------------------------
+
+  // [n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups]
+  const convShapes: Array<[string, number[]]> = [
+    ['3x3 padding 1', [2, 3, 7, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1]],
+    ['3x2 stride 2, groups 2', [2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 0, 1, 1, 2]],
+    ['dilation 2, groups 3, stride 1x2', [1, 6, 10, 11, 3, 3, 3, 1, 2, 2, 1, 2, 2, 3]],
+    ['2x3 stride 3x1, dilation 1x2, padding 0x2', [2, 2, 5, 6, 2, 2, 3, 3, 1, 0, 2, 1, 2, 1]],
+    ['1x1 (columns are x itself)', [3, 5, 6, 7, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1]],
+    ['1x1 groups 4', [2, 4, 5, 5, 8, 1, 1, 1, 1, 0, 0, 1, 1, 4]],
+    ['1x1 stride 2', [2, 3, 8, 8, 5, 1, 1, 2, 2, 0, 0, 1, 1, 1]],
+    ['1x1 padding 1', [1, 2, 3, 4, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
+    ['5x5 over 4x4 padding 2', [1, 2, 4, 4, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1]],
+    ['one output pixel', [2, 1, 3, 3, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1]],
+    ['depthwise 3x3 stride 2', [2, 4, 7, 7, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4]],
+    ['2x33 kernel over 40 columns (several vector passes per row)', [1, 2, 3, 40, 2, 2, 33, 1, 1, 1, 16, 1, 1, 1]],
+    ['cnn conv1 (batch 2)', [2, 1, 28, 28, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1]],
+    ['cnn conv2 (batch 2)', [2, 16, 14, 14, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1]],
+  ];
+
+  const convTol = (g: readonly number[]): number => 8 * EPS32 * (Math.sqrt((g[1]! / g[13]!) * g[5]! * g[6]!) + 2);
+  const magnitudeScale = (m: ArrayLike<number>): Float64Array => Float64Array.from(m, (v) => Math.max(v, 1e-30));
+
+  function convArrays(g: readonly number[], random: () => number) {
+    const s = ref.convShape(g);
+    return {
+      s,
+      x: randomArray(s.n * s.c * s.h * s.w, random),
+      weight: randomArray(s.oc * (s.c / s.groups) * s.kh * s.kw, random),
+      bias: randomArray(s.oc, random),
+      dy: randomArray(s.n * s.oc * s.oh * s.ow, random),
+    };
+  }
+
+  test(name('conv2dWorkspace is a whole number of elements, the same for the same geometry'), (t) => {
+    const k = load();
+    for (const [, g] of convShapes) {
+      const ws = k.conv2dWorkspace(g);
+      t.true(Number.isSafeInteger(ws) && ws >= 0, `${g}: ${ws}`);
+      t.is(k.conv2dWorkspace(Int32Array.from(g) as unknown as number[]), ws, 'a typed-array geometry reads the same');
+    }
+  });
+
+  test(name('conv2dForward matches a direct convolution, with and without bias'), (t) => {
+    const k = load();
+    let seed = 200;
+    for (const [what, g] of convShapes) {
+      const { s, x, weight, bias } = convArrays(g, rng(seed++));
+      const col = new Float32Array(k.conv2dWorkspace(g)).fill(NaN);  // scratch: its contents must not matter
+      for (const b of [bias, null]) {
+        const y = new Float32Array(s.n * s.oc * s.oh * s.ow).fill(NaN);  // overwritten, never read
+        k.conv2dForward(g, x, weight, b, y, col);
+        const expected = ref.conv2dForward(g, x, weight, b);
+        close(t, y, expected.y, convTol(g), `conv2dForward ${what}${b ? '' : ' no bias'}`, magnitudeScale(expected.magnitude));
+      }
+    }
+  });
+
+  test(name('conv2dBackwardInput matches the reference, written or accumulated'), (t) => {
+    const k = load();
+    let seed = 300;
+    for (const [what, g] of convShapes) {
+      const { s, weight, dy } = convArrays(g, rng(seed++));
+      const col = new Float32Array(k.conv2dWorkspace(g)).fill(NaN);
+      const expected = ref.conv2dBackwardInput(g, dy, weight);
+      const dx = new Float32Array(s.n * s.c * s.h * s.w).fill(NaN);
+      k.conv2dBackwardInput(g, dy, weight, dx, col, false);
+      const scale = magnitudeScale(expected.magnitude.map((v) => v + 1e-6));
+      close(t, dx, expected.dx, convTol(g), `conv2dBackwardInput ${what}`, scale);
+      const before = randomArray(dx.length, rng(seed++));
+      dx.set(before);
+      k.conv2dBackwardInput(g, dy, weight, dx, col, true);
+      close(t, dx, expected.dx.map((v, i) => v + before[i]!), convTol(g), `conv2dBackwardInput ${what} accumulate`,
+        scale.map((v, i) => v + Math.abs(before[i]!)));
+    }
+  });
+
+  test(name('conv2dBackwardWeight matches the reference, each output written or accumulated by its flag'), (t) => {
+    const k = load();
+    let seed = 400;
+    for (const [what, g] of convShapes) {
+      const { s, x, dy } = convArrays(g, rng(seed++));
+      const col = new Float32Array(k.conv2dWorkspace(g)).fill(NaN);
+      const expected = ref.conv2dBackwardWeight(g, x, dy);
+      const kTol = 8 * EPS32 * (Math.sqrt(s.n * s.oh * s.ow) + 2);
+      const dweight = new Float32Array(expected.dweight.length).fill(NaN), dbias = new Float32Array(s.oc).fill(NaN);
+      k.conv2dBackwardWeight(g, x, dy, dweight, dbias, col, false, false);
+      close(t, dweight, expected.dweight, kTol, `conv2dBackwardWeight ${what}: dweight`, magnitudeScale(expected.magnitude));
+      close(t, dbias, expected.dbias, kTol, `conv2dBackwardWeight ${what}: dbias`, magnitudeScale(expected.biasMagnitude));
+      const w0 = randomArray(dweight.length, rng(seed++)), b0 = randomArray(s.oc, rng(seed++));
+      dweight.set(w0);
+      dbias.set(b0);
+      k.conv2dBackwardWeight(g, x, dy, dweight, dbias, col, true, false);
+      close(t, dweight, expected.dweight.map((v, i) => v + w0[i]!), kTol, `${what}: dweight accumulated`,
+        expected.magnitude.map((v, i) => v + Math.abs(w0[i]!)));
+      close(t, dbias, expected.dbias, kTol, `${what}: dbias written`, magnitudeScale(expected.biasMagnitude));
+      dweight.set(w0);
+      dbias.set(b0);
+      k.conv2dBackwardWeight(g, x, dy, dweight, dbias, col, false, true);
+      close(t, dweight, expected.dweight, kTol, `${what}: dweight written`, magnitudeScale(expected.magnitude));
+      close(t, dbias, expected.dbias.map((v, i) => v + b0[i]!), kTol, `${what}: dbias accumulated`,
+        expected.biasMagnitude.map((v, i) => v + Math.abs(b0[i]!)));
+      dweight.fill(NaN);
+      k.conv2dBackwardWeight(g, x, dy, dweight, null, col, false, true);
+      close(t, dweight, expected.dweight, kTol, `${what}: dweight with dbias null`, magnitudeScale(expected.magnitude));
+    }
+  });
+
+  test(name('conv2d backward kernels agree with central differences of the forward'), (t) => {
+    const k = load();
+    // Tiny shapes; the loss is sum(y * r), whose gradient is the backward of dy = r. The differences
+    // are taken of the double reference forward, so the float kernels are checked against the
+    // forward's own derivative, not against the reference backward.
+    for (const g of [[1, 2, 4, 5, 2, 3, 2, 2, 1, 1, 1, 1, 2, 2], [2, 1, 3, 3, 2, 2, 2, 1, 1, 1, 0, 1, 1, 1]]) {
+      const { s, x, weight, bias, dy: r } = convArrays(g, rng(500));
+      const loss = (xx: ArrayLike<number>, ww: ArrayLike<number>, bb: ArrayLike<number>): number =>
+        ref.conv2dForward(g, xx, ww, bb).y.reduce((acc, v, i) => acc + v * r[i]!, 0);
+      const h = 1e-3;
+      const fd = (base: Float32Array, at: number, f: (v: Float64Array) => number): number => {
+        const plus = Float64Array.from(base), minus = Float64Array.from(base);
+        plus[at]! += h;
+        minus[at]! -= h;
+        return (f(plus) - f(minus)) / (2 * h);
+      };
+      const col = new Float32Array(k.conv2dWorkspace(g));
+      const dx = new Float32Array(x.length), dweight = new Float32Array(weight.length), dbias = new Float32Array(s.oc);
+      k.conv2dBackwardInput(g, r, weight, dx, col, false);
+      k.conv2dBackwardWeight(g, x, r, dweight, dbias, col, false, false);
+      close(t, dx, Array.from(x, (_, i) => fd(x, i, (v) => loss(v, weight, bias))), 1e-4, `dx by differences ${g}`);
+      close(t, dweight, Array.from(weight, (_, i) => fd(weight, i, (v) => loss(x, v, bias))), 1e-4, `dweight by differences ${g}`);
+      close(t, dbias, Array.from(bias, (_, i) => fd(bias, i, (v) => loss(x, weight, v))), 1e-4, `dbias by differences ${g}`);
+    }
+  });
+
+  test(name('conv2d kernels work on views with a byteOffset over SharedArrayBuffers'), (t) => {
+    const k = load();
+    const g = [2, 4, 6, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2];
+    const { s, x: x0, weight: w0, bias: b0, dy: dy0 } = convArrays(g, rng(600));
+    const x = sharedView(x0.length), weight = sharedView(w0.length), bias = sharedView(b0.length), dy = sharedView(dy0.length);
+    x.set(x0); weight.set(w0); bias.set(b0); dy.set(dy0);
+    const y = sharedView(s.n * s.oc * s.oh * s.ow), col = sharedView(k.conv2dWorkspace(g));
+    const dx = sharedView(x.length), dweight = sharedView(weight.length), dbias = sharedView(s.oc);
+    k.conv2dForward(g, x, weight, bias, y, col);
+    const fwd = ref.conv2dForward(g, x0, w0, b0);
+    close(t, y, fwd.y, convTol(g), 'forward on shared views', magnitudeScale(fwd.magnitude));
+    k.conv2dBackwardInput(g, dy, weight, dx, col, false);
+    const bi = ref.conv2dBackwardInput(g, dy0, w0);
+    close(t, dx, bi.dx, convTol(g), 'input grad on shared views', magnitudeScale(bi.magnitude.map((v) => v + 1e-6)));
+    k.conv2dBackwardWeight(g, x, dy, dweight, dbias, col, false, false);
+    const bw = ref.conv2dBackwardWeight(g, x0, dy0);
+    close(t, dweight, bw.dweight, 1e-5, 'weight grad on shared views', magnitudeScale(bw.magnitude));
+    close(t, dbias, bw.dbias, 1e-5, 'bias grad on shared views', magnitudeScale(bw.biasMagnitude));
+    for (const v of [x, weight, bias, dy, y, col, dx, dweight, dbias]) t.true(guardsIntact(v), 'wrote outside a view');
+  });
+
+  test(name('conv2d kernels reject bad geometries and arrays and leave the outputs untouched'), (t) => {
+    const k = load();
+    const g = [2, 4, 5, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2];
+    const s = ref.convShape(g);
+    const x = new Float32Array(s.n * s.c * s.h * s.w).fill(1), weight = new Float32Array(s.oc * 2 * 9).fill(1);
+    const bias = new Float32Array(s.oc).fill(1), dy = new Float32Array(s.n * s.oc * s.oh * s.ow).fill(1);
+    const y = new Float32Array(dy.length).fill(7), col = new Float32Array(k.conv2dWorkspace(g)).fill(7);
+    const dx = new Float32Array(x.length).fill(7), dweight = new Float32Array(weight.length).fill(7), dbias = new Float32Array(s.oc).fill(7);
+    const with_ = (j: number, v: number): number[] => g.map((e, i) => (i === j ? v : e));
+    const badGeometries: Array<[string, unknown, typeof TypeError]> = [
+      ['13 fields', g.slice(0, 13), RangeError],
+      ['15 fields', [...g, 1], RangeError],
+      ['not a list', 14, TypeError],
+      ['null', null, TypeError],
+      ['a string field', g.map((e, i) => (i === 3 ? '5' : e)), TypeError],
+      ['n = 0', with_(0, 0), RangeError],
+      ['kh = 0', with_(5, 0), RangeError],
+      ['stride 0', with_(7, 0), RangeError],
+      ['dilation 0', with_(12, 0), RangeError],
+      ['negative padding', with_(9, -1), RangeError],
+      ['fractional width', with_(3, 5.5), RangeError],
+      ['NaN channel count', with_(1, NaN), RangeError],
+      ['2^31 rows', with_(2, 2 ** 31), RangeError],
+      ['groups not dividing c', with_(13, 3), RangeError],
+      ['groups not dividing oc', with_(4, 5), RangeError],
+      ['kernel larger than the padded input', with_(5, 8), RangeError],
+      ['dilated kernel larger than the padded input', with_(11, 4), RangeError],
+    ];
+    for (const [what, bad, type] of badGeometries) {
+      const geometry = bad as number[];
+      expectThrows(t, () => k.conv2dWorkspace(geometry), type, `workspace: ${what}`);
+      expectThrows(t, () => k.conv2dForward(geometry, x, weight, bias, y, col), type, `forward: ${what}`);
+      expectThrows(t, () => k.conv2dBackwardInput(geometry, dy, weight, dx, col, false), type, `input grad: ${what}`);
+      expectThrows(t, () => k.conv2dBackwardWeight(geometry, x, dy, dweight, dbias, col, false, false), type, `weight grad: ${what}`);
+    }
+    const short = (a: Float32Array): Float32Array => a.subarray(0, a.length - 1);
+    const f64 = new Float64Array(x.length) as unknown as Float32Array;
+    expectThrows(t, () => k.conv2dForward(g, short(x), weight, bias, y, col), RangeError, 'forward: x short');
+    expectThrows(t, () => k.conv2dForward(g, x, short(weight), bias, y, col), RangeError, 'forward: weight short');
+    expectThrows(t, () => k.conv2dForward(g, x, weight, short(bias), y, col), RangeError, 'forward: bias short');
+    expectThrows(t, () => k.conv2dForward(g, x, weight, bias, short(y), col), RangeError, 'forward: y short');
+    if (col.length > 0) expectThrows(t, () => k.conv2dForward(g, x, weight, bias, y, short(col)), RangeError, 'forward: col short');
+    expectThrows(t, () => k.conv2dForward(g, f64, weight, bias, y, col), TypeError, 'forward: x Float64Array');
+    expectThrows(t, () => k.conv2dForward(g, x, weight, [1, 2] as unknown as Float32Array, y, col), TypeError, 'forward: bias Array');
+    expectThrows(t, () => k.conv2dForward(g, x, weight, bias, y, undefined as unknown as Float32Array), TypeError, 'forward: col missing');
+    const shared = new Float32Array(x.length + y.length);
+    expectThrows(t, () => k.conv2dForward(g, shared.subarray(0, x.length), weight, bias, shared.subarray(x.length - 1), col),
+      RangeError, 'forward: y overlaps x');
+    if (col.length > 0) expectThrows(t, () => k.conv2dForward(g, x, weight, bias, y, y), RangeError, 'forward: col is y');
+    expectThrows(t, () => k.conv2dBackwardInput(g, short(dy), weight, dx, col, false), RangeError, 'input grad: dy short');
+    expectThrows(t, () => k.conv2dBackwardInput(g, dy, weight, short(dx), col, false), RangeError, 'input grad: dx short');
+    expectThrows(t, () => k.conv2dBackwardInput(g, dy, weight, dx, col, 0 as unknown as boolean), TypeError, 'input grad: accumulate');
+    expectThrows(t, () => k.conv2dBackwardInput(g, dy, weight, weight, col, false), RangeError, 'input grad: dx is weight');
+    expectThrows(t, () => k.conv2dBackwardWeight(g, x, dy, short(dweight), dbias, col, false, false), RangeError, 'weight grad: dweight short');
+    expectThrows(t, () => k.conv2dBackwardWeight(g, x, dy, dweight, short(dbias), col, false, false), RangeError, 'weight grad: dbias short');
+    expectThrows(t, () => k.conv2dBackwardWeight(g, x, short(dy), dweight, dbias, col, false, false), RangeError, 'weight grad: dy short');
+    expectThrows(t, () => k.conv2dBackwardWeight(g, x, dy, dweight, dweight, col, false, false), RangeError, 'weight grad: dbias is dweight');
+    expectThrows(t, () => k.conv2dBackwardWeight(g, x, dy, dweight, dbias, col, false, 'no' as unknown as boolean), TypeError,
+      'weight grad: accumulateBias');
+    for (const [what, a] of [['y', y], ['dx', dx], ['dweight', dweight], ['dbias', dbias]] as const) {
+      t.true(a.every((v) => v === 7), `${what} untouched`);
+    }
+  });
+
+  // ---- pooling -------------------------------------------------------------------------------
+
+  // [planes, h, w, kh, kw, sh, sw, ph, pw]
+  const poolShapes: Array<[string, number[]]> = [
+    ['2x2 (the cnn\'s)', [6, 8, 8, 2, 2, 2, 2, 0, 0]],
+    ['2x2 over odd sizes', [3, 7, 9, 2, 2, 2, 2, 0, 0]],
+    ['2 wide, 3 tall, stride 1x2, padding 1x0', [4, 6, 7, 3, 2, 1, 2, 1, 0]],
+    ['3x3 stride 2 padding 1', [5, 9, 10, 3, 3, 2, 2, 1, 1]],
+    ['3x3 stride 1 (overlapping)', [2, 5, 6, 3, 3, 1, 1, 0, 0]],
+    ['2x3 stride 1x3 padding 1x1', [3, 5, 8, 2, 3, 1, 3, 1, 1]],
+    ['1x1', [2, 3, 4, 1, 1, 1, 1, 0, 0]],
+    ['window the size of the plane', [4, 5, 4, 5, 4, 1, 1, 0, 0]],
+    ['cnn pool1 (batch 2)', [32, 28, 28, 2, 2, 2, 2, 0, 0]],
+  ];
+
+  test(name('maxPool2d forward and backward match the reference, indices included'), (t) => {
+    const k = load();
+    let seed = 700;
+    for (const [what, g] of poolShapes) {
+      const s = ref.poolShape(g), random = rng(seed++);
+      // Few distinct values, so ties are common and the first position must win.
+      const x = Float32Array.from({ length: s.planes * s.h * s.w }, () => Math.floor(random() * 6) - 3);
+      const y = new Float32Array(s.planes * s.oh * s.ow).fill(NaN), indices = new Int32Array(y.length).fill(-5);
+      k.maxPool2dForward(g, x, y, indices);
+      const expected = ref.maxPool2dForward(g, x);
+      t.deepEqual(Array.from(y), Array.from(expected.y), `maxPool2dForward ${what}: y`);
+      t.deepEqual(Array.from(indices), Array.from(expected.indices), `maxPool2dForward ${what}: indices`);
+      const dy = randomArray(y.length, random);
+      const dx = new Float32Array(x.length).fill(NaN);
+      k.maxPool2dBackward(g, dy, indices, dx, false);
+      const back = ref.maxPool2dBackward(g, dy, indices);
+      close(t, dx, back, 4 * EPS32, `maxPool2dBackward ${what}`);
+      const before = randomArray(dx.length, random);
+      dx.set(before);
+      k.maxPool2dBackward(g, dy, indices, dx, true);
+      close(t, dx, back.map((v, i) => v + before[i]!), 4 * EPS32, `maxPool2dBackward ${what} accumulate`);
+    }
+  });
+
+  test(name('maxPool2d lets a NaN win its window, and padding never wins'), (t) => {
+    const k = load();
+    for (const g of [[1, 4, 4, 2, 2, 2, 2, 0, 0], [1, 4, 4, 3, 3, 1, 1, 1, 1]]) {
+      const s = ref.poolShape(g);
+      const x = new Float32Array(16).fill(-5);
+      x[5] = NaN;
+      x[6] = 100;
+      const y = new Float32Array(s.oh * s.ow), indices = new Int32Array(y.length);
+      k.maxPool2dForward(g, x, y, indices);
+      for (let o = 0; o < y.length; o++) {
+        const expected = ref.maxPool2dForward(g, x);
+        if (Number.isNaN(expected.y[o])) {
+          t.true(Number.isNaN(y[o]) && Number.isNaN(x[indices[o]!]), `${g} output ${o}: NaN wins`);
+        } else {
+          t.is(y[o], expected.y[o], `${g} output ${o}`);
+          t.is(indices[o], expected.indices[o], `${g} output ${o} index`);
+        }
+      }
+      const neg = new Float32Array(16).fill(-7);
+      k.maxPool2dForward(g, neg, y, indices);
+      t.true(y.every((v) => v === -7), `${g}: all-negative windows never take the padding's zero`);
+    }
+  });
+
+  test(name('avgPool2d forward and backward match the reference with and without countIncludePad'), (t) => {
+    const k = load();
+    let seed = 800;
+    for (const [what, g] of poolShapes) {
+      const s = ref.poolShape(g), random = rng(seed++);
+      const x = randomArray(s.planes * s.h * s.w, random), dy = randomArray(s.planes * s.oh * s.ow, random);
+      for (const include of [true, false]) {
+        const y = new Float32Array(dy.length).fill(NaN);
+        k.avgPool2dForward(g, x, y, include);
+        const tol = 4 * EPS32 * (s.kh * s.kw + 1);
+        close(t, y, ref.avgPool2dForward(g, x, include), tol, `avgPool2dForward ${what} include=${include}`);
+        const dx = new Float32Array(x.length).fill(NaN);
+        k.avgPool2dBackward(g, dy, dx, include, false);
+        const back = ref.avgPool2dBackward(g, dy, include);
+        close(t, dx, back, tol, `avgPool2dBackward ${what} include=${include}`);
+        const before = randomArray(dx.length, random);
+        dx.set(before);
+        k.avgPool2dBackward(g, dy, dx, include, true);
+        close(t, dx, back.map((v, i) => v + before[i]!), tol, `avgPool2dBackward ${what} accumulate`);
+      }
+    }
+  });
+
+  test(name('pooling works on views with a byteOffset over SharedArrayBuffers'), (t) => {
+    const k = load();
+    const g = [3, 6, 6, 2, 2, 2, 2, 0, 0];
+    const s = ref.poolShape(g);
+    const x = sharedView(s.planes * s.h * s.w), y = sharedView(s.planes * s.oh * s.ow), dx = sharedView(x.length);
+    x.set(randomArray(x.length, rng(900)));
+    const buffer = new SharedArrayBuffer((y.length + 6) * 4);
+    const indices = new Int32Array(buffer, 12, y.length);
+    k.maxPool2dForward(g, x, y, indices);
+    const expected = ref.maxPool2dForward(g, x);
+    t.deepEqual(Array.from(y), Array.from(expected.y));
+    t.deepEqual(Array.from(indices), Array.from(expected.indices));
+    k.maxPool2dBackward(g, y, indices, dx, false);
+    close(t, dx, ref.maxPool2dBackward(g, y, indices), 0, 'max backward on shared views');
+    k.avgPool2dForward(g, x, y, true);
+    close(t, y, ref.avgPool2dForward(g, x, true), 8 * EPS32, 'avg forward on shared views');
+    t.true(guardsIntact(x) && guardsIntact(y) && guardsIntact(dx), 'wrote outside a view');
+    const all = new Int32Array(buffer);
+    t.true(all[0] === 0 && all[1] === 0 && all[2] === 0 && all[all.length - 1] === 0, 'indices written outside its view');
+  });
+
+  test(name('pooling rejects bad geometries, indices and arrays and leaves the outputs untouched'), (t) => {
+    const k = load();
+    const g = [2, 6, 6, 2, 2, 2, 2, 0, 0];
+    const x = new Float32Array(72).fill(1), y = new Float32Array(18).fill(7), indices = new Int32Array(18).fill(7);
+    const dx = new Float32Array(72).fill(7), dy = new Float32Array(18).fill(1);
+    const with_ = (j: number, v: number): number[] => g.map((e, i) => (i === j ? v : e));
+    const bad: Array<[string, unknown, typeof TypeError]> = [
+      ['8 fields', g.slice(0, 8), RangeError],
+      ['not a list', 'geometry', TypeError],
+      ['planes = 0', with_(0, 0), RangeError],
+      ['stride 0', with_(5, 0), RangeError],
+      ['padding over half the window', with_(7, 2), RangeError],
+      ['negative padding', with_(8, -1), RangeError],
+      ['window larger than the input', with_(3, 7), RangeError],
+      ['planes beyond 2^31 - 1 positions', [1, 65536, 65536, 2, 2, 2, 2, 0, 0], RangeError],
+    ];
+    for (const [what, geometry, type] of bad) {
+      const geo = geometry as number[];
+      expectThrows(t, () => k.maxPool2dForward(geo, x, y, indices), type, `max forward: ${what}`);
+      expectThrows(t, () => k.maxPool2dBackward(geo, dy, new Int32Array(18), dx, false), type, `max backward: ${what}`);
+      expectThrows(t, () => k.avgPool2dForward(geo, x, y, true), type, `avg forward: ${what}`);
+      expectThrows(t, () => k.avgPool2dBackward(geo, dy, dx, true, false), type, `avg backward: ${what}`);
+    }
+    expectThrows(t, () => k.maxPool2dForward(g, x.subarray(1), y, indices), RangeError, 'x short');
+    expectThrows(t, () => k.maxPool2dForward(g, x, y.subarray(1), indices), RangeError, 'y short');
+    expectThrows(t, () => k.maxPool2dForward(g, x, y, indices.subarray(1)), RangeError, 'indices short');
+    expectThrows(t, () => k.maxPool2dForward(g, x, y, new Float32Array(18) as unknown as Int32Array), TypeError, 'indices Float32Array');
+    expectThrows(t, () => k.maxPool2dForward(g, x, x.subarray(0, 18), indices), RangeError, 'y overlaps x');
+    for (const at of [-1, 36, 2 ** 31 - 1]) {
+      const badIndices = new Int32Array(18);
+      badIndices[17] = at;
+      expectThrows(t, () => k.maxPool2dBackward(g, dy, badIndices, dx, false), RangeError, `index ${at}`);
+    }
+    expectThrows(t, () => k.maxPool2dBackward(g, dy, new Int32Array(18), dx, 1 as unknown as boolean), TypeError, 'accumulate');
+    expectThrows(t, () => k.avgPool2dForward(g, x, y, 'yes' as unknown as boolean), TypeError, 'countIncludePad');
+    expectThrows(t, () => k.avgPool2dBackward(g, dy, dx.subarray(2), true, false), RangeError, 'dx short');
+    expectThrows(t, () => k.avgPool2dBackward(g, dy, dy, true, false), RangeError, 'dx is dy');
+    t.true(y.every((v) => v === 7) && indices.every((v) => v === 7) && dx.every((v) => v === 7), 'outputs untouched');
+  });
+
+  // ---- batch normalisation -------------------------------------------------------------------
+
+  const normShapes: Array<[number, number, number]> = [[4, 3, 25], [2, 5, 1], [1, 2, 7], [3, 16, 49], [1, 1, 1], [8, 4, 17]];
+
+  test(name('batchNormForward follows torch in training (running statistics too) and eval'), (t) => {
+    const k = load();
+    let seed = 1000;
+    for (const [n, c, hw] of normShapes) {
+      const random = rng(seed++);
+      const x = randomArray(n * c * hw, random, -3, 5), gamma = randomArray(c, random), beta = randomArray(c, random);
+      const rm = randomArray(c, random), rv = randomArray(c, random, 0.5, 2);
+      for (const [training, g, b, running] of [[true, gamma, beta, true], [true, null, null, false], [false, gamma, beta, true],
+        [false, null, beta, true]] as const) {
+        const y = new Float32Array(x.length).fill(NaN), mean = new Float32Array(c).fill(NaN), invstd = new Float32Array(c).fill(NaN);
+        const runningMean = running ? Float32Array.from(rm) : null, runningVar = running ? Float32Array.from(rv) : null;
+        k.batchNormForward(x, y, g, b, mean, invstd, runningMean, runningVar, n, c, hw, training, 0.1, 1e-5);
+        const e = ref.batchNormForward(x, g, b, rm, rv, n, c, hw, training, 0.1, 1e-5);
+        const what = `batchNorm ${n}x${c}x${hw} training=${training} gamma=${g !== null}`;
+        close(t, mean, e.saveMean, 1e-6, `${what}: saveMean`);
+        close(t, invstd, e.saveInvstd, 2e-6, `${what}: saveInvstd`);
+        close(t, y, e.y, 1e-5, `${what}: y`);
+        if (running) {
+          close(t, runningMean!, training ? e.runningMean! : rm, 1e-6, `${what}: runningMean`);
+          close(t, runningVar!, training ? e.runningVar! : rv, 1e-6, `${what}: runningVar`);
+        }
+        const inPlace = Float32Array.from(x);
+        k.batchNormForward(inPlace, inPlace, g, b, mean, invstd, running ? Float32Array.from(rm) : null,
+          running ? Float32Array.from(rv) : null, n, c, hw, training, 0.1, 1e-5);
+        t.deepEqual(inPlace, y, `${what}: in place`);
+      }
+    }
+  });
+
+  test(name('batchNormForward keeps its statistics accurate for a large mean'), (t) => {
+    const k = load();
+    const n = 16, c = 2, hw = 64, random = rng(1100);
+    const x = Float32Array.from({ length: n * c * hw }, () => 1000 + random());
+    const y = new Float32Array(x.length), mean = new Float32Array(c), invstd = new Float32Array(c);
+    k.batchNormForward(x, y, null, null, mean, invstd, null, null, n, c, hw, true, 0.1, 1e-5);
+    const e = ref.batchNormForward(x, null, null, null, null, n, c, hw, true, 0.1, 1e-5);
+    close(t, invstd, e.saveInvstd, 1e-5, 'invstd (a float sum of squares would lose it)');
+    close(t, y, e.y, 2e-3, 'y');
+  });
+
+  test(name('batchNormBackward follows the formulas in training and eval, with flags and null outputs'), (t) => {
+    const k = load();
+    let seed = 1200;
+    for (const [n, c, hw] of normShapes) {
+      const random = rng(seed++);
+      const x = randomArray(n * c * hw, random, -2, 3), dy = randomArray(x.length, random), gamma = randomArray(c, random);
+      const mean = new Float32Array(c), invstd = new Float32Array(c);
+      k.batchNormForward(x, new Float32Array(x.length), gamma, null, mean, invstd, null, null, n, c, hw, true, 0.1, 1e-5);
+      for (const training of [true, false]) {
+        for (const g of [gamma, null]) {
+          const e = ref.batchNormBackward(x, dy, g, mean, invstd, n, c, hw, training);
+          const what = `batchNormBackward ${n}x${c}x${hw} training=${training} gamma=${g !== null}`;
+          const tol = 1e-5 * Math.sqrt(n * hw + 1);
+          const dx = new Float32Array(x.length).fill(NaN), dgamma = new Float32Array(c).fill(NaN), dbeta = new Float32Array(c).fill(NaN);
+          k.batchNormBackward(x, dy, g, mean, invstd, dx, dgamma, dbeta, n, c, hw, training, false, false, false);
+          close(t, dx, e.dx, tol, `${what}: dx`);
+          close(t, dgamma, e.dgamma, tol, `${what}: dgamma`);
+          close(t, dbeta, e.dbeta, tol, `${what}: dbeta`);
+          const dx0 = randomArray(x.length, random), dg0 = randomArray(c, random), db0 = randomArray(c, random);
+          dx.set(dx0); dgamma.set(dg0); dbeta.set(db0);
+          k.batchNormBackward(x, dy, g, mean, invstd, dx, dgamma, dbeta, n, c, hw, training, true, true, true);
+          close(t, dx, e.dx.map((v, i) => v + dx0[i]!), tol, `${what}: dx accumulated`);
+          close(t, dgamma, e.dgamma.map((v, i) => v + dg0[i]!), tol, `${what}: dgamma accumulated`);
+          close(t, dbeta, e.dbeta.map((v, i) => v + db0[i]!), tol, `${what}: dbeta accumulated`);
+          const onlyBeta = new Float32Array(c);
+          k.batchNormBackward(x, dy, g, mean, invstd, null, null, onlyBeta, n, c, hw, training, false, false, false);
+          close(t, onlyBeta, e.dbeta, tol, `${what}: dbeta alone`);
+          const inPlace = Float32Array.from(dy);
+          k.batchNormBackward(x, inPlace, g, mean, invstd, inPlace, null, null, n, c, hw, training, false, false, false);
+          close(t, inPlace, e.dx, tol, `${what}: dx in place over dy`);
+        }
+      }
+    }
+  });
+
+  test(name('batchNormBackward agrees with central differences of the training forward'), (t) => {
+    const k = load();
+    const n = 2, c = 2, hw = 3, random = rng(1300);
+    const x = randomArray(n * c * hw, random), gamma = randomArray(c, random), beta = randomArray(c, random);
+    const r = randomArray(x.length, random);
+    const loss = (xx: ArrayLike<number>, gg: ArrayLike<number>): number =>
+      ref.batchNormForward(xx, gg, beta, null, null, n, c, hw, true, 0.1, 1e-5).y.reduce((a, v, i) => a + v * r[i]!, 0);
+    const h = 1e-4;
+    const fd = (base: Float32Array, at: number, f: (v: Float64Array) => number): number => {
+      const plus = Float64Array.from(base), minus = Float64Array.from(base);
+      plus[at]! += h;
+      minus[at]! -= h;
+      return (f(plus) - f(minus)) / (2 * h);
+    };
+    const mean = new Float32Array(c), invstd = new Float32Array(c);
+    k.batchNormForward(x, new Float32Array(x.length), gamma, beta, mean, invstd, null, null, n, c, hw, true, 0.1, 1e-5);
+    const dx = new Float32Array(x.length), dgamma = new Float32Array(c), dbeta = new Float32Array(c);
+    k.batchNormBackward(x, r, gamma, mean, invstd, dx, dgamma, dbeta, n, c, hw, true, false, false, false);
+    close(t, dx, Array.from(x, (_, i) => fd(x, i, (v) => loss(v, gamma))), 1e-3, 'dx by differences');
+    close(t, dgamma, Array.from(gamma, (_, i) => fd(gamma, i, (v) => loss(x, v))), 1e-3, 'dgamma by differences');
+  });
+
+  test(name('batch norm works on views with a byteOffset over SharedArrayBuffers'), (t) => {
+    const k = load();
+    const n = 3, c = 4, hw = 10;
+    const x = sharedView(n * c * hw), y = sharedView(x.length), mean = sharedView(c), invstd = sharedView(c);
+    const rm = sharedView(c), rv = sharedView(c), dx = sharedView(x.length), dgamma = sharedView(c), dbeta = sharedView(c);
+    x.set(randomArray(x.length, rng(1400)));
+    rm.fill(0);
+    rv.fill(1);
+    k.batchNormForward(x, y, null, null, mean, invstd, rm, rv, n, c, hw, true, 0.1, 1e-5);
+    const e = ref.batchNormForward(x, null, null, new Float32Array(c), new Float32Array(c).fill(1), n, c, hw, true, 0.1, 1e-5);
+    close(t, y, e.y, 1e-5, 'y on shared views');
+    close(t, rv, e.runningVar!, 1e-6, 'runningVar on shared views');
+    k.batchNormBackward(x, y, null, mean, invstd, dx, dgamma, dbeta, n, c, hw, true, false, false, false);
+    const b = ref.batchNormBackward(x, y, null, mean, invstd, n, c, hw, true);
+    close(t, dgamma, b.dgamma, 1e-5, 'dgamma on shared views');
+    for (const v of [x, y, mean, invstd, rm, rv, dx, dgamma, dbeta]) t.true(guardsIntact(v), 'wrote outside a view');
+  });
+
+  test(name('batch norm rejects bad arguments and leaves the outputs untouched'), (t) => {
+    const k = load();
+    const n = 2, c = 3, hw = 4;
+    const x = new Float32Array(24).fill(1), y = new Float32Array(24).fill(7), mean = new Float32Array(3).fill(7);
+    const invstd = new Float32Array(3).fill(7), rm = new Float32Array(3).fill(7), rv = new Float32Array(3).fill(7);
+    const fwd = (over: Record<string, unknown>) => () => {
+      const a = { x, y, gamma: null, beta: null, mean, invstd, rm, rv, n, c, hw, training: true, momentum: 0.1, eps: 1e-5, ...over };
+      (k.batchNormForward as (...v: unknown[]) => void)(a.x, a.y, a.gamma, a.beta, a.mean, a.invstd, a.rm, a.rv, a.n, a.c, a.hw,
+        a.training, a.momentum, a.eps);
+    };
+    expectThrows(t, fwd({ rm: null, rv: null, training: false }), TypeError, 'eval without running statistics');
+    expectThrows(t, fwd({ rv: null }), TypeError, 'runningMean without runningVar');
+    expectThrows(t, fwd({ n: 0 }), RangeError, 'n = 0');
+    expectThrows(t, fwd({ hw: 1.5 }), RangeError, 'fractional hw');
+    expectThrows(t, fwd({ c: 4 }), RangeError, 'x short for c');
+    expectThrows(t, fwd({ y: new Float32Array(23) }), RangeError, 'y short');
+    expectThrows(t, fwd({ gamma: new Float32Array(2) }), RangeError, 'gamma short');
+    expectThrows(t, fwd({ mean: new Float32Array(2) }), RangeError, 'saveMean short');
+    expectThrows(t, fwd({ rv: new Float32Array(2) }), RangeError, 'runningVar short');
+    expectThrows(t, fwd({ invstd: new Float64Array(3) }), TypeError, 'saveInvstd Float64Array');
+    expectThrows(t, fwd({ eps: -1 }), RangeError, 'negative eps');
+    expectThrows(t, fwd({ momentum: NaN }), RangeError, 'NaN momentum');
+    expectThrows(t, fwd({ training: 'yes' }), TypeError, 'training not a boolean');
+    expectThrows(t, fwd({ invstd: mean }), RangeError, 'saveInvstd is saveMean');
+    const big = new Float32Array(25);
+    expectThrows(t, fwd({ x: big.subarray(0, 24), y: big.subarray(1, 25) }), RangeError, 'y partly overlaps x');
+    t.true([y, mean, invstd, rm, rv].every((a) => a.every((v) => v === 7)), 'outputs untouched');
+    const dx = new Float32Array(24).fill(7), dgamma = new Float32Array(3).fill(7), dbeta = new Float32Array(3).fill(7);
+    const bwd = (over: Record<string, unknown>) => () => {
+      const a = { x, dy: x, gamma: null, mean: rm, invstd: rv, dx, dgamma, dbeta, n, c, hw, training: true, ad: false, ag: false,
+        ab: false, ...over };
+      (k.batchNormBackward as (...v: unknown[]) => void)(a.x, a.dy, a.gamma, a.mean, a.invstd, a.dx, a.dgamma, a.dbeta, a.n, a.c,
+        a.hw, a.training, a.ad, a.ag, a.ab);
+    };
+    expectThrows(t, bwd({ dy: new Float32Array(20) }), RangeError, 'dy short');
+    expectThrows(t, bwd({ dx: new Float32Array(20) }), RangeError, 'dx short');
+    expectThrows(t, bwd({ dgamma: new Float32Array(2) }), RangeError, 'dgamma short');
+    expectThrows(t, bwd({ dbeta: dgamma }), RangeError, 'dbeta is dgamma');
+    expectThrows(t, bwd({ dx: x }), RangeError, 'dx is x');
+    expectThrows(t, bwd({ ag: 0 }), TypeError, 'accumulateDgamma not a boolean');
+    expectThrows(t, bwd({ c: 0 }), RangeError, 'c = 0');
+    t.true([dx, dgamma, dbeta].every((a) => a.every((v) => v === 7)), 'gradients untouched');
+  });
 }

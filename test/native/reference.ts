@@ -290,3 +290,242 @@ export function f32ToBf16(x: number): number {
 export function bf16ToF32(h: number): number {
   return float32FromBits(h << 16);
 }
+
+// ---- convolution, pooling, batch normalisation (torch.nn semantics, direct loops in double) -----
+
+/** kernels.h's Conv2dShape with oh and ow: the geometry list of native.ts, named. */
+export interface ConvShape {
+  n: number; c: number; h: number; w: number; oc: number; kh: number; kw: number;
+  sh: number; sw: number; ph: number; pw: number; dh: number; dw: number; groups: number; oh: number; ow: number;
+}
+
+export function convShape(g: readonly number[]): ConvShape {
+  const [n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups] = g as [number, number, number, number, number,
+    number, number, number, number, number, number, number, number, number];
+  const oh = Math.floor((h + 2 * ph - dh * (kh - 1) - 1) / sh) + 1;
+  const ow = Math.floor((w + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
+  return { n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow };
+}
+
+/** Visits every (image, output channel, output pixel, input channel of its group, tap) with the input index or -1 in the padding. */
+function eachTap(s: ConvShape, visit: (yi: number, xi: number, wi: number) => void): void {
+  const cg = s.c / s.groups, og = s.oc / s.groups;
+  for (let n = 0; n < s.n; n++) {
+    for (let o = 0; o < s.oc; o++) {
+      const g = Math.floor(o / og);
+      for (let oy = 0; oy < s.oh; oy++) {
+        for (let ox = 0; ox < s.ow; ox++) {
+          const yi = ((n * s.oc + o) * s.oh + oy) * s.ow + ox;
+          for (let ci = 0; ci < cg; ci++) {
+            for (let ky = 0; ky < s.kh; ky++) {
+              const iy = oy * s.sh - s.ph + ky * s.dh;
+              for (let kx = 0; kx < s.kw; kx++) {
+                const ix = ox * s.sw - s.pw + kx * s.dw;
+                const inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+                const xi = inside ? ((n * s.c + g * cg + ci) * s.h + iy) * s.w + ix : -1;
+                visit(yi, xi, ((o * cg + ci) * s.kh + ky) * s.kw + kx);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** y = conv2d(x, weight) + bias, and |x| . |weight| + |bias| per output (what its rounding error scales with). */
+export function conv2dForward(g: readonly number[], x: ArrayLike<number>, weight: ArrayLike<number>,
+  bias: ArrayLike<number> | null): { y: Float64Array; magnitude: Float64Array } {
+  const s = convShape(g);
+  const y = new Float64Array(s.n * s.oc * s.oh * s.ow), magnitude = new Float64Array(y.length);
+  eachTap(s, (yi, xi, wi) => {
+    if (xi < 0) return;
+    y[yi] += x[xi] * weight[wi];
+    magnitude[yi] += Math.abs(x[xi] * weight[wi]);
+  });
+  if (bias) {
+    const p = s.oh * s.ow;
+    for (let i = 0; i < y.length; i++) {
+      const o = Math.floor(i / p) % s.oc;
+      y[i] += bias[o];
+      magnitude[i] += Math.abs(bias[o]);
+    }
+  }
+  return { y, magnitude };
+}
+
+/** dx of conv2d for dy, and its magnitude sum |dy w|. */
+export function conv2dBackwardInput(g: readonly number[], dy: ArrayLike<number>, weight: ArrayLike<number>):
+  { dx: Float64Array; magnitude: Float64Array } {
+  const s = convShape(g);
+  const dx = new Float64Array(s.n * s.c * s.h * s.w), magnitude = new Float64Array(dx.length);
+  eachTap(s, (yi, xi, wi) => {
+    if (xi < 0) return;
+    dx[xi] += dy[yi] * weight[wi];
+    magnitude[xi] += Math.abs(dy[yi] * weight[wi]);
+  });
+  return { dx, magnitude };
+}
+
+/** dweight and dbias of conv2d for dy, with the magnitude of each dweight element. */
+export function conv2dBackwardWeight(g: readonly number[], x: ArrayLike<number>, dy: ArrayLike<number>):
+  { dweight: Float64Array; dbias: Float64Array; magnitude: Float64Array; biasMagnitude: Float64Array } {
+  const s = convShape(g);
+  const dweight = new Float64Array(s.oc * (s.c / s.groups) * s.kh * s.kw), magnitude = new Float64Array(dweight.length);
+  eachTap(s, (yi, xi, wi) => {
+    if (xi < 0) return;
+    dweight[wi] += x[xi] * dy[yi];
+    magnitude[wi] += Math.abs(x[xi] * dy[yi]);
+  });
+  const dbias = new Float64Array(s.oc), biasMagnitude = new Float64Array(s.oc);
+  const p = s.oh * s.ow;
+  for (let i = 0; i < dy.length && i < s.n * s.oc * p; i++) {
+    const o = Math.floor(i / p) % s.oc;
+    dbias[o] += dy[i];
+    biasMagnitude[o] += Math.abs(dy[i]);
+  }
+  return { dweight, dbias, magnitude, biasMagnitude };
+}
+
+export interface PoolShape { planes: number; h: number; w: number; kh: number; kw: number; sh: number; sw: number; ph: number; pw: number; oh: number; ow: number }
+
+export function poolShape(g: readonly number[]): PoolShape {
+  const [planes, h, w, kh, kw, sh, sw, ph, pw] = g as [number, number, number, number, number, number, number, number, number];
+  return { planes, h, w, kh, kw, sh, sw, ph, pw, oh: Math.floor((h + 2 * ph - kh) / sh) + 1, ow: Math.floor((w + 2 * pw - kw) / sw) + 1 };
+}
+
+/** Calls visit(output index, plane offset, iy0, iy1, ix0, ix1, window start y, start x) for each output (window clipped to the input). */
+function eachWindow(s: PoolShape, visit: (o: number, base: number, y0: number, y1: number, x0: number, x1: number, ys: number, xs: number) => void): void {
+  for (let p = 0; p < s.planes; p++) {
+    for (let oy = 0; oy < s.oh; oy++) {
+      for (let ox = 0; ox < s.ow; ox++) {
+        const ys = oy * s.sh - s.ph, xs = ox * s.sw - s.pw;
+        visit((p * s.oh + oy) * s.ow + ox, p * s.h * s.w, Math.max(0, ys), Math.min(s.h, ys + s.kh),
+          Math.max(0, xs), Math.min(s.w, xs + s.kw), ys, xs);
+      }
+    }
+  }
+}
+
+/** Max pooling: the maximum of each window and its in-plane index (first on ties; a NaN wins, the first one). */
+export function maxPool2dForward(g: readonly number[], x: ArrayLike<number>): { y: Float64Array; indices: Int32Array } {
+  const s = poolShape(g);
+  const y = new Float64Array(s.planes * s.oh * s.ow), indices = new Int32Array(y.length);
+  eachWindow(s, (o, base, y0, y1, x0, x1) => {
+    let best = -Infinity, at = -1;
+    for (let iy = y0; iy < y1; iy++) {
+      for (let ix = x0; ix < x1; ix++) {
+        const v = x[base + iy * s.w + ix];
+        if (at < 0 || v > best || (Number.isNaN(v) && !Number.isNaN(best))) { best = v; at = iy * s.w + ix; }
+      }
+    }
+    y[o] = best;
+    indices[o] = at;
+  });
+  return { y, indices };
+}
+
+export function maxPool2dBackward(g: readonly number[], dy: ArrayLike<number>, indices: ArrayLike<number>): Float64Array {
+  const s = poolShape(g);
+  const dx = new Float64Array(s.planes * s.h * s.w);
+  const per = s.oh * s.ow;
+  for (let o = 0; o < s.planes * per; o++) dx[Math.floor(o / per) * s.h * s.w + indices[o]] += dy[o];
+  return dx;
+}
+
+function avgDivisor(s: PoolShape, y0: number, y1: number, x0: number, x1: number, ys: number, xs: number,
+  countIncludePad: boolean): number {
+  if (!countIncludePad) return (y1 - y0) * (x1 - x0);
+  return (Math.min(ys + s.kh, s.h + s.ph) - ys) * (Math.min(xs + s.kw, s.w + s.pw) - xs);
+}
+
+export function avgPool2dForward(g: readonly number[], x: ArrayLike<number>, countIncludePad: boolean): Float64Array {
+  const s = poolShape(g);
+  const y = new Float64Array(s.planes * s.oh * s.ow);
+  eachWindow(s, (o, base, y0, y1, x0, x1, ys, xs) => {
+    let acc = 0;
+    for (let iy = y0; iy < y1; iy++) for (let ix = x0; ix < x1; ix++) acc += x[base + iy * s.w + ix];
+    y[o] = acc / avgDivisor(s, y0, y1, x0, x1, ys, xs, countIncludePad);
+  });
+  return y;
+}
+
+export function avgPool2dBackward(g: readonly number[], dy: ArrayLike<number>, countIncludePad: boolean): Float64Array {
+  const s = poolShape(g);
+  const dx = new Float64Array(s.planes * s.h * s.w);
+  eachWindow(s, (o, base, y0, y1, x0, x1, ys, xs) => {
+    const share = dy[o] / avgDivisor(s, y0, y1, x0, x1, ys, xs, countIncludePad);
+    for (let iy = y0; iy < y1; iy++) for (let ix = x0; ix < x1; ix++) dx[base + iy * s.w + ix] += share;
+  });
+  return dx;
+}
+
+export interface BatchNormResult {
+  y: Float64Array; saveMean: Float64Array; saveInvstd: Float64Array;
+  runningMean: Float64Array | null; runningVar: Float64Array | null;
+}
+
+/** torch.nn.functional.batch_norm over x [n, c, hw]: batch statistics (biased variance) in training, running ones in eval. */
+export function batchNormForward(x: ArrayLike<number>, gamma: ArrayLike<number> | null, beta: ArrayLike<number> | null,
+  runningMean: ArrayLike<number> | null, runningVar: ArrayLike<number> | null, n: number, c: number, hw: number,
+  training: boolean, momentum: number, eps: number): BatchNormResult {
+  const m = n * hw;
+  const y = new Float64Array(n * c * hw), saveMean = new Float64Array(c), saveInvstd = new Float64Array(c);
+  const rm = runningMean ? Float64Array.from(runningMean) : null, rv = runningVar ? Float64Array.from(runningVar) : null;
+  for (let ch = 0; ch < c; ch++) {
+    let mean: number, variance: number;
+    if (training) {
+      let s = 0;
+      for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) s += x[(i * c + ch) * hw + j];
+      mean = s / m;
+      let q = 0;
+      for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) q += (x[(i * c + ch) * hw + j] - mean) ** 2;
+      variance = q / m;
+      if (rm && rv) {
+        rm[ch] = (1 - momentum) * rm[ch] + momentum * mean;
+        rv[ch] = (1 - momentum) * rv[ch] + momentum * (m > 1 ? (variance * m) / (m - 1) : variance);
+      }
+    } else {
+      mean = runningMean![ch];
+      variance = runningVar![ch];
+    }
+    saveMean[ch] = mean;
+    saveInvstd[ch] = 1 / Math.sqrt(variance + eps);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < hw; j++) {
+        const at = (i * c + ch) * hw + j;
+        y[at] = (x[at] - mean) * saveInvstd[ch] * (gamma ? gamma[ch] : 1) + (beta ? beta[ch] : 0);
+      }
+    }
+  }
+  return { y, saveMean, saveInvstd, runningMean: rm, runningVar: rv };
+}
+
+/** The gradients of batch norm given its saved statistics (kernels.h's formulas, torch's batch_norm_backward). */
+export function batchNormBackward(x: ArrayLike<number>, dy: ArrayLike<number>, gamma: ArrayLike<number> | null,
+  saveMean: ArrayLike<number>, saveInvstd: ArrayLike<number>, n: number, c: number, hw: number, training: boolean):
+  { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array } {
+  const m = n * hw;
+  const dx = new Float64Array(n * c * hw), dgamma = new Float64Array(c), dbeta = new Float64Array(c);
+  for (let ch = 0; ch < c; ch++) {
+    const xhat = (i: number): number => (x[i] - saveMean[ch]) * saveInvstd[ch];
+    let sdy = 0, sdyx = 0;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < hw; j++) {
+        const at = (i * c + ch) * hw + j;
+        sdy += dy[at];
+        sdyx += dy[at] * xhat(at);
+      }
+    }
+    dbeta[ch] = sdy;
+    dgamma[ch] = sdyx;
+    const k = (gamma ? gamma[ch] : 1) * saveInvstd[ch];
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < hw; j++) {
+        const at = (i * c + ch) * hw + j;
+        dx[at] = training ? k * (dy[at] - sdy / m - (xhat(at) * sdyx) / m) : k * dy[at];
+      }
+    }
+  }
+  return { dx, dgamma, dbeta };
+}
