@@ -98,7 +98,7 @@ const badFiles: Array<[string, string | object, RegExp]> = [
   ['a bad env name', { ...good, servers: [{ name: 'p', env: { 'A=B': 'x' } }] }, /servers\[0\]\.env has a bad variable name 'A=B'/],
   ['an unknown training option', { ...good, train: { epoch: 2 } }, /unknown key 'epoch' in train \(known: .*epochs/],
   ['a bad training value', { ...good, train: { epochs: 0 } }, /train\.epochs must be an integer >= 1, got '0'/],
-  ['a bad training choice', { ...good, train: { dataset: 'cifar' } }, /train\.dataset must be one of fashion-mnist, mnist, synthetic, got 'cifar'/],
+  ['a bad training choice', { ...good, train: { dataset: 'cifar' } }, /train\.dataset.*must be one of fashion-mnist, mnist, synthetic, idx:FOLDER, file:PATH or a dataset module path \(\.\/my-data\.mjs\), got 'cifar'/],
   ['a topology key inside train', { ...good, train: { strategy: 'centralized' } }, /train\.strategy: strategy belongs at the top level/],
   ['a per-process flag inside train', { ...good, train: { json: 'x.json' } }, /unknown key 'json' in train/],
   ['shards mixing forms', { ...good, servers: 2, shards: { ps0: 0.5, ps1: ['fc1.weight'] } }, /not a mix/],

@@ -19,7 +19,7 @@ test('parseFlagValue parses with the flag\'s own parser and choices', (t) => {
   t.is(parseFlagValue('dataset', 'synthetic'), 'synthetic');
   t.throws(() => parseFlagValue('epochs', 0), { message: "--epochs must be an integer >= 1, got '0'" });
   t.throws(() => parseFlagValue('lr', 'fast'), { message: "--lr must be a number > 0 and <= 1000000, got 'fast'" });
-  t.throws(() => parseFlagValue('dataset', 'cifar'), { message: "must be one of fashion-mnist, mnist, synthetic, got 'cifar'" });
+  t.throws(() => parseFlagValue('dataset', 'cifar'), { message: "--dataset must be one of fashion-mnist, mnist, synthetic, idx:FOLDER, file:PATH or a dataset module path (./my-data.mjs), got 'cifar'" });
   t.throws(() => parseFlagValue('epochs', true), { message: 'must be a string or a number, got true' });
   t.throws(() => parseFlagValue('epochs', [1]), { message: 'must be a string or a number, got [1]' });
   t.throws(() => parseFlagValue('epoch', 1), { message: "unknown training option 'epoch'" });
