@@ -9,30 +9,7 @@
 //
 // Included by conv.cc inside its AVX-512 namespace, after lanes(). No include guard on purpose.
 
-// r[i] becomes column i of the 16 x 16 block whose rows were r[0..15].
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {
-    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-  }
-  for (int q = 0; q < 4; ++q) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
-    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
-    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
-    r[q] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    r[4 + q] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    r[8 + q] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    r[12 + q] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-  }
-}
+#include "transpose16_avx512.h"
 
 // One direct convolution of a padded input plane stack into an output [c_out][oh][ow].
 struct DirectConv {

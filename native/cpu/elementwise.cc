@@ -127,13 +127,6 @@ inline void sqrt_block(float* x, int64_t n) {
 
 namespace kernels {
 
-// Calls cpu::<path>::NAME(args...) for the path chosen at start-up.
-#define PSRPC_DISPATCH(NAME, ...)                                         \
-  switch (cpu::simd_level()) {                                            \
-    case cpu::SimdLevel::kAvx512: return cpu::avx512::NAME(__VA_ARGS__);  \
-    case cpu::SimdLevel::kAvx2: return cpu::avx2::NAME(__VA_ARGS__);      \
-    default: return cpu::scalar::NAME(__VA_ARGS__);                       \
-  }
 
 void relu_forward(const float* x, float* y, int64_t n) { PSRPC_DISPATCH(relu_forward, x, y, n) }
 
@@ -212,7 +205,6 @@ void f32_to_bf16(const float* x, uint16_t* y, int64_t n) { PSRPC_DISPATCH(f32_to
 
 void bf16_to_f32(const uint16_t* x, float* y, int64_t n) { PSRPC_DISPATCH(bf16_to_f32, x, y, n) }
 
-#undef PSRPC_DISPATCH
 
 }  // namespace kernels
 }  // namespace psrpc

@@ -87,12 +87,6 @@ namespace scalar {
 
 namespace kernels {
 
-#define PSRPC_DISPATCH(NAME, ...)                                         \
-  switch (cpu::simd_level()) {                                            \
-    case cpu::SimdLevel::kAvx512: return cpu::avx512::NAME(__VA_ARGS__);  \
-    case cpu::SimdLevel::kAvx2: return cpu::avx2::NAME(__VA_ARGS__);      \
-    default: return cpu::scalar::NAME(__VA_ARGS__);                       \
-  }
 
 bool pool2d_output(Pool2dShape& s) {
   const int64_t eh = s.h + 2 * s.ph - s.kh, ew = s.w + 2 * s.pw - s.kw;
@@ -125,7 +119,6 @@ void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx, bool 
   PSRPC_DISPATCH(avg_pool_backward, s, dy, dx, count_include_pad, accumulate)
 }
 
-#undef PSRPC_DISPATCH
 
 }  // namespace kernels
 }  // namespace psrpc

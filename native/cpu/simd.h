@@ -16,3 +16,12 @@ const char* simd_name(SimdLevel level);
 
 }  // namespace cpu
 }  // namespace psrpc
+
+// In a kernels:: function: calls cpu::<path>::NAME(args...) for the path chosen at start-up, where
+// <path> is one of the namespaces avx512, avx2, scalar holding the same loops compiled per target.
+#define PSRPC_DISPATCH(NAME, ...)                                         \
+  switch (cpu::simd_level()) {                                            \
+    case cpu::SimdLevel::kAvx512: return cpu::avx512::NAME(__VA_ARGS__);  \
+    case cpu::SimdLevel::kAvx2: return cpu::avx2::NAME(__VA_ARGS__);      \
+    default: return cpu::scalar::NAME(__VA_ARGS__);                       \
+  }
