@@ -19,10 +19,9 @@ export function evaluate(model: Classifier, data: Dataset, metric: MetricFunctio
   try {
     noGrad(() => {
       const f = data.features;
-      const shape = data.shape ?? [f];
       for (let start = 0; start < data.length; start += batchSize) {
         const n = Math.min(batchSize, data.length - start);
-        const x = new Tensor(data.x.subarray(start * f, (start + n) * f), [n, ...shape]);
+        const x = new Tensor(data.x.subarray(start * f, (start + n) * f), [n, ...data.shape]);
         correct += metric(model.forward(x), data.y.subarray(start, start + n));
       }
     });
