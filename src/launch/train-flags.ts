@@ -66,6 +66,11 @@ export function trainFlagArgs(flags: TrainFlags): string[] {
   const out: string[] = [];
   for (const [key, opt] of trainFlagTable()) {
     const v = flags[key as keyof TrainOptions];
+    // a negatable flag (--no-reshard-after-forward) is given as false and written as itself
+    if (opt.negate) {
+      if (v === false) out.push(opt.long!);
+      continue;
+    }
     if (v === undefined || v === false) continue;
     out.push(opt.long!);
     // an object goes back as the JSON it was parsed from (String() would make it '[object Object]')

@@ -19,6 +19,9 @@ export const DEVICES = ['cpu', 'cuda', 'auto'] as const;
 export type DeviceFlag = (typeof DEVICES)[number];
 export const OPTIMIZERS = ['sgd', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
+/** Number formats on the wire (collectives, parameter-server push and pull); master weights and optimizer state stay fp32. */
+export const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
 
 export interface TrainOptions {
   /** How the model is trained: one process, with servers, or Hogwild threads. */
@@ -78,6 +81,24 @@ export interface TrainOptions {
    * servers (ps0..), the rest trainers (trainer0..). partitioned: ignored, every rank is a worker.
    */
   servers: number;
+  /**
+   * What gradients and parameters travel as between processes: fp32, or bf16 / fp16 (half the
+   * bytes; sums accumulate in fp32, master weights and optimizer state stay fp32; fp16 trains with
+   * dynamic loss scaling). Collectives (ddp, zero, fsdp) and the parameter servers' push and pull.
+   */
+  precision: Precision;
+  /** ddp: the cap of a gradient bucket in KiB (the first bucket is at most 1 MiB; PyTorch's bucket_cap_mb is 25). */
+  bucketKb: number;
+  /** ddp, zero, fsdp: batches whose gradients are summed locally before one exchange (PyTorch's no_sync). */
+  gradAccum: number;
+  /** ddp: parameters that get no gradient in a step count as zero instead of failing the step. */
+  findUnusedParameters: boolean;
+  /** zero: 1 shards the optimizer state; 2 also the gradients. */
+  zeroStage: number;
+  /** fsdp: free a unit's gathered parameters after its forward (and gather them again for its backward). */
+  reshardAfterForward: boolean;
+  /** Seconds a collective op waits for the other ranks before it fails naming the missing ones. */
+  collectiveTimeout: number;
 }
 
 export const DEFAULTS: TrainOptions = {
@@ -104,6 +125,13 @@ export const DEFAULTS: TrainOptions = {
   evalEvery: 0,
   evalSamples: 1000,
   servers: 1,
+  precision: 'fp32',
+  bucketKb: 25 * 1024,
+  gradAccum: 1,
+  findUnusedParameters: false,
+  zeroStage: 1,
+  reshardAfterForward: true,
+  collectiveTimeout: 30,
 };
 
 function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -182,13 +210,20 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--rank <n>', 'this process\'s rank in the world (default: env RANK)').argParser(integer('--rank', 0)))
     .addOption(new Option('--world-size <n>', 'processes in the world, servers and trainers (default: env WORLD_SIZE)').argParser(integer('--world-size', 1)))
     .addOption(new Option('--master <host:port>', 'rendezvous address, hosted by rank 0 (default: env MASTER_ADDR:MASTER_PORT)'))
-    .addOption(new Option('--servers <n>', 'centralized: ranks [0, n) are parameter servers, the rest trainers').argParser(integer('--servers', 0, 4096)).default(d.servers));
+    .addOption(new Option('--servers <n>', 'centralized: ranks [0, n) are parameter servers, the rest trainers').argParser(integer('--servers', 0, 4096)).default(d.servers))
+    .addOption(new Option('--precision <format>', 'gradients and parameters on the wire (collectives, parameter servers); fp32 master weights').choices(PRECISIONS).default(d.precision))
+    .addOption(new Option('--bucket-kb <n>', 'ddp: gradient bucket cap in KiB (first bucket at most 1024)').argParser(integer('--bucket-kb', 1, 1 << 22)).default(d.bucketKb))
+    .addOption(new Option('--grad-accum <n>', 'ddp, zero, fsdp: batches accumulated locally per exchange').argParser(integer('--grad-accum', 1, 1 << 16)).default(d.gradAccum))
+    .addOption(new Option('--find-unused-parameters', 'ddp: a parameter without a gradient counts as zero instead of failing the step').default(d.findUnusedParameters))
+    .addOption(new Option('--zero-stage <n>', 'zero: 1 shards optimizer state, 2 also gradients').argParser(integer('--zero-stage', 1, 2)).default(d.zeroStage))
+    .addOption(new Option('--no-reshard-after-forward', 'fsdp: keep gathered parameters from forward to backward (more memory, one gather less)'))
+    .addOption(new Option('--collective-timeout <seconds>', 'seconds a collective waits for the other ranks before failing').argParser(real('--collective-timeout', 0, 86400, true)).default(d.collectiveTimeout));
 }
 
 /** Fills in defaults for an API caller and checks the combinations the flags cannot express. */
 export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   const o: TrainOptions = { ...DEFAULTS, ...partial };
-  const positive: Array<keyof TrainOptions> = ['hidden', 'epochs', 'batchSize', 'workers'];
+  const positive: Array<keyof TrainOptions> = ['hidden', 'epochs', 'batchSize', 'workers', 'bucketKb', 'gradAccum'];
   for (const key of positive) {
     const v = o[key];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
@@ -199,6 +234,9 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (o.modelOptions === null || typeof o.modelOptions !== 'object' || Array.isArray(o.modelOptions)) {
     throw new RangeError(`option modelOptions must be an object, got ${Array.isArray(o.modelOptions) ? 'an array' : String(o.modelOptions)}`);
   }
+  if (!(PRECISIONS as readonly string[]).includes(o.precision)) throw new RangeError(`option precision must be one of ${PRECISIONS.join(', ')}, got '${String(o.precision)}'`);
+  if (o.zeroStage !== 1 && o.zeroStage !== 2) throw new RangeError(`option zeroStage must be 1 or 2, got ${String(o.zeroStage)}`);
+  if (!(o.collectiveTimeout > 0) || !Number.isFinite(o.collectiveTimeout)) throw new RangeError(`option collectiveTimeout must be a positive number of seconds, got ${String(o.collectiveTimeout)}`);
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
   if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);
   try {
