@@ -203,6 +203,28 @@ export class Agent implements Dispatcher {
     return this.fns.delete(name);
   }
 
+  /**
+   * For the layers built on the RPC layer (src/collective): registers a reserved `__psrpc.*`
+   * function, which user code cannot register or call with `call`. Its traffic goes through
+   * `sendInternal`, outside distributed autograd's recording.
+   */
+  registerInternal(name: string, fn: (...args: unknown[]) => unknown): void {
+    if (!name.startsWith(RESERVED)) throw errors.invalidOption('name', name, `an internal function's name starts with "${RESERVED}"`);
+    if (this.internal.has(name)) throw errors.duplicateFunction(this.name, name);
+    this.internal.set(name, fn);
+  }
+
+  /** Removes a function registered with `registerInternal`. */
+  unregisterInternal(name: string): boolean {
+    return name.startsWith(RESERVED) && this.internal.delete(name);
+  }
+
+  /** Calls an internal function (`registerInternal`) on worker `to`; tensors in `args` are sent from their own memory. */
+  sendInternal(to: WorkerRef, fn: string, args: unknown[], timeoutMs?: number): Promise<unknown> {
+    if (!fn.startsWith(RESERVED)) return Promise.reject(errors.invalidOption('fn', fn, `an internal function's name starts with "${RESERVED}"`));
+    return this.transmit(to, fn, args, timeoutMs);
+  }
+
   private runLocal(fn: string, args: unknown[]): Promise<unknown> {
     const f = this.fns.get(fn);
     if (!f) return Promise.reject(errors.unknownFunction(this.name, fn));

@@ -7,7 +7,7 @@ export { getBackend, setBackend, hasBackend, resetBackend, hostBackend, nativeCp
 export type { Backend, HostKernels, Kernels, FloatStorage, IntStorage, MaskStorage } from './backend.js';
 export { cudaDeviceBackend } from './backend-cuda.js';
 export { DeviceArray } from './device-array.js';
-export { backward, noGrad, enableGrad, isGradEnabled, setGradEnabled, Node, GradSink } from './autograd.js';
+export { backward, noGrad, enableGrad, isGradEnabled, setGradEnabled, onGradReady, Node, GradSink } from './autograd.js';
 export type { BackwardOptions } from './autograd.js';
 export { customFunction, attachBackward } from './function.js';
 export type { FunctionSpec, InputGrad } from './function.js';
@@ -50,3 +50,5 @@ export { Adam, AdamW } from './optim/adam.js';
 export { createOptimizer, optimizerArgs } from './optim/spec.js';
 export type { OptimizerSpec } from './optim/spec.js';
 export type { AdamOptions, AdamState } from './optim/adam.js';
+export { toWire, fromWire, accumulateWire, roundToWire, nonFiniteCount, wireBytes } from './half.js';
+export type { WireDType, WireReduce } from './half.js';
