@@ -216,6 +216,7 @@ function buildResult(opts: TrainOptions, spec: WorldStrategy, place: WorldPlace,
       model: { name: run.resolved.name, parameters: run.parameters },
     }),
     bytesSent: reports.reduce((n, r) => n + (r.bytesSent ?? 0), 0),
+    ...(run.extras ? run.extras(reports) : {}),
     ...(final?.curve ? { curve: final.curve } : {}),
   };
 }

@@ -92,5 +92,10 @@ export function combineResults(topology: Topology, results: Array<{ name: string
     // the first trainer's curve and byte count cover the job when it reports for all trainers
     ...(bytes.every((b) => typeof b === 'number') ? { bytesSent: (bytes as number[]).reduce((a, b) => a + b, 0) } : {}),
     ...(Array.isArray(first.curve) ? { curve: first.curve as TrainResult['curve'] } : {}),
+    // what a strategy reports beyond the common figures (the data-parallel family's memory and precision), as the first trainer gave it
+    ...Object.fromEntries(PASSED_THROUGH.filter((k) => first[k] !== undefined).map((k) => [k, first[k]])),
   };
 }
+
+/** Result fields the first trainer computes for the whole job, passed through as they are. */
+const PASSED_THROUGH = ['precision', 'peakRssBytes', 'optimizerStateBytesPerRank', 'optimizerElementsPerRank', 'peakParameterBytesPerRank', 'skippedSteps', 'zeroStage', 'gradAccum', 'buckets'] as const;

@@ -209,6 +209,41 @@ export interface BackwardOptions {
 
 let epoch = 0;
 
+const readyHooks = new Map<Tensor, (leaf: Tensor) => void>();
+
+/**
+ * Calls `fn(leaf)` during every later backward pass as soon as `leaf`'s gradient for that pass is
+ * complete: after the last node that feeds it has run, while the rest of the pass goes on (what
+ * data-parallel training starts a bucket's all-reduce from; PyTorch's post-accumulate-grad hook).
+ * A leaf the pass does not reach gets no call. One hook per leaf; returns the function removing it.
+ */
+export function onGradReady(leaf: Tensor, fn: (leaf: Tensor) => void): () => void {
+  if (leaf.gradFn) throw errors.autograd('onGradReady: the tensor is not a leaf (an op produced it); hooks watch parameters');
+  if (readyHooks.has(leaf)) throw errors.autograd(`onGradReady: the leaf of shape [${leaf.shape.join(', ')}] has a hook already`);
+  readyHooks.set(leaf, fn);
+  return () => {
+    if (readyHooks.get(leaf) === fn) readyHooks.delete(leaf);
+  };
+}
+
+/** For each node, the hooked leaves whose gradient is complete once it has run. */
+function readyAfter(order: readonly Node[]): Map<Node, Tensor[]> | null {
+  if (readyHooks.size === 0) return null;
+  // the engine runs order from the end to the start: a leaf's last node is its lowest index
+  const last = new Map<Tensor, Node>();
+  for (let i = order.length - 1; i >= 0; i--) {
+    for (const t of order[i]!.inputs) if (t !== null && t.gradFn === null && readyHooks.has(t)) last.set(t, order[i]!);
+  }
+  if (last.size === 0) return null;
+  const out = new Map<Node, Tensor[]>();
+  for (const [t, node] of last) {
+    const list = out.get(node);
+    if (list) list.push(t);
+    else out.set(node, [t]);
+  }
+  return out;
+}
+
 /**
  * Backpropagates from `roots`. `grads[i]` is the gradient of some scalar with respect to
  * `roots[i]` (same size); it may be omitted for one-element roots (then 1). Roots may be leaves
@@ -248,6 +283,7 @@ export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'flo
     return copy;
   };
   const order = topoOrder(roots);
+  const ready = readyAfter(order);
   const prevMode = gradEnabled;
   gradEnabled = false;
   // One sink per pass: a node's backward may itself run a backward (nested passes stay apart).
@@ -264,16 +300,20 @@ export function backward(roots: readonly Tensor[], grads?: readonly (Tensor<'flo
       } else {
         sink.node = rootNode(root);
         sink.give(0, seedStorage(i));
+        readyHooks.get(root)?.(root);
       }
     }
     for (let i = order.length - 1; i >= 0; i--) {
       const node = order[i]!;
       const g = node.pending;
-      if (g === null) continue;
-      node.pending = null;
-      sink.node = node;
-      node.backward(g, sink);
-      if (node.consumesGradOut) getBackend(node.device).recycle(g);
+      if (g !== null) {
+        node.pending = null;
+        sink.node = node;
+        node.backward(g, sink);
+        if (node.consumesGradOut) getBackend(node.device).recycle(g);
+      }
+      const done = ready?.get(node);
+      if (done) for (const t of done) readyHooks.get(t)?.(t);
     }
     if (!sink.retainGraph) releaseGraph(order);
   } finally {

@@ -36,6 +36,21 @@ export interface TrainResult {
   simd: string;
   /** Tensor payload bytes exchanged between processes (pushes + pulls), all trainers together. */
   bytesSent?: number;
+  /** What gradients and parameters travelled as (strategies that honour --precision). */
+  precision?: string;
+  /** Data-parallel strategies (ddp, zero, fsdp): the largest peak resident memory of one rank, bytes. */
+  peakRssBytes?: number;
+  /** ddp, zero, fsdp: bytes (and parameter elements) of optimizer state each rank held, in rank order. */
+  optimizerStateBytesPerRank?: number[];
+  optimizerElementsPerRank?: number[];
+  /** fsdp: the largest number of parameter bytes one rank held at once (its shard plus the gathered units). */
+  peakParameterBytesPerRank?: number[];
+  /** fp16: steps skipped because the reduced gradient overflowed (dynamic loss scaling). */
+  skippedSteps?: number;
+  zeroStage?: number;
+  gradAccum?: number;
+  /** ddp: gradient bucket sizes in elements, in launch order. */
+  buckets?: number[];
   /** With --eval-every: test accuracy on a fixed slice over training time. */
   curve?: Array<{ seconds: number; samples: number; accuracy: number }>;
 }

@@ -114,6 +114,8 @@ export interface WorldTraining {
   /** The model module trained (its name and metric) and the model's parameter count. */
   resolved: ResolvedModel;
   parameters: number;
+  /** Strategy-specific figures for the job's result, from every trainer's report (the first trainer's call). */
+  extras?(reports: readonly TrainerReport[]): Record<string, unknown>;
   /**
    * The first trainer, once every report is in: reads the final model from wherever it lives
    * and leaves the world, so the servers stop after this last read.

@@ -7,9 +7,11 @@
 // read this table; none of them names a strategy.
 import type { StrategySpec, WorldStrategy } from '../strategy.js';
 import { centralized } from './centralized.js';
+import { ddp } from './ddp.js';
 import { local } from './local.js';
 import { partitioned } from './partitioned.js';
 import { remoteForward } from './remote-forward.js';
+import { zero } from './zero.js';
 
 /** A strategy's name: one of the table's (`strategyNames()`), checked where options come in. */
 export type Strategy = string;
@@ -66,4 +68,4 @@ export function consistencyConflict(strategy: string, consistency: string): stri
   return spec.refusal?.(consistency) ?? `strategy ${strategy} runs under consistency ${spec.consistencies.join(' or ')} only, got consistency ${consistency}`;
 }
 
-for (const spec of [local, centralized, remoteForward, partitioned]) registerStrategy(spec);
+for (const spec of [local, centralized, remoteForward, partitioned, ddp, zero]) registerStrategy(spec);

@@ -1,0 +1,220 @@
+// The `ddp` and `zero` strategies: data parallelism over a process group, no servers.
+//
+// ddp (PyTorch's DistributedDataParallel): rank 0 broadcasts parameters and buffers at the start;
+// every rank trains a full replica on its DistributedSampler partition, and each step's gradients
+// are averaged across ranks by bucketed all-reduces that start during backward (GradSync), then
+// every rank steps its own optimizer on the same averaged gradient, so the replicas stay equal.
+//
+// zero (ZeRO stages 1 and 2, PyTorch's ZeroRedundancyOptimizer): the same buckets, but each
+// bucket is reduce-scattered instead of all-reduced: rank r receives the averaged gradient of
+// segment r of every bucket only (equal element counts, not whole tensors), steps an optimizer
+// that holds state for those segments only, and the buckets' parameters are all-gathered back.
+// Stage 1 reduce-scatters after backward; stage 2 starts each bucket's reduce-scatter during
+// backward, as ddp does. In this version the backward still writes the full local gradient into
+// one flat buffer, so stage 2 saves no gradient memory over stage 1: it overlaps communication.
+//
+// --grad-accum N sums N batches' gradients locally (no communication: PyTorch's no_sync) and
+// exchanges once, scaled by 1/N, so a step equals one over the concatenation of all ranks' N
+// batches; the last window of an epoch may be shorter and is scaled by its own length.
+import { attachCollectives, ProcessGroup, segmentBounds } from '../collective/index.js';
+import { DataLoader, type Batch } from '../data/index.js';
+import type { Agent } from '../rpc/index.js';
+import { createOptimizer, flattenBuffers, flattenParameters, getBackend, nonFiniteCount, Tensor, type Labels } from '../tensor/index.js';
+import type { TrainedModel, TrainerReport } from './centralized.js';
+import { AccuracyCurve } from './curve.js';
+import { GradSync, LossScaler, makeBuckets, optimizerStateBytes, wireDType, type Bucket } from './data-parallel.js';
+import { runLoop } from './loop.js';
+import { buildModel, modelContext, resolveModel } from './model.js';
+import type { TrainOptions } from './options.js';
+import { optimizerSpec, trainerSampler } from './setup.js';
+import type { WorldTrainerContext, WorldTraining } from './strategy.js';
+
+/** What a data-parallel rank reports beyond the common figures. */
+export interface DataParallelReport extends TrainerReport {
+  /** Peak resident memory of this process, bytes (process.resourceUsage().maxRSS). */
+  peakRssBytes: number;
+  /** Bytes of optimizer state this rank holds. */
+  optimizerStateBytes: number;
+  /** Parameter elements whose optimizer state this rank holds (zero: its shard). */
+  optimizerElements: number;
+  /** fp16: steps skipped because the reduced gradient overflowed. */
+  skippedSteps: number;
+  /** The gradient buckets (ddp, zero stage 2) and their sizes in elements. */
+  buckets: number[];
+}
+
+/** Called by the strategies' host hook before the rendezvous completes, so no rank's first message finds no receiver. */
+export function hostCollectives(agent: Agent): { close(): Promise<void> } {
+  attachCollectives(agent);
+  return { async close() {} };
+}
+
+export async function trainDataParallel(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | 'zero'): Promise<WorldTraining> {
+  const { agent, train } = ctx;
+  const pg = ProcessGroup.create(agent, { timeoutMs: opts.collectiveTimeout * 1000 });
+  try {
+    return await run(opts, ctx, mode, pg, agent, train);
+  } catch (e) {
+    pg.close();
+    throw e;
+  }
+}
+
+async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | 'zero', pg: ProcessGroup, agent: Agent, train: WorldTrainerContext['train']): Promise<WorldTraining> {
+  const sampler = trainerSampler(opts, ctx);
+  const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
+  if (loader.length === 0) {
+    throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of rank ${ctx.rank} of ${ctx.trainers}`);
+  }
+  const resolved = await resolveModel(opts.model);
+  const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
+  const model = await buildModel(resolved, mctx) as TrainedModel;
+  const params = model.parameters();
+  const flat = flattenParameters(model);
+  const buffers = flattenBuffers(model);
+  const dtype = wireDType(opts.precision);
+  // every replica starts from rank 0's parameters and buffers (exactly: the broadcast is fp32)
+  await pg.broadcast(flat.params, 0);
+  if (buffers.length > 0) await pg.broadcast(buffers, 0);
+
+  const buckets = makeBuckets(flat, params, opts.bucketKb * 1024);
+  const scaler = new LossScaler(opts.precision === 'fp16');
+  const spec = optimizerSpec(opts);
+  let optimizerElements: number;
+  let optimizer: ReturnType<typeof createOptimizer>;
+  let reduce: (b: Bucket, view: Float32Array) => Promise<unknown>;
+  /** zero: this rank's segment of each bucket, [start, end) in the flat buffer. */
+  let segments: [number, number][] = [];
+  /** zero: the optimizer's shard tensors and where each lives in the flat buffer. */
+  let masters: [Tensor, number, number][] = [];
+  if (mode === 'ddp') {
+    optimizer = createOptimizer(params, spec);
+    optimizerElements = flat.params.length;
+    reduce = (_b, view) => pg.allReduce(view, { op: 'avg', dtype });
+  } else {
+    // one shard tensor per bucket segment: views of the flat parameters and gradients
+    segments = buckets.map((b) => {
+      const bounds = segmentBounds(b.end - b.start, pg.size);
+      return [b.start + bounds[pg.rank]!, b.start + bounds[pg.rank + 1]!];
+    });
+    // In 16 bits the gathered working copy is rounded, so each shard keeps an fp32 master of its
+    // own (copied into the flat buffer before each gather); in fp32 the shard is the flat buffer itself.
+    const own = segments.filter(([a, e]) => e > a);
+    masters = own.map(([a, e]) => {
+      const t = new Tensor(dtype === 'float32' ? flat.params.subarray(a, e) : flat.params.slice(a, e), [e - a], { requiresGrad: true });
+      t.attachGrad(flat.grads.subarray(a, e));
+      return [t, a, e];
+    });
+    const shards = masters.map(([t]) => t);
+    optimizer = createOptimizer(shards, spec);
+    optimizerElements = segments.reduce((n, [a, e]) => n + e - a, 0);
+    reduce = (_b, view) => pg.reduceScatter(view, { op: 'avg', dtype });
+  }
+  // zero stage 1 exchanges after backward: hooks launch nothing until finish
+  const overlap = mode === 'ddp' || opts.zeroStage === 2;
+  const sync = new GradSync(flat, buckets, reduce, opts.findUnusedParameters);
+  const accum = opts.gradAccum;
+  const batches = loader.length;
+  let inEpoch = 0;
+
+  const exchange = async (): Promise<boolean> => {
+    await sync.finish();
+    if (!scaler.enabled) return true;
+    // every rank must agree on skipping: ddp's reduced gradients are equal everywhere; zero's
+    // segments differ per rank, so the overflow flags are combined
+    let overflow: boolean;
+    if (mode === 'ddp') overflow = nonFiniteCount(flat.grads) > 0;
+    else {
+      let bad = 0;
+      for (const [a, e] of segments) bad += nonFiniteCount(flat.grads.subarray(a, e));
+      const flag = Float32Array.of(bad > 0 ? 1 : 0);
+      await pg.allReduce(flag, { op: 'max' });
+      overflow = flag[0]! > 0;
+    }
+    const scale = scaler.scale;
+    const step = scaler.update(overflow);
+    if (step) {
+      if (mode === 'ddp') getBackend('cpu').kernels.scale(1 / scale, flat.grads);
+      else for (const [a, e] of segments) getBackend('cpu').kernels.scale(1 / scale, flat.grads.subarray(a, e));
+    }
+    return step;
+  };
+
+  const gatherParams = async (): Promise<void> => {
+    if (dtype !== 'float32') for (const [t, a] of masters) flat.params.set(t.data as Float32Array, a);
+    const all: Promise<unknown>[] = [];
+    for (const b of buckets) all.push(pg.allGather(flat.params.subarray(b.start, b.end), { dtype }));
+    await Promise.all(all);
+  };
+
+  const step = async (batch: Batch): Promise<number> => {
+    const first = inEpoch % accum === 0;
+    const window = Math.min(accum, batches - (inEpoch - (inEpoch % accum)));
+    const last = inEpoch % accum === window - 1;
+    inEpoch++;
+    if (first) for (const p of params) p.zeroGrad();
+    const x = new Tensor(batch.x, [batch.size, ...mctx.inputShape]);
+    const l = resolved.loss(model.forward(x), batch.y as Labels);
+    const factor = scaler.scale / window;
+    if (last && overlap) sync.arm(factor);
+    else sync.disarm();
+    l.backward();
+    if (last) {
+      if (!overlap) sync.arm(factor);
+      if (await exchange()) {
+        optimizer.step();
+        if (mode === 'zero') await gatherParams();
+      }
+    }
+    return l.item();
+  };
+
+  const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts, true, undefined, resolved.metric) : undefined;
+  let result;
+  try {
+    result = await runLoop({
+      opts, loader, label: agent.name, curve, curveScale: ctx.trainers,
+      beforeEpoch: () => { inEpoch = 0; },
+      step,
+    });
+  } finally {
+    sync.dispose();
+  }
+  // every collective has completed on every rank (each op waits for its peers' messages)
+  pg.close();
+  const stats = pg.stats();
+  const report: DataParallelReport = {
+    trainer: agent.name, samples: result.samples, steps: result.steps, trainSeconds: result.trainSeconds,
+    lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: stats.bytesSent,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    optimizerStateBytes: optimizerStateBytes(optimizer as unknown as { state: Map<unknown, unknown> }),
+    optimizerElements,
+    skippedSteps: scaler.skipped,
+    buckets: buckets.map((b) => b.end - b.start),
+  };
+  return {
+    report,
+    ...(curve ? { curve: curve.points } : {}),
+    resolved,
+    parameters: model.parameterCount(),
+    extras: (reports) => dataParallelExtras(reports as DataParallelReport[], mode, opts),
+    async finish() {
+      return model;
+    },
+  };
+}
+
+/** The job result's data-parallel figures, from every rank's report. */
+function dataParallelExtras(reports: DataParallelReport[], mode: 'ddp' | 'zero', opts: TrainOptions): Record<string, unknown> {
+  const max = (f: (r: DataParallelReport) => number) => Math.max(...reports.map(f));
+  return {
+    precision: opts.precision,
+    ...(mode === 'zero' ? { zeroStage: opts.zeroStage } : {}),
+    gradAccum: opts.gradAccum,
+    peakRssBytes: max((r) => r.peakRssBytes ?? 0),
+    optimizerStateBytesPerRank: reports.map((r) => r.optimizerStateBytes),
+    optimizerElementsPerRank: reports.map((r) => r.optimizerElements),
+    skippedSteps: max((r) => r.skippedSteps ?? 0),
+    buckets: reports[0]?.buckets ?? [],
+  };
+}
