@@ -5,6 +5,7 @@ import { DataLoader, syntheticDataset, type Dataset } from '../../src/data/index
 import type { Agent } from '../../src/rpc/index.js';
 import { createOptimizer, flattenParameters, Linear, Module, Sequential, ReLU, Tensor, crossEntropy, type Labels } from '../../src/tensor/index.js';
 import { trainDataParallel, type DataParallelReport } from '../../src/trainer/ddp.js';
+import { trainFsdp, type FsdpReport } from '../../src/trainer/fsdp.js';
 import { LossScaler, makeBuckets } from '../../src/trainer/data-parallel.js';
 import { buildModel, modelContext, resolveModel, type ModelModule } from '../../src/trainer/model.js';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
@@ -19,14 +20,17 @@ function dataset(): Dataset {
   return syntheticDataset({ samples: 200, seed: 11 }) as unknown as Dataset;
 }
 
-async function runWorld(n: number, opts: TrainOptions, mode: 'ddp' | 'zero', train: Dataset): Promise<WorldTraining[]> {
+async function runWorld(n: number, opts: TrainOptions, mode: 'ddp' | 'zero' | 'fsdp', train: Dataset): Promise<WorldTraining[]> {
   const agents = await startWorld(n);
   try {
     const names = agents.map((a) => a.name);
-    return await Promise.all(agents.map((agent: Agent, rank) => trainDataParallel(opts, {
-      agent, rank, trainers: n, train, leave: true,
-      place: { name: agent.name, rank, worldSize: n, master: '', role: 'trainer', index: rank, partitioned: true, servers: n, trainers: n, serverNames: names, trainerNames: names },
-    }, mode)));
+    return await Promise.all(agents.map((agent: Agent, rank) => {
+      const ctx = {
+        agent, rank, trainers: n, train, leave: true,
+        place: { name: agent.name, rank, worldSize: n, master: '', role: 'trainer' as const, index: rank, partitioned: true, servers: n, trainers: n, serverNames: names, trainerNames: names },
+      };
+      return mode === 'fsdp' ? trainFsdp(opts, ctx) : trainDataParallel(opts, ctx, mode);
+    }));
   } finally {
     await stopWorld(agents, false);
   }
@@ -81,12 +85,14 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
   return d;
 }
 
-const cases: Array<[string, number, 'ddp' | 'zero', Partial<TrainOptions>]> = [
+const cases: Array<[string, number, 'ddp' | 'zero' | 'fsdp', Partial<TrainOptions>]> = [
   ['ddp, 2 ranks, one bucket', 2, 'ddp', {}],
   ['ddp, 3 ranks, 4 KiB buckets', 3, 'ddp', { bucketKb: 4 }],
   ['ddp, 2 ranks, --grad-accum 2 (windows of 2 batches, the last shorter)', 2, 'ddp', { gradAccum: 2, bucketKb: 4 }],
   ['zero stage 1, 3 ranks, adam', 3, 'zero', { zeroStage: 1, optimizer: 'adam', lr: 0.01, bucketKb: 4 }],
   ['zero stage 2, 2 ranks', 2, 'zero', { zeroStage: 2, bucketKb: 4 }],
+  ['fsdp, 2 ranks', 2, 'fsdp', {}],
+  ['fsdp, 3 ranks, adam, gathered parameters kept from forward to backward', 3, 'fsdp', { optimizer: 'adam', lr: 0.01, reshardAfterForward: false }],
 ];
 
 for (const [title, n, mode, extra] of cases) {
@@ -109,6 +115,16 @@ for (const [title, n, mode, extra] of cases) {
       t.true(Math.max(...elems) - Math.min(...elems) <= makeBuckets(flattenParameters(await buildModel(await resolveModel('mlp'), modelContext(opts, train, { rank: 0, role: 'trainer', workers: n }))), [], 4096).length, 'equal element counts, within one per bucket');
       const perElem = opts.optimizer === 'adam' ? 8 : 4;
       for (const r of reports) t.is(r.optimizerStateBytes, r.optimizerElements * perElem, 'state only for the shard');
+    } else if (mode === 'fsdp') {
+      const elems = reports.map((r) => r.optimizerElements);
+      t.is(elems.reduce((a, b) => a + b, 0), want.length, 'the shards cover the parameters once');
+      // units of 3925, 30 and 60 parameters: the peak is the shards plus at most two gathered units
+      for (const r of reports as FsdpReport[]) {
+        t.is(r.units, 3);
+        if (opts.reshardAfterForward) t.true(r.peakParameterBytes <= (Math.ceil(want.length / n) + 3 + 3925 + 60) * 4, `peak ${r.peakParameterBytes}`);
+        else t.is(r.peakParameterBytes, (r.optimizerElements + want.length) * 4, 'without resharding every unit stays gathered until its backward');
+        t.true(r.peakParameterBytes >= (3925 + 30) * 4, `peak ${r.peakParameterBytes} holds the largest unit`);
+      }
     } else {
       for (const r of reports) t.is(r.optimizerElements, want.length);
     }

@@ -8,6 +8,7 @@
 import type { StrategySpec, WorldStrategy } from '../strategy.js';
 import { centralized } from './centralized.js';
 import { ddp } from './ddp.js';
+import { fsdp } from './fsdp.js';
 import { local } from './local.js';
 import { partitioned } from './partitioned.js';
 import { remoteForward } from './remote-forward.js';
@@ -68,4 +69,4 @@ export function consistencyConflict(strategy: string, consistency: string): stri
   return spec.refusal?.(consistency) ?? `strategy ${strategy} runs under consistency ${spec.consistencies.join(' or ')} only, got consistency ${consistency}`;
 }
 
-for (const spec of [local, centralized, remoteForward, partitioned, ddp, zero]) registerStrategy(spec);
+for (const spec of [local, centralized, remoteForward, partitioned, ddp, zero, fsdp]) registerStrategy(spec);

@@ -1,0 +1,241 @@
+// The `fsdp` strategy (ZeRO stage 3, PyTorch's FullyShardedDataParallel): parameters, gradients
+// and optimizer state are all sharded. A unit is a child of the model's top-level Sequential that
+// has parameters, with the parameterless children after it (a Linear and its ReLU); a model that
+// is not a Sequential is one unit. Each rank keeps only its fp32 shard of each unit's flat
+// parameters (equal element counts), and per step:
+//
+//   forward:  all-gather unit k (unit k + 1's gather already in flight: prefetch), run it, free
+//             its gathered parameters (`--reshard-after-forward`, default on; the last unit stays,
+//             its backward comes first);
+//   backward: unit by unit from the last: gather it again (the one before it prefetched), run its
+//             backward, start the reduce-scatter of its gradient, free it;
+//   step:     every rank steps its shards; nothing else moves.
+//
+// The autograd engine runs one backward synchronously, so the model's graph is cut at the unit
+// boundaries (each unit's input is a fresh leaf) and the backward runs unit by unit, awaiting each
+// unit's gather in between: a unit's parameters exist only while it computes (and while the next
+// one is prefetched: at most two units at once). Each unit's gradient exists from its backward to
+// the end of its reduce-scatter. The parameter bytes a rank holds (its shards plus the gathered
+// units; gradients not counted) are counted as they change; the peak over
+// training is in the result. The model is built whole once at the start (rank 0's values are
+// broadcast unit by unit) and gathered whole at the end for the result; neither is in the peak.
+import { ProcessGroup, segmentBounds } from '../collective/index.js';
+import { DataLoader, type Batch } from '../data/index.js';
+import { createOptimizer, flattenBuffers, Module, Sequential, Tensor, type Labels } from '../tensor/index.js';
+import type { TrainedModel } from './centralized.js';
+import { wireDType } from './data-parallel.js';
+import type { DataParallelReport } from './ddp.js';
+import { runLoop } from './loop.js';
+import { buildModel, modelContext, resolveModel } from './model.js';
+import type { TrainOptions } from './options.js';
+import { optimizerSpec, trainerSampler } from './setup.js';
+import type { WorldTrainerContext, WorldTraining } from './strategy.js';
+
+interface Unit {
+  modules: Module[];
+  params: Tensor[];
+  names: string[];
+  numel: number;
+  /** This rank's segment of the unit's flat parameters. */
+  lo: number;
+  hi: number;
+  /** fp32 master of the shard, stepped by the optimizer; its grad is the reduced shard. */
+  master: Tensor;
+  /** The gathered parameters while they exist. */
+  full: Float32Array | null;
+  gathering: Promise<void> | null;
+}
+
+export interface FsdpReport extends DataParallelReport {
+  /** The most parameter bytes this rank held at once during training (shards plus gathered units). */
+  peakParameterBytes: number;
+  units: number;
+}
+
+const EMPTY = new Float32Array(0);
+
+function unitsOf(model: Module): Module[][] {
+  if (!(model instanceof Sequential)) return [[model]];
+  const out: Module[][] = [];
+  for (let i = 0; i < model.length; i++) {
+    const m = model.at(i);
+    if (m.parameters().length > 0 || out.length === 0) out.push([m]);
+    else out[out.length - 1]!.push(m);
+  }
+  return out;
+}
+
+export async function trainFsdp(opts: TrainOptions, ctx: WorldTrainerContext): Promise<WorldTraining> {
+  if (opts.evalEvery > 0) throw new RangeError('strategy fsdp does not record an accuracy curve (--eval-every): between steps no rank holds the whole model; evaluate the result instead');
+  const { agent, train } = ctx;
+  const pg = ProcessGroup.create(agent, { timeoutMs: opts.collectiveTimeout * 1000 });
+  try {
+    return await run(opts, ctx, pg);
+  } finally {
+    pg.close();
+  }
+}
+
+async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGroup): Promise<WorldTraining> {
+  const { agent, train } = ctx;
+  const sampler = trainerSampler(opts, ctx);
+  const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
+  if (loader.length === 0) throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of rank ${ctx.rank} of ${ctx.trainers}`);
+  const resolved = await resolveModel(opts.model);
+  const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
+  const model = await buildModel(resolved, mctx) as TrainedModel;
+  const dtype = wireDType(opts.precision);
+  const nameOf = new Map(model.namedParameters().map(([n, p]) => [p, n] as const));
+  const buffers = flattenBuffers(model);
+  if (buffers.length > 0) await pg.broadcast(buffers, 0);
+
+  let live = 0;
+  let peak = 0;
+  const hold = (bytes: number) => {
+    live += bytes;
+    peak = Math.max(peak, live);
+  };
+
+  const units: Unit[] = [];
+  for (const modules of unitsOf(model)) {
+    const params = modules.flatMap((m) => m.parameters());
+    const numel = params.reduce((n, p) => n + p.size, 0);
+    const bounds = segmentBounds(numel, pg.size);
+    const lo = bounds[pg.rank]!, hi = bounds[pg.rank + 1]!;
+    // rank 0's initial values everywhere, then keep the own segment only
+    const flat = new Float32Array(numel);
+    let at = 0;
+    for (const p of params) {
+      flat.set(p.data as Float32Array, at);
+      at += p.size;
+    }
+    await pg.broadcast(flat, 0);
+    const master = new Tensor(flat.slice(lo, hi), [hi - lo], { requiresGrad: true });
+    master.attachGrad(new Float32Array(hi - lo));
+    for (const p of params) {
+      p.data = EMPTY;
+      p.gradStorage = null;
+    }
+    units.push({ modules, params, names: params.map((p) => nameOf.get(p) ?? '?'), numel, lo, hi, master, full: null, gathering: null });
+  }
+  for (const u of units) hold(u.master.size * 4);
+  peak = live;
+  const optimizer = createOptimizer(units.map((u) => u.master).filter((m) => m.size > 0), spec(opts));
+
+  const gather = (u: Unit): Promise<void> => {
+    if (u.full) return Promise.resolve();
+    if (u.gathering) return u.gathering;
+    const full = new Float32Array(u.numel);
+    hold(u.numel * 4);
+    full.set(u.master.data as Float32Array, u.lo);
+    u.gathering = pg.allGather(full, { dtype }).then(() => {
+      u.full = full;
+      u.gathering = null;
+      let off = 0;
+      for (const p of u.params) {
+        p.data = full.subarray(off, off + p.size);
+        off += p.size;
+      }
+    });
+    return u.gathering;
+  };
+  const free = (u: Unit): void => {
+    if (!u.full) return;
+    u.full = null;
+    for (const p of u.params) p.data = EMPTY;
+    live -= u.numel * 4;
+  };
+
+  const runUnit = (u: Unit, x: Tensor): Tensor => {
+    let y = x;
+    for (const m of u.modules) y = (m as Module & { forward(x: Tensor): Tensor }).forward(y);
+    return y;
+  };
+
+  const step = async (batch: Batch): Promise<number> => {
+    const K = units.length;
+    const inputs: Tensor[] = [];
+    const outputs: Tensor[] = [];
+    let x = new Tensor(batch.x, [batch.size, ...mctx.inputShape]);
+    const pending = gather(units[0]!);
+    pending.catch(() => {});
+    for (let k = 0; k < K; k++) {
+      const u = units[k]!;
+      await gather(u);
+      if (k + 1 < K) gather(units[k + 1]!).catch(() => {}); // prefetch: in flight while unit k computes
+      inputs.push(x);
+      const y = runUnit(u, x);
+      outputs.push(y);
+      if (opts.reshardAfterForward && k < K - 1) free(u);
+      // the next unit starts from a leaf: the graph is cut here, so backward can go unit by unit
+      x = k < K - 1 ? new Tensor(y.data as Float32Array, y.shape, { requiresGrad: true }) : y;
+    }
+    const loss = resolved.loss(outputs[K - 1]!, batch.y as Labels);
+    const value = loss.item();
+    const reductions: Promise<unknown>[] = [];
+    for (let k = K - 1; k >= 0; k--) {
+      const u = units[k]!;
+      await gather(u);
+      if (k > 0) gather(units[k - 1]!).catch(() => {});
+      // the unit's gradient, in one flat buffer: its parameters' gradients are views of it
+      const grad = new Float32Array(u.numel);
+      let off = 0;
+      for (const p of u.params) {
+        p.zeroGrad();
+        p.gradStorage = grad.subarray(off, off + p.size);
+        off += p.size;
+      }
+      if (k === K - 1) loss.backward();
+      else outputs[k]!.backward(inputs[k + 1]!.grad!);
+      for (const p of u.params) {
+        if (p.grad === null) throw new RangeError(`fsdp: parameter '${nameOf.get(p)}' got no gradient in this step: the loss does not depend on it`);
+      }
+      free(u);
+      reductions.push(pg.reduceScatter(grad, { op: 'avg', dtype }).then((mine) => {
+        (u.master.grad!.data as Float32Array).set(mine);
+      }));
+    }
+    await Promise.all(reductions);
+    optimizer.step();
+    return value;
+  };
+
+  const result = await runLoop({ opts, loader, label: agent.name, step });
+  const trainingPeak = peak;
+  // the result: every rank gathers the whole model (a collective: all ranks take part)
+  for (const u of units) await gather(u);
+  const report: FsdpReport = {
+    trainer: agent.name, samples: result.samples, steps: result.steps, trainSeconds: result.trainSeconds,
+    lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: pg.stats().bytesSent,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    optimizerStateBytes: [...optimizer.state.values()].reduce((n: number, s) => n + Object.values(s as Record<string, unknown>).reduce((m: number, v) => m + (ArrayBuffer.isView(v) ? v.byteLength : 0), 0), 0),
+    optimizerElements: units.reduce((n, u) => n + u.hi - u.lo, 0),
+    skippedSteps: 0,
+    buckets: units.map((u) => u.numel),
+    peakParameterBytes: trainingPeak,
+    units: units.length,
+  };
+  return {
+    report,
+    resolved,
+    parameters: model.parameterCount(),
+    extras: (reports) => {
+      const rs = reports as FsdpReport[];
+      return {
+        precision: opts.precision,
+        peakRssBytes: Math.max(...rs.map((r) => r.peakRssBytes ?? 0)),
+        optimizerStateBytesPerRank: rs.map((r) => r.optimizerStateBytes),
+        optimizerElementsPerRank: rs.map((r) => r.optimizerElements),
+        peakParameterBytesPerRank: rs.map((r) => r.peakParameterBytes),
+        buckets: rs[0]?.buckets ?? [],
+      };
+    },
+    async finish() {
+      return model;
+    },
+  };
+}
+
+function spec(opts: TrainOptions) {
+  return optimizerSpec(opts);
+}
