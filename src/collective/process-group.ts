@@ -5,7 +5,8 @@
 // a gather copies once (widening 16-bit values on the way). No JSON touches the data.
 //
 // Algorithms (n ranks, N elements; see the nccl-tests conventions in bench/collective.ts):
-// - allReduce: small buffers (N * wire bytes <= `directBytes`) go to every other rank at once and
+// - allReduce on two ranks: each sends its buffer to the other, in pieces, and adds the other's in
+//   place (the ring's bytes in one phase). On more ranks, small buffers (N * wire bytes <= `directBytes`) go to every other rank at once and
 //   every rank reduces the n contributions in rank order (one round of latency); larger ones take
 //   the ring: a reduce-scatter phase (n - 1 steps) then an all-gather phase (n - 1 steps), each
 //   rank sending 2 (n - 1) / n of the buffer in all. Every segment is cut into pieces that run their
@@ -174,8 +175,8 @@ export class ProcessGroup {
     this.rank = ranks.indexOf(agent.rank);
     this.options = options;
     this.timeoutMs = options.timeoutMs ?? 30_000;
-    this.directBytes = options.directBytes ?? 64 * 1024;
-    this.pieceBytes = options.pieceBytes ?? 1 << 20;
+    this.directBytes = options.directBytes ?? envBytes('PSRPC_COLLECTIVE_DIRECT_BYTES') ?? 64 * 1024;
+    this.pieceBytes = options.pieceBytes ?? envBytes('PSRPC_COLLECTIVE_PIECE_BYTES') ?? 1 << 20;
     this.clock = options.clock ?? systemClock;
     for (const [key, v] of [['timeoutMs', this.timeoutMs], ['pieceBytes', this.pieceBytes]] as const) {
       if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`ProcessGroup: option ${key} must be a positive number, got ${v}`);
@@ -248,7 +249,8 @@ export class ProcessGroup {
         roundToWire(dtype, buf);
         return buf;
       }
-      if (buf.length * wireBytes(dtype) <= this.directBytes) await this.directReduce(run, buf, op, dtype);
+      if (this.size === 2) await this.pairReduce(run, buf, op, dtype);
+      else if (buf.length * wireBytes(dtype) <= this.directBytes) await this.directReduce(run, buf, op, dtype);
       else {
         const bounds = segmentBounds(buf.length, this.size);
         await this.ring(run, buf, bounds, dtype, op, true, true);
@@ -324,7 +326,9 @@ export class ProcessGroup {
       const all: Promise<unknown>[] = [];
       for (let r = 0; r < this.size; r++) {
         if (r === this.rank) continue;
-        all.push(this.sendPiece(run, r, 'x', EMPTY), this.recvPiece(run, r, 'x'));
+        // every rank has called barrier once this rank has heard from all; the sends carry no buffer to protect
+        this.sendPiece(run, r, 'x', EMPTY).catch(() => {});
+        all.push(this.recvPiece(run, r, 'x'));
       }
       await Promise.all(all);
     });
@@ -363,6 +367,31 @@ export class ProcessGroup {
 
   // ---- algorithms ----
 
+  /**
+   * Two ranks: each sends its buffer, in pieces, to the other and adds the other's into its own.
+   * The same bytes as the ring (N per rank) in one phase instead of two; a piece is added in place
+   * once its own send has completed, so fp32 needs no copy. a + b is b + a in IEEE arithmetic, so
+   * both ranks end with the same bits.
+   */
+  private async pairReduce(run: OpRun, buf: Float32Array, op: ReduceOp, dtype: WireDType): Promise<void> {
+    const other = 1 - this.rank;
+    const pieces = this.pieces(buf.length, dtype);
+    const reduceOp = op === 'max' ? 'max' : 'sum';
+    const piece = async (p: number): Promise<void> => {
+      const [a, b] = pieceRange(0, buf.length, p, pieces);
+      const view = buf.subarray(a, b);
+      const wire = toWire(dtype, view);
+      const [, m] = await Promise.all([this.sendPiece(run, other, `d${p}`, wire), this.recvPiece(run, other, `d${p}`)]);
+      if (dtype !== 'float32') fromWire(dtype, wire, view); // the own contribution as the other rank sees it
+      accumulateWire(dtype, reduceOp, view, m.data);
+      if (op === 'avg') getBackend('cpu').kernels.scale(0.5, view);
+      roundToWire(dtype, view);
+    };
+    const all: Promise<void>[] = [];
+    for (let p = 0; p < pieces; p++) all.push(piece(p));
+    await Promise.all(all);
+  }
+
   private async directReduce(run: OpRun, buf: Float32Array, op: ReduceOp, dtype: WireDType): Promise<void> {
     const wire = toWire(dtype, buf, dtype === 'float32' ? new Float32Array(buf.length) : undefined);
     const sends: Promise<void>[] = [];
@@ -372,8 +401,10 @@ export class ProcessGroup {
       sends.push(this.sendPiece(run, r, 'd', wire));
       recvs.push(this.recvPiece(run, r, 'd'));
     }
-    // one Promise.all over both: a failed send must not be left unhandled while the receives wait
-    const [got] = await Promise.all([Promise.all(recvs), Promise.all(sends)]);
+    // the sends are of a copy: the op need not wait for their acknowledgements (a failed send
+    // still fails the op if it is running, and breaks the group for the next ones)
+    for (const p of sends) p.catch(() => {});
+    const got = await Promise.all(recvs);
     // every rank reduces the same n contributions in rank order: identical results everywhere
     const contribution = (r: number): Payload => (r === this.rank ? wire : got[r < this.rank ? r : r - 1]!.data);
     fromWire(dtype, contribution(0), buf);
@@ -599,6 +630,15 @@ export class ProcessGroup {
 const EMPTY = new Float32Array(0);
 /** The key of the message a failing rank sends the others (its error in the op field). */
 const ABORT = '!abort';
+
+/** A byte count from the environment (tuning without code: bench runs), or undefined. */
+function envBytes(key: string): number | undefined {
+  const v = process.env[key];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`env ${key}='${v}' must be a byte count (an integer >= 0)`);
+  return n;
+}
 
 function pieceRange(start: number, end: number, p: number, pieces: number): [number, number] {
   const len = end - start;
