@@ -117,6 +117,8 @@ export function checkTopology(input: TopologyInput, where?: string): Topology {
   const shards = input.shards === undefined ? undefined : checkShards(input.shards, servers, strategy, err);
   const options: TrainOptions = { ...DEFAULTS, ...(input.train as Partial<TrainOptions>), strategy, consistency: input.consistency };
   if (input.staleness !== undefined) options.staleness = input.staleness;
+  const refusal = spec.check?.(options);
+  if (refusal) throw err(refusal);
   return { strategy, consistency: input.consistency, staleness: input.consistency === 'ssp' ? options.staleness : undefined, servers, trainers, shards, train: input.train, options };
 }
 

@@ -13,8 +13,8 @@
 //
 // The autograd engine runs one backward synchronously, so the model's graph is cut at the unit
 // boundaries (each unit's input is a fresh leaf) and the backward runs unit by unit, awaiting each
-// unit's gather in between: a unit's parameters exist only while it computes (and while the next
-// one is prefetched: at most two units at once). Each unit's gradient exists from its backward to
+// unit's gather in between: a unit's parameters exist only while it computes, and the next one is
+// prefetched only when both fit in the largest unit's size. Each unit's gradient exists from its backward to
 // the end of its reduce-scatter. The parameter bytes a rank holds (its shards plus the gathered
 // units; gradients not counted) are counted as they change; the peak over
 // training is in the result. The model is built whole once at the start (rank 0's values are
@@ -146,6 +146,16 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     live -= u.numel * 4;
   };
 
+  // Prefetch only within a budget of the largest unit's size: the next unit's gather starts while
+  // the current one computes when both fit in it, so the peak stays at the shards plus the
+  // largest unit; a large unit after a large one is gathered when it is needed.
+  const budget = Math.max(...units.map((u) => u.numel));
+  const prefetch = (u: Unit, current: Unit): void => {
+    if (u.full || u.gathering) return;
+    if (current.numel + u.numel > budget) return;
+    gather(u).catch(() => {});
+  };
+
   const runUnit = (u: Unit, x: Tensor): Tensor => {
     let y = x;
     for (const m of u.modules) y = (m as Module & { forward(x: Tensor): Tensor }).forward(y);
@@ -157,12 +167,10 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     const inputs: Tensor[] = [];
     const outputs: Tensor[] = [];
     let x = new Tensor(batch.x, [batch.size, ...mctx.inputShape]);
-    const pending = gather(units[0]!);
-    pending.catch(() => {});
     for (let k = 0; k < K; k++) {
       const u = units[k]!;
       await gather(u);
-      if (k + 1 < K) gather(units[k + 1]!).catch(() => {}); // prefetch: in flight while unit k computes
+      if (k + 1 < K) prefetch(units[k + 1]!, u); // in flight while unit k computes
       inputs.push(x);
       const y = runUnit(u, x);
       outputs.push(y);
@@ -176,7 +184,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     for (let k = K - 1; k >= 0; k--) {
       const u = units[k]!;
       await gather(u);
-      if (k > 0) gather(units[k - 1]!).catch(() => {});
+      if (k > 0) prefetch(units[k - 1]!, u);
       // the unit's gradient, in one flat buffer: its parameters' gradients are views of it
       const grad = new Float32Array(u.numel);
       let off = 0;

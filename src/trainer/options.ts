@@ -7,7 +7,7 @@ import { DATASET_NAMES, parseDatasetSpec, type DatasetName } from '../data/index
 import type { ModelRef } from './model.js';
 
 // the strategies' names and their consistency refusals come from the table of strategies
-import { STRATEGIES, type Strategy } from './strategies/index.js';
+import { findStrategy, STRATEGIES, type Strategy } from './strategies/index.js';
 
 export { consistencyConflict, STRATEGIES, type Strategy } from './strategies/index.js';
 export const CONSISTENCIES = ['sync', 'async', 'ssp'] as const;
@@ -239,6 +239,8 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (!(o.collectiveTimeout > 0) || !Number.isFinite(o.collectiveTimeout)) throw new RangeError(`option collectiveTimeout must be a positive number of seconds, got ${String(o.collectiveTimeout)}`);
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
   if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);
+  const refusal = findStrategy(o.strategy)?.check?.(o);
+  if (refusal) throw new RangeError(refusal);
   try {
     parseDatasetSpec(o.dataset);
   } catch (e) {

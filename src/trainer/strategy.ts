@@ -39,6 +39,8 @@ interface StrategyBase {
    * trainer print it and exit 1 rather than train something else than what was asked).
    */
   refusal?(consistency: string): string;
+  /** Why these options cannot run under this strategy, or null: checked by resolveOptions before anything starts. */
+  check?(opts: TrainOptions): string | null;
   /** The consistency model its result reports: what the run did (null: no servers). */
   resultConsistency(opts: TrainOptions): Consistency | null;
 }

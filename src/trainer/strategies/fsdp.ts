@@ -10,6 +10,7 @@ export const fsdp: PeersStrategy = {
   consistencies: ['sync'],
   refusal: (c) => `strategy fsdp is synchronous (every step reduces all ranks' gradients), got consistency ${c}: use centralized for async or ssp`,
   resultConsistency: () => 'sync',
+  check: (opts) => (opts.evalEvery > 0 ? 'strategy fsdp does not record an accuracy curve (--eval-every): between steps no rank holds the whole model; evaluate the result instead' : null),
   host: {
     serves: 'collective messages',
     async start(agent) {
