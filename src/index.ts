@@ -4,6 +4,7 @@ export { cpuKernels, type NativeKernels } from './tensor/native.js';
 export { cudaAvailable, cudaStatus, resolveDevice } from './tensor/cuda.js';
 export * from './data/index.js';
 export * from './rpc/index.js';
+export * from './collective/index.js';
 export { trainLocal } from './trainer/local.js';
 export { evaluate } from './trainer/evaluate.js';
 export { buildModel, loadModel, modelContext, resolveModel, MODEL_PRESETS } from './trainer/model.js';
@@ -16,6 +17,8 @@ export { trainCentralized, type TrainerContext, type TrainedWorker, type Trainer
 export { trainPartitioned, partitionServer, type PartitionedContext } from './trainer/partitioned.js';
 export { trainRemoteForward, type RemoteForwardContext, type RemoteForwardWorker } from './trainer/remote-forward.js';
 export { resolveWorld, type WorldPlace } from './trainer/world.js';
+export { trainDataParallel, type DataParallelReport } from './trainer/ddp.js';
+export { trainFsdp, type FsdpReport } from './trainer/fsdp.js';
 export { registerStrategy, strategies, strategyOf, type Strategy } from './trainer/strategies/index.js';
 export type { StrategySpec, SingleProcessStrategy, ServersStrategy, PeersStrategy, WorldTrainerContext, WorldTraining } from './trainer/strategy.js';
 export { runServerProcess, runTrainerProcess, type ServerProcessOptions, type TrainerOutcome } from './cli/process.js';

@@ -38,3 +38,42 @@ for (const [what, args, trainers, servers] of jobs) {
     t.regex(stdout.text, new RegExp(`^psrun ${r.strategy}: epochs=1 samples=${r.samples} `, 'm'));
   });
 }
+
+// the data-parallel family end to end: no servers, the figures each strategy adds to the result
+const peers: Array<[string, string[], (t: import('ava').ExecutionContext, r: Record<string, any>) => void]> = [
+  ['ddp in bf16', ['--strategy', 'ddp', '--precision', 'bf16'], (t, r) => {
+    t.is(r.precision, 'bf16');
+    t.deepEqual(r.optimizerElementsPerRank, [r.parameters, r.parameters]);
+    t.true(Array.isArray(r.buckets) && r.buckets.reduce((a: number, b: number) => a + b, 0) === r.parameters);
+  }],
+  ['zero stage 2', ['--strategy', 'zero', '--zero-stage', '2', '--optimizer', 'adam', '--lr', '0.001'], (t, r) => {
+    t.is(r.zeroStage, 2);
+    t.is(r.optimizerElementsPerRank.reduce((a: number, b: number) => a + b, 0), r.parameters, 'the shards cover the parameters');
+    for (const [i, bytes] of r.optimizerStateBytesPerRank.entries()) t.is(bytes, r.optimizerElementsPerRank[i] * 8, 'adam: two moments per shard element');
+  }],
+  ['fsdp', ['--strategy', 'fsdp'], (t, r) => {
+    t.is(r.peakParameterBytesPerRank.length, 2);
+    // a rank's shards plus the largest unit (the mlp's first layer), never two large units at once
+    r.peakParameterBytesPerRank.forEach((b: number, i: number) => t.is(b, (r.optimizerElementsPerRank[i] + Math.max(...r.buckets)) * 4));
+  }],
+];
+
+for (const [what, args, check] of peers) {
+  test(`a real ${what} job on 2 ranks trains and reports its figures`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'psrun-dp-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const json = join(dir, 'result.json');
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await main(['node', 'psrun', ...args, '--trainers', '2', '--dataset', 'synthetic', '--train-samples', '1024', '--test-samples', '256',
+      '--batch-size', '32', '--progress', 'none', '--kill-grace', '2', '--json', json], { stdout, stderr, handleSignals: false });
+    t.is(code, 0, stdout.text + stderr.text);
+    const r = JSON.parse(readFileSync(json, 'utf8'));
+    t.is(r.servers, 0);
+    t.is(r.consistency, 'sync');
+    t.true(r.testAccuracy >= 0 && r.testAccuracy <= 1 && Number.isFinite(r.finalLoss), `accuracy ${r.testAccuracy}, loss ${r.finalLoss}`);
+    t.true(r.bytesSent > 0);
+    t.true(r.peakRssBytes > 0);
+    check(t, r);
+  });
+}
