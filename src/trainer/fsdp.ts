@@ -23,7 +23,7 @@ import { ProcessGroup, segmentBounds } from '../collective/index.js';
 import { DataLoader, type Batch } from '../data/index.js';
 import { createOptimizer, flattenBuffers, Module, Sequential, Tensor, type Labels } from '../tensor/index.js';
 import type { TrainedModel } from './centralized.js';
-import { wireDType } from './data-parallel.js';
+import { optimizerStateBytes, wireDType } from './data-parallel.js';
 import type { DataParallelReport } from './ddp.js';
 import { runLoop } from './loop.js';
 import { buildModel, modelContext, resolveModel } from './model.js';
@@ -120,7 +120,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
   }
   for (const u of units) hold(u.master.size * 4);
   peak = live;
-  const optimizer = createOptimizer(units.map((u) => u.master).filter((m) => m.size > 0), spec(opts));
+  const optimizer = createOptimizer(units.map((u) => u.master).filter((m) => m.size > 0), optimizerSpec(opts));
 
   const gather = (u: Unit): Promise<void> => {
     if (u.full) return Promise.resolve();
@@ -216,7 +216,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     trainer: agent.name, samples: result.samples, steps: result.steps, trainSeconds: result.trainSeconds,
     lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: pg.stats().bytesSent,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    optimizerStateBytes: [...optimizer.state.values()].reduce((n: number, s) => n + Object.values(s as Record<string, unknown>).reduce((m: number, v) => m + (ArrayBuffer.isView(v) ? v.byteLength : 0), 0), 0),
+    optimizerStateBytes: optimizerStateBytes(optimizer as unknown as { state: Map<unknown, unknown> }),
     optimizerElements: units.reduce((n, u) => n + u.hi - u.lo, 0),
     skippedSteps: 0,
     buckets: units.map((u) => u.numel),
@@ -242,8 +242,4 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
       return model;
     },
   };
-}
-
-function spec(opts: TrainOptions) {
-  return optimizerSpec(opts);
 }
