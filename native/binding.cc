@@ -679,6 +679,60 @@ napi_value Bf16ToF32(napi_env env, napi_callback_info info) {
   return Convert<uint16_t, float, k::bf16_to_f32>(env, info, "bf16ToF32");
 }
 
+// 16-bit wire formats (kernels.h): the wire side is a Uint16Array, the fp32 side a Float32Array of
+// the same length, distinct memory; op is 'sum' (0) or 'max' (1).
+template <typename In, typename Out, void (*Kernel)(const In*, Out*, int64_t)>
+napi_value WireConvert(napi_env env, napi_callback_info info, const char* fn) {
+  const Args args(env, info, fn);
+  const View<In> src = array<In>(args, 0, "src");
+  const View<Out> dst = array<Out>(args, 1, "dst");
+  same_length(args, src, dst);
+  disjoint(args, dst, src);
+  Kernel(src.data, dst.data, src.length);
+  return undefined(env);
+}
+
+int wire_op(const Args& args, size_t i) {
+  const double op = args.number(i, "op");
+  if (op != k::kWireSum && op != k::kWireMax) args.range("op must be 0 (sum) or 1 (max), got " + number_text(op));
+  return static_cast<int>(op);
+}
+
+template <typename In, void (*Kernel)(float*, const In*, int64_t, int)>
+napi_value WireAcc(napi_env env, napi_callback_info info, const char* fn) {
+  const Args args(env, info, fn);
+  const View<float> acc = array<float>(args, 0, "acc");
+  const View<In> src = array<In>(args, 1, "src");
+  const int op = wire_op(args, 2);
+  same_length(args, acc, src);
+  disjoint(args, acc, src);
+  Kernel(acc.data, src.data, acc.length, op);
+  return undefined(env);
+}
+
+template <void (*Kernel)(float*, int64_t)>
+napi_value WireRound(napi_env env, napi_callback_info info, const char* fn) {
+  const Args args(env, info, fn);
+  const View<float> x = array<float>(args, 0, "x");
+  Kernel(x.data, x.length);
+  return undefined(env);
+}
+
+napi_value WireToBf16(napi_env env, napi_callback_info info) { return WireConvert<float, uint16_t, k::wire_to_bf16>(env, info, "wireToBf16"); }
+napi_value WireFromBf16(napi_env env, napi_callback_info info) { return WireConvert<uint16_t, float, k::wire_from_bf16>(env, info, "wireFromBf16"); }
+napi_value WireToF16(napi_env env, napi_callback_info info) { return WireConvert<float, uint16_t, k::wire_to_f16>(env, info, "wireToF16"); }
+napi_value WireFromF16(napi_env env, napi_callback_info info) { return WireConvert<uint16_t, float, k::wire_from_f16>(env, info, "wireFromF16"); }
+napi_value WireAccBf16(napi_env env, napi_callback_info info) { return WireAcc<uint16_t, k::acc_bf16>(env, info, "wireAccBf16"); }
+napi_value WireAccF16(napi_env env, napi_callback_info info) { return WireAcc<uint16_t, k::acc_f16>(env, info, "wireAccF16"); }
+napi_value WireAccF32(napi_env env, napi_callback_info info) { return WireAcc<float, k::acc_f32>(env, info, "wireAccF32"); }
+napi_value WireRoundBf16(napi_env env, napi_callback_info info) { return WireRound<k::round_bf16>(env, info, "wireRoundBf16"); }
+napi_value WireRoundF16(napi_env env, napi_callback_info info) { return WireRound<k::round_f16>(env, info, "wireRoundF16"); }
+napi_value NonFiniteCount(napi_env env, napi_callback_info info) {
+  const Args args(env, info, "nonFiniteCount");
+  const View<float> x = array<float>(args, 0, "x");
+  return number_value(env, static_cast<double>(k::nonfinite_count(x.data, x.length)));
+}
+
 // Row gathers (data layer): every index is checked against src before any row is copied.
 template <typename In>
 void check_gather(const Args& args, const View<In>& src, const View<int32_t>& index, int64_t row_len,
@@ -765,6 +819,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"f16ToF32", Guard<F16ToF32>},
       {"f32ToBf16", Guard<F32ToBf16>},
       {"bf16ToF32", Guard<Bf16ToF32>},
+      {"wireToBf16", Guard<WireToBf16>},
+      {"wireFromBf16", Guard<WireFromBf16>},
+      {"wireToF16", Guard<WireToF16>},
+      {"wireFromF16", Guard<WireFromF16>},
+      {"wireAccBf16", Guard<WireAccBf16>},
+      {"wireAccF16", Guard<WireAccF16>},
+      {"wireAccF32", Guard<WireAccF32>},
+      {"wireRoundBf16", Guard<WireRoundBf16>},
+      {"wireRoundF16", Guard<WireRoundF16>},
+      {"nonFiniteCount", Guard<NonFiniteCount>},
       {"gatherRowsU8", Guard<GatherRowsU8>},
       {"gatherRowsF32", Guard<GatherRowsF32>},
   };

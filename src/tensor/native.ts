@@ -81,6 +81,24 @@ export interface NativeKernels {
   f16ToF32(x: Uint16Array, y: Float32Array): void;
   f32ToBf16(x: Float32Array, y: Uint16Array): void;
   bf16ToF32(x: Uint16Array, y: Float32Array): void;
+  // 16-bit wire formats (kernels.h; src/tensor/half.ts is their face). Optional: the CPU addon has
+  // them, the TypeScript reference kernels do not (half.ts computes the same bits itself then).
+  // src and dst have the same length and are distinct memory; op is 0 (sum) or 1 (max).
+  /** dst = bf16(src), round to nearest even, NaN stays a quiet NaN. */
+  wireToBf16?(src: Float32Array, dst: Uint16Array): void;
+  wireFromBf16?(src: Uint16Array, dst: Float32Array): void;
+  /** dst = fp16(src) (IEEE binary16, nearest even, overflow to inf, subnormals, quiet NaN). */
+  wireToF16?(src: Float32Array, dst: Uint16Array): void;
+  wireFromF16?(src: Uint16Array, dst: Float32Array): void;
+  /** acc = acc + widen(src) (op 0) or max(acc, widen(src)) (op 1; NaN wins), in fp32. */
+  wireAccBf16?(acc: Float32Array, src: Uint16Array, op: number): void;
+  wireAccF16?(acc: Float32Array, src: Uint16Array, op: number): void;
+  wireAccF32?(acc: Float32Array, src: Float32Array, op: number): void;
+  /** x = widen(narrow(x)) in place. */
+  wireRoundBf16?(x: Float32Array): void;
+  wireRoundF16?(x: Float32Array): void;
+  /** How many elements of x are inf or NaN. */
+  nonFiniteCount?(x: Float32Array): number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

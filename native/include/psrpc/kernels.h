@@ -168,5 +168,34 @@ void f16_to_f32(const uint16_t* x, float* y, int64_t n);
 void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
 void bf16_to_f32(const uint16_t* x, float* y, int64_t n);
 
+// ---- 16-bit wire formats (src/tensor/half.ts: collectives and parameter-server traffic) ----
+// Bit for bit what half.ts's TypeScript fallback computes, on every vector path, for any n and any
+// alignment (tails included):
+// - bf16 is the top half of the fp32 pattern, rounded to nearest even (overflow after rounding
+//   gives inf); a NaN keeps its sign and top payload bits and is made quiet (never inf).
+// - fp16 is IEEE binary16, rounded to nearest even: overflow gives inf, subnormals are exact, a NaN
+//   keeps its sign and top payload bits and is made quiet (what F16C's vcvtps2ph does).
+// - Widening is exact; an fp16 signalling NaN widens to the quiet NaN (as vcvtph2ps does).
+// - acc_*: acc[i] = acc[i] + x[i] (op kWireSum) or max(acc[i], x[i]) (op kWireMax: acc[i] when it is
+//   greater, else x[i]), x the widened src[i], in fp32. Every NaN result (a NaN operand, inf - inf)
+//   is the quiet NaN 0x7fc00000: which payload x86 keeps for NaN + NaN depends on operand order,
+//   which compilers may swap, so the kernels fix it.
+//   Which NaN a sum with a NaN gives is left open (JS leaves it open too); it is a NaN.
+// Outputs must not overlap inputs (the N-API layer checks).
+constexpr int kWireSum = 0;
+constexpr int kWireMax = 1;
+void wire_to_bf16(const float* src, uint16_t* dst, int64_t n);
+void wire_from_bf16(const uint16_t* src, float* dst, int64_t n);
+void wire_to_f16(const float* src, uint16_t* dst, int64_t n);
+void wire_from_f16(const uint16_t* src, float* dst, int64_t n);
+void acc_bf16(float* acc, const uint16_t* src, int64_t n, int op);
+void acc_f16(float* acc, const uint16_t* src, int64_t n, int op);
+void acc_f32(float* acc, const float* src, int64_t n, int op);
+// x[i] = widen(narrow(x[i])) in place: what the receivers of x hold.
+void round_bf16(float* x, int64_t n);
+void round_f16(float* x, int64_t n);
+// How many of x[0..n) are inf or NaN.
+size_t nonfinite_count(const float* x, int64_t n);
+
 }  // namespace kernels
 }  // namespace psrpc
