@@ -216,6 +216,9 @@ function buildResult(opts: TrainOptions, spec: WorldStrategy, place: WorldPlace,
       model: { name: run.resolved.name, parameters: run.parameters },
     }),
     bytesSent: reports.reduce((n, r) => n + (r.bytesSent ?? 0), 0),
+    // the parameter-server strategies' --precision and fp16 loss-scaling skips (a strategy's extras override)
+    ...(reports[0]?.precision ? { precision: reports[0].precision } : {}),
+    ...(reports.some((r) => r.skippedSteps !== undefined) ? { skippedSteps: Math.max(...reports.map((r) => r.skippedSteps ?? 0)) } : {}),
     ...(run.extras ? run.extras(reports) : {}),
     ...(final?.curve ? { curve: final.curve } : {}),
   };

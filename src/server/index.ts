@@ -1,7 +1,7 @@
 // The parameter-server layer's public API.
 export { ParameterServer } from './parameter-server.js';
-export { PS_FUNCTIONS, CONSISTENCY_MODELS } from './protocol.js';
-export type { ParameterServerOptions, ServerOptimizerOptions, ConsistencyModel, Gradients, PullReply, PushReply, ServerStats } from './protocol.js';
+export { PS_FUNCTIONS, CONSISTENCY_MODELS, WIRE_PRECISIONS } from './protocol.js';
+export type { ParameterServerOptions, ServerOptimizerOptions, ConsistencyModel, Gradients, PullReply, PushReply, ServerStats, WirePrecision } from './protocol.js';
 export { PsClient } from './client.js';
 export { planShards, checkSpecs } from './shard-plan.js';
 export type { ParameterSpec, ShardSlice, Shard } from './shard-plan.js';

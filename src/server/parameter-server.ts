@@ -18,15 +18,21 @@
 // being written (the next step needs every answered trainer's next push); in async and ssp a
 // large reply may see a later step's values part-way, as Hogwild readers do.
 //
+// Precision: the join that initialises the server fixes what gradients and parameters travel as
+// (float32, bfloat16 or float16; a later join naming another is refused, naming both). The shard
+// and the optimizer state stay fp32: a 16-bit push is widened into that trainer's own fp32 buffer
+// (divided by the push's loss scale, if any) and averaged exactly as an fp32 one; a reply carries
+// the fp32 shard rounded to 16 bits, converted once per version whatever the number of trainers.
+//
 // Liveness: `leave` removes a trainer from the live set. A trainer that stops talking while others
 // wait on it (its agent died) is dropped after `liveTimeoutMs` of silence, counted from its join or
 // its last call (src/rpc/liveness.ts), so nothing waits forever. Trainers that never join fail
 // the joins after `joinTimeoutMs`, counted from the first join.
-import { Liveness, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
-import { createOptimizer, getBackend, layoutDifference, Tensor, type Optimizer } from '../tensor/index.js';
+import { Liveness, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
+import { createOptimizer, fromWire, getBackend, layoutDifference, Tensor, toWire, type Optimizer } from '../tensor/index.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
-import { CONSISTENCY_MODELS, PS_FUNCTIONS, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
+import { CONSISTENCY_MODELS, PS_FUNCTIONS, WIRE_PRECISIONS, type WirePrecision, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
 import { checkSpecs, planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
 
 interface TrainerState {
@@ -36,6 +42,8 @@ interface TrainerState {
   clock: number;
   /** Sync round in which it last pushed (-1: none). */
   pushedRound: number;
+  /** 16-bit precision (or a loss-scaled push): its pushes widened into fp32, one buffer reused. */
+  wide?: Float32Array;
 }
 
 interface Waiter {
@@ -59,6 +67,11 @@ export class ParameterServer {
   private data = new Float32Array(0);
   private param?: Tensor;
   private optimizer?: Optimizer<unknown>;
+  /** What gradients and parameters travel as, fixed by the initialising join. */
+  private wire: WirePrecision = 'float32';
+  /** 16-bit replies: the shard in the wire format, and the version it was converted at (-1: never). */
+  private wireValues?: Uint16Array;
+  private wireVersion = -1;
   private readonly trainers = new Map<string, TrainerState>();
   private joinedCount = 0;
   private leftCount = 0;
@@ -110,6 +123,11 @@ export class ParameterServer {
     }
   }
 
+  /** What gradients and parameters travel as (float32 until a join says otherwise). */
+  get precision(): WirePrecision {
+    return this.wire;
+  }
+
   /** The custom placement the servers share (null: equal ranges); waits for a pending one. */
   async placementPlan(): Promise<Placement | null> {
     await this.placementReady;
@@ -131,14 +149,16 @@ export class ParameterServer {
   /**
    * Joins `trainer` to the live set. The first join initialises the server with `layout` (all
    * parameters, in flat order) and `values` (this server's shard of them); later joins must send
-   * the same layout (their values are ignored). Resolves, with the current parameters, once
-   * `trainers` trainers have joined.
+   * the same layout (their values are ignored) and the same `precision` (default float32: what
+   * gradients and parameters travel as). Resolves, with the current parameters, once `trainers`
+   * trainers have joined.
    */
-  async join(trainer: string, layout: ParameterSpec[], values: Float32Array): Promise<PullReply> {
+  async join(trainer: string, layout: ParameterSpec[], values: Float32Array, precision: WirePrecision = 'float32'): Promise<PullReply> {
     this.checkOpen();
     this.checkTrainerName(trainer);
+    if (!WIRE_PRECISIONS.includes(precision)) throw errors.badOption(this.name, `precision (of trainer "${trainer}"'s join)`, precision, `expected one of ${WIRE_PRECISIONS.join(', ')}`);
     if (this.placementReady) await this.placementReady;
-    this.initialise(trainer, layout, values);
+    this.initialise(trainer, layout, values, precision);
     let t = this.trainers.get(trainer);
     if (!t) {
       t = { name: trainer, live: true, clock: this.slowestClock(), pushedRound: -1 };
@@ -182,16 +202,17 @@ export class ParameterServer {
 
   /**
    * Pushes `trainer`'s gradient, computed on parameters of version `version`. Resolves when it has
-   * been applied (sync: when the round's step is taken). `grads` is only read until then.
+   * been applied (sync: when the round's step is taken). `grads` is only read until then. `scale`:
+   * the loss scale the trainer multiplied its gradient by (fp16); the server divides by it.
    */
-  async push(trainer: string, version: number, grads: Gradients): Promise<PushReply> {
-    const t = await this.apply(trainer, version, grads);
+  async push(trainer: string, version: number, grads: Gradients, scale = 1): Promise<PushReply> {
+    const t = await this.apply(trainer, version, grads, scale);
     return { version: this.version, clock: t.clock };
   }
 
   /** push, then pull: one round trip per server per step. */
-  async pushPull(trainer: string, version: number, grads: Gradients): Promise<PullReply> {
-    const t = await this.apply(trainer, version, grads);
+  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1): Promise<PullReply> {
+    const t = await this.apply(trainer, version, grads, scale);
     return this.reply(t);
   }
 
@@ -226,10 +247,10 @@ export class ParameterServer {
 
   /** Registers the `ps.*` functions on `agent`. */
   register(agent: Agent): this {
-    agent.register(PS_FUNCTIONS.join, (trainer: string, layout: ParameterSpec[], values: Float32Array) => this.join(trainer, layout, values));
+    agent.register(PS_FUNCTIONS.join, (trainer: string, layout: ParameterSpec[], values: Float32Array, precision?: WirePrecision) => this.join(trainer, layout, values, precision ?? 'float32'));
     agent.register(PS_FUNCTIONS.pull, (trainer?: string) => this.pull(trainer));
-    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients) => this.push(trainer, version, grads));
-    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients) => this.pushPull(trainer, version, grads));
+    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number) => this.push(trainer, version, grads, scale ?? 1));
+    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number) => this.pushPull(trainer, version, grads, scale ?? 1));
     agent.register(PS_FUNCTIONS.leave, (trainer: string) => this.leave(trainer));
     agent.register(PS_FUNCTIONS.layout, () => this.layout());
     agent.register(PS_FUNCTIONS.placement, () => this.placementPlan());
@@ -272,11 +293,15 @@ export class ParameterServer {
     return t;
   }
 
-  private initialise(trainer: string, layout: ParameterSpec[], values: Float32Array): void {
+  private initialise(trainer: string, layout: ParameterSpec[], values: Float32Array, precision: WirePrecision): void {
     const total = checkSpecs(layout, `ps.join on "${this.name}"`);
     if (this.layoutSpecs) {
       const why = layoutDifference(this.layoutSpecs, layout);
       if (why) throw errors.layoutMismatch(this.name, trainer, this.initialisedBy!, why);
+      if (precision !== this.wire) {
+        throw new RpcError(Status.FAILED_PRECONDITION, this.name,
+          `parameter server "${this.name}": trainer "${trainer}" joined with precision ${precision}, but trainer "${this.initialisedBy}" initialised it with precision ${this.wire}`);
+      }
       return;
     }
     const shard = planShards(layout, this.options.shards, this.placement)[this.options.shard]!;
@@ -286,6 +311,8 @@ export class ParameterServer {
     }
     this.layoutSpecs = layout.map((p) => ({ name: p.name, size: p.size, ...(p.shape ? { shape: [...p.shape] } : {}) }));
     this.initialisedBy = trainer;
+    this.wire = precision;
+    if (precision !== 'float32') this.wireValues = new Uint16Array(shard.length);
     this.shardInfo = shard;
     this.data = Float32Array.from(values);
     this.param = new Tensor(this.data, [this.data.length]);
@@ -300,9 +327,28 @@ export class ParameterServer {
     for (const w of ws) w.resolve();
   }
 
-  /** Checks `grads` completely (before any state changes) and returns it as one shard-long array. */
-  private gradientOf(grads: unknown): Float32Array {
+  /**
+   * Checks `grads` completely (before any state changes) and returns it as one shard-long fp32
+   * array: a 16-bit push (or a loss-scaled one) widened into `t`'s own buffer, divided by `scale`.
+   */
+  private gradientOf(t: TrainerState, grads: unknown, scale: number): Float32Array {
     const shard = this.shardInfo!;
+    if (typeof scale !== 'number' || !Number.isFinite(scale) || !(scale > 0)) throw errors.wrongType(this.name, 'push loss scale', scale, 'a finite number > 0');
+    if (this.wire !== 'float32') {
+      if (!(grads instanceof Uint16Array)) throw errors.wrongType(this.name, 'pushed gradient', grads, `a Uint16Array of ${this.wire} values (the precision it was joined with)`);
+      if (grads.length !== shard.length) throw errors.wrongLength(this.name, 'pushed gradient', grads.length, shard.length);
+      const wide = t.wide ??= new Float32Array(shard.length);
+      fromWire(this.wire, grads, wide);
+      if (scale !== 1) getBackend('cpu').kernels.scale(1 / scale, wide);
+      return wide;
+    }
+    if (scale !== 1) {
+      const g = this.gradientOf(t, grads, 1);
+      const wide = t.wide ??= new Float32Array(shard.length);
+      wide.set(g);
+      getBackend('cpu').kernels.scale(1 / scale, wide);
+      return wide;
+    }
     if (grads instanceof Float32Array) {
       if (grads.length !== shard.length) throw errors.wrongLength(this.name, 'pushed gradient', grads.length, shard.length);
       return grads;
@@ -329,16 +375,16 @@ export class ParameterServer {
     return out;
   }
 
-  private async apply(trainer: string, version: number, grads: Gradients): Promise<TrainerState> {
+  private async apply(trainer: string, version: number, grads: Gradients, scale: number): Promise<TrainerState> {
     this.checkOpen();
     if (!this.shardInfo) throw errors.notInitialised(this.name);
     const t = this.liveTrainer(trainer);
     if (!Number.isSafeInteger(version) || version < 0) throw errors.wrongType(this.name, 'pushed version', version, 'an integer >= 0');
-    const g = this.gradientOf(grads);
+    const g = this.gradientOf(t, grads, scale);
     this.liveness.seen(trainer);
     this.counts.pushes++;
     this.metrics.pushes.inc();
-    this.metrics.bytesIn.inc(g.byteLength);
+    this.metrics.bytesIn.inc(grads instanceof Uint16Array ? grads.byteLength : g.byteLength);
     this.metrics.staleness.observe(Math.max(0, this.version - version));
     if (this.options.consistency === 'sync') {
       if (t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
@@ -454,8 +500,17 @@ export class ParameterServer {
   private reply(t: TrainerState | undefined): PullReply {
     this.counts.pulls++;
     this.metrics.pulls.inc();
-    this.metrics.bytesOut.inc(this.data.byteLength);
-    return { version: this.version, values: this.data, clock: t?.clock ?? 0 };
+    let values: Float32Array | Uint16Array = this.data;
+    if (this.wireValues) {
+      // once per version, however many trainers pull it
+      if (this.wireVersion !== this.version) {
+        toWire(this.wire, this.data, this.wireValues);
+        this.wireVersion = this.version;
+      }
+      values = this.wireValues;
+    }
+    this.metrics.bytesOut.inc(values.byteLength);
+    return { version: this.version, values, clock: t?.clock ?? 0 };
   }
 }
 

@@ -1,7 +1,7 @@
 // The parameter server's vocabulary: its options, the RPC function names it registers, and the
 // shapes of what those functions take and answer. Trainers (client.ts) and the server share it.
 import type { Clock } from '../rpc/index.js';
-import type { OptimizerSpec } from '../tensor/index.js';
+import type { OptimizerSpec, WireDType } from '../tensor/index.js';
 import type { ParameterSpec, Placement } from './shard-plan.js';
 
 export const CONSISTENCY_MODELS = ['sync', 'async', 'ssp'] as const;
@@ -40,14 +40,28 @@ export interface ParameterServerOptions {
   clock?: Clock;
 }
 
-/** A gradient push: the whole shard as one array, or one array per parameter slice by name. */
-export type Gradients = Float32Array | Record<string, Float32Array>;
+/**
+ * A gradient push: the whole shard as one array, or one array per parameter slice by name. A server
+ * joined in a 16-bit precision takes the whole shard as one Uint16Array of that format.
+ */
+export type Gradients = Float32Array | Uint16Array | Record<string, Float32Array>;
+
+/**
+ * What gradients and parameters travel as between a trainer and a server, fixed by the join that
+ * initialised the server (every later join must name the same). The server's weights and optimizer
+ * state stay fp32 whatever it is.
+ */
+export type WirePrecision = WireDType;
+export const WIRE_PRECISIONS: readonly WirePrecision[] = ['float32', 'bfloat16', 'float16'];
 
 export interface PullReply {
   /** Steps this shard has taken. */
   version: number;
-  /** The shard's values (a view of the server's buffer: consume it before the next step). */
-  values: Float32Array;
+  /**
+   * The shard's values (a view of the server's buffer: consume it before the next step): fp32, or a
+   * Uint16Array in the join's 16-bit precision (the fp32 master rounded once per version).
+   */
+  values: Float32Array | Uint16Array;
   /** ssp/async: the caller's clock (its pushes applied); sync: the round. */
   clock: number;
 }

@@ -8,11 +8,18 @@
 // The first trainer (rank 0), given the test split, also records the accuracy-over-time curve on
 // its own copy of the parameters (those of its last pull): one process's view of the shared
 // model, with its samples scaled by the trainer count as the estimate of all trainers' samples.
+//
+// --precision bf16|fp16: pushes and pulls travel in 16 bits (the servers keep fp32 weights and
+// optimizer state). fp16 adds dynamic loss scaling (LossScaler, PyTorch's GradScaler defaults): the
+// gradient is multiplied by the scale before it is narrowed and the servers divide by it; a push
+// that overflowed sends zeros instead (the sync rounds stay aligned), counts as a skipped step
+// and halves the scale.
 import { DataLoader, type Dataset } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
 import { PsClient } from '../server/index.js';
 import { flattenParameters, type Module, type Tensor } from '../tensor/index.js';
 import { AccuracyCurve, type CurvePoint } from './curve.js';
+import { LossScaler, wireDType } from './data-parallel.js';
 import { runLoop, supervisedStep, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
@@ -58,6 +65,10 @@ export interface TrainerReport {
    * its own shard stay in the process and are not counted.
    */
   bytesSent: number;
+  /** --precision of the pushes and pulls (strategies that honour it). */
+  precision?: string;
+  /** fp16: steps whose scaled gradient overflowed (zeros pushed instead), see LossScaler. */
+  skippedSteps?: number;
 }
 
 /** A model the strategies train: a Module mapping a batch to logits. */
@@ -91,10 +102,12 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   const flat = flattenParameters(model);
   // shapes too: the servers refuse a trainer whose model differs, naming the first parameter
   const layout = flat.entries.map((e) => ({ name: e.name, size: e.size, shape: e.shape }));
-  const client = new PsClient(agent, ctx.servers, layout, flat.params, flat.grads);
+  const client = new PsClient(agent, ctx.servers, layout, flat.params, flat.grads, agent.name, wireDType(opts.precision));
   await client.join();
-  // Bytes of one push plus one pull with the servers in other processes (both directions).
-  const remoteBytes = client.shards.reduce((n, s, i) => n + (ctx.servers[i] === agent.name ? 0 : s.length * 4 * 2), 0);
+  const scaler = new LossScaler(opts.precision === 'fp16');
+  const update = scaler.enabled
+    ? async () => { scaler.update(!(await client.pushPull(scaler.scale))); }
+    : () => client.pushPull();
 
   // The first trainer's curve is taken on its own copy of the parameters (those of its last pull).
   const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts, true, undefined, resolved.metric) : undefined;
@@ -102,7 +115,7 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   try {
     run = await runLoop({
       opts, loader, label: ctx.label ?? agent.name, curve, curveScale: ctx.trainers,
-      step: supervisedStep(model, resolved.loss, mctx.inputShape, 'cpu', () => client.pushPull()),
+      step: supervisedStep(model, resolved.loss, mctx.inputShape, 'cpu', update),
     });
   } catch (e) {
     // leave after a failure, so the other trainers' sync rounds go on without this one
@@ -113,7 +126,8 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   return {
     report: {
       trainer: agent.name, samples: run.samples, steps: run.steps, trainSeconds: run.trainSeconds, lossSum: run.lossSum, lossCount: run.lossCount,
-      version: client.version, bytesSent: remoteBytes * (run.steps + 1),
+      version: client.version, bytesSent: client.bytes, precision: opts.precision,
+      ...(scaler.enabled ? { skippedSteps: scaler.skipped } : {}),
     },
     model,
     resolved,

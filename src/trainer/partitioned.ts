@@ -2,7 +2,9 @@
 // their optimizer state. Each step a worker pushes each gradient shard to its owner (itself
 // included), each owner averages the N shards it received and steps, and everyone pulls the
 // updated shards back: synchronous data parallelism with a sharded optimizer (ZeRO-1 style), built
-// from the same ParameterServer and PsClient as the centralized strategy.
+// from the same ParameterServer and PsClient as the centralized strategy. With --precision bf16|fp16
+// the calls to a worker's own shard stay in the process but go through the same 16-bit conversions
+// (and fp16 loss scaling) as the others, so every shard sees the same arithmetic.
 import type { Agent } from '../rpc/index.js';
 import { ParameterServer } from '../server/index.js';
 import { trainCentralized, type TrainedWorker, type TrainerContext } from './centralized.js';
