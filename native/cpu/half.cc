@@ -143,14 +143,14 @@ inline __mmask16 first(int64_t k) { return static_cast<__mmask16>((1u << k) - 1u
 inline __m512i ld16(const uint16_t* p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline __m512i ld16(const uint16_t* p, __mmask16 m) { return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)); }
 
-// bf16 patterns (in the low half of each lane) of 16 fp32 patterns.
+// bf16 patterns (in the low half of each lane) of 16 fp32 patterns. NaN lanes take the quiet bit
+// by a masked or instead of a second result and a blend: half the instructions of the AVX2 shape.
 inline __m512i bf16_of(__m512i u) {
-  const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
+  const __m512 x = _mm512_castsi512_ps(u);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
-  const __m512i quiet = _mm512_srli_epi32(_mm512_or_si512(u, _mm512_set1_epi32(0x400000)), 16);
-  return _mm512_mask_mov_epi32(rounded, nan, quiet);
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  return _mm512_srli_epi32(_mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000)), 16);
 }
 
 inline __m512 bf16_widen(__m512i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)); }
