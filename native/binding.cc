@@ -680,7 +680,10 @@ napi_value Bf16ToF32(napi_env env, napi_callback_info info) {
 }
 
 // 16-bit wire formats (kernels.h): the wire side is a Uint16Array, the fp32 side a Float32Array of
-// the same length, distinct memory; op is 'sum' (0) or 'max' (1).
+// the same length, distinct memory; op is 'sum' (0) or 'max' (1). CPU only: the emulated-CUDA addon
+// (PSRPC_CUDA_EMU), which reuses this file, has no such kernels and so does not export them (a call
+// would be an unresolved symbol); half.ts computes them in TypeScript there.
+#ifndef PSRPC_CUDA_EMU
 template <typename In, typename Out, void (*Kernel)(const In*, Out*, int64_t)>
 napi_value WireConvert(napi_env env, napi_callback_info info, const char* fn) {
   const Args args(env, info, fn);
@@ -732,6 +735,7 @@ napi_value NonFiniteCount(napi_env env, napi_callback_info info) {
   const View<float> x = array<float>(args, 0, "x");
   return number_value(env, static_cast<double>(k::nonfinite_count(x.data, x.length)));
 }
+#endif  // PSRPC_CUDA_EMU
 
 // Row gathers (data layer): every index is checked against src before any row is copied.
 template <typename In>
@@ -819,6 +823,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"f16ToF32", Guard<F16ToF32>},
       {"f32ToBf16", Guard<F32ToBf16>},
       {"bf16ToF32", Guard<Bf16ToF32>},
+#ifndef PSRPC_CUDA_EMU
       {"wireToBf16", Guard<WireToBf16>},
       {"wireFromBf16", Guard<WireFromBf16>},
       {"wireToF16", Guard<WireToF16>},
@@ -829,6 +834,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"wireRoundBf16", Guard<WireRoundBf16>},
       {"wireRoundF16", Guard<WireRoundF16>},
       {"nonFiniteCount", Guard<NonFiniteCount>},
+#endif
       {"gatherRowsU8", Guard<GatherRowsU8>},
       {"gatherRowsF32", Guard<GatherRowsF32>},
   };

@@ -9,10 +9,11 @@
 //
 // Each function runs the native addon's kernel (kernels.h, "16-bit wire formats") when the CPU
 // backend is the native one, and the TypeScript code here otherwise (PSRPC_KERNELS=js, no addon
-// built, or a backend registered without these kernels): the same bits either way (except which NaN
-// a sum with a NaN gives: neither JS nor the compiled loops fix that), and the same argument checks,
-// which stay here. Overlapping views (say a Uint16Array over the first half of
-// src's own bytes) keep to the TypeScript loops, whose in-order reads and writes define them.
+// built, or a backend registered without these kernels): the same bits either way, NaNs included
+// (every NaN an accumulation gives is 0x7fc00000; values travel as bit patterns, never through a JS
+// number, which V8 may or may not quiet depending on the tier), and the same argument checks, which
+// stay here. Overlapping views (say a Uint16Array over the first half of src's own bytes) keep to
+// the TypeScript loops, whose in-order reads and writes define them.
 import { getBackend } from './backend.js';
 import type { NativeKernels } from './native.js';
 

@@ -3,6 +3,7 @@
 // errors; bf16 and fp16 round trips stay within their precision in the normal range.
 import test from 'ava';
 import { getBackend, jsBackend, nativeCpuBackend, resetBackend, setBackend } from '../../src/tensor/backend.js';
+import { cudaEmuKernels } from '../../src/tensor/cuda.js';
 import { accumulateWire, fromWire, nonFiniteCount, roundToWire, toWire, wireBytes, type WireDType } from '../../src/tensor/half.js';
 
 /** fn's result with the native CPU backend, then with the TypeScript one (each test body is synchronous). */
@@ -197,4 +198,24 @@ test('the js backend (what PSRPC_KERNELS=js selects) has no wire kernels, and th
   } finally {
     resetBackend('cpu');
   }
+});
+
+test('a CPU backend whose addon has no wire kernels (the emulated-CUDA one) gets the TypeScript code, same bits', (t) => {
+  const kernels = cudaEmuKernels();
+  t.is(typeof kernels.wireToBf16, 'undefined'); // its binding leaves them out: calling one would be an unresolved symbol
+  const x = sample(1001);
+  const run = () => {
+    const w = toWire('float16', x) as Uint16Array, acc = x.slice();
+    accumulateWire('float16', 'sum', acc, w);
+    roundToWire('bfloat16', acc);
+    return [...bits(w), ...bits(acc), nonFiniteCount(acc)];
+  };
+  setBackend({ device: 'cpu', name: 'cuda-emu', kernels });
+  let emu: number[];
+  try {
+    emu = run();
+  } finally {
+    resetBackend('cpu');
+  }
+  t.deepEqual(emu, run());
 });

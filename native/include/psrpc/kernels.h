@@ -169,6 +169,7 @@ void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
 void bf16_to_f32(const uint16_t* x, float* y, int64_t n);
 
 // ---- 16-bit wire formats (src/tensor/half.ts: collectives and parameter-server traffic) ----
+// cpu/half.cc only: wire buffers are host memory (cuda/ has no twins, and its binding calls none).
 // Bit for bit what half.ts's TypeScript fallback computes, on every vector path, for any n and any
 // alignment (tails included):
 // - bf16 is the top half of the fp32 pattern, rounded to nearest even (overflow after rounding
@@ -180,7 +181,6 @@ void bf16_to_f32(const uint16_t* x, float* y, int64_t n);
 //   greater, else x[i]), x the widened src[i], in fp32. Every NaN result (a NaN operand, inf - inf)
 //   is the quiet NaN 0x7fc00000: which payload x86 keeps for NaN + NaN depends on operand order,
 //   which compilers may swap, so the kernels fix it.
-//   Which NaN a sum with a NaN gives is left open (JS leaves it open too); it is a NaN.
 // Outputs must not overlap inputs (the N-API layer checks).
 constexpr int kWireSum = 0;
 constexpr int kWireMax = 1;
