@@ -328,30 +328,37 @@ export class ParameterServer {
   }
 
   /**
-   * Checks `grads` completely (before any state changes) and returns it as one shard-long fp32
-   * array: a 16-bit push (or a loss-scaled one) widened into `t`'s own buffer, divided by `scale`.
+   * Checks `grads` and `scale` completely (before any state changes) and returns the push's
+   * gradient as one shard-long fp32 array, to be called when the gradient is used: a 16-bit push
+   * (or a loss-scaled one) is widened into `t`'s own buffer, divided by `scale`, only then, so a
+   * refused push or a second push of `t` arriving while its first waits never overwrites it.
    */
-  private gradientOf(t: TrainerState, grads: unknown, scale: number): Float32Array {
+  private gradientOf(t: TrainerState, grads: unknown, scale: number): () => Float32Array {
     const shard = this.shardInfo!;
     if (typeof scale !== 'number' || !Number.isFinite(scale) || !(scale > 0)) throw errors.wrongType(this.name, 'push loss scale', scale, 'a finite number > 0');
     if (this.wire !== 'float32') {
       if (!(grads instanceof Uint16Array)) throw errors.wrongType(this.name, 'pushed gradient', grads, `a Uint16Array of ${this.wire} values (the precision it was joined with)`);
       if (grads.length !== shard.length) throw errors.wrongLength(this.name, 'pushed gradient', grads.length, shard.length);
-      const wide = t.wide ??= new Float32Array(shard.length);
-      fromWire(this.wire, grads, wide);
-      if (scale !== 1) getBackend('cpu').kernels.scale(1 / scale, wide);
-      return wide;
+      const wire = this.wire;
+      return () => {
+        const wide = t.wide ??= new Float32Array(shard.length);
+        fromWire(wire, grads, wide);
+        if (scale !== 1) getBackend('cpu').kernels.scale(1 / scale, wide);
+        return wide;
+      };
     }
     if (scale !== 1) {
       const g = this.gradientOf(t, grads, 1);
-      const wide = t.wide ??= new Float32Array(shard.length);
-      wide.set(g);
-      getBackend('cpu').kernels.scale(1 / scale, wide);
-      return wide;
+      return () => {
+        const wide = t.wide ??= new Float32Array(shard.length);
+        wide.set(g());
+        getBackend('cpu').kernels.scale(1 / scale, wide);
+        return wide;
+      };
     }
     if (grads instanceof Float32Array) {
       if (grads.length !== shard.length) throw errors.wrongLength(this.name, 'pushed gradient', grads.length, shard.length);
-      return grads;
+      return () => grads;
     }
     if (grads === null || typeof grads !== 'object' || ArrayBuffer.isView(grads) || Array.isArray(grads)) {
       throw errors.wrongType(this.name, 'pushed gradient', grads, 'a Float32Array or an object of Float32Arrays by parameter name');
@@ -372,7 +379,7 @@ export class ParameterServer {
       out.set(byName[s.name] as Float32Array, at);
       at += s.length;
     }
-    return out;
+    return () => out;
   }
 
   private async apply(trainer: string, version: number, grads: Gradients, scale: number): Promise<TrainerState> {
@@ -380,16 +387,17 @@ export class ParameterServer {
     if (!this.shardInfo) throw errors.notInitialised(this.name);
     const t = this.liveTrainer(trainer);
     if (!Number.isSafeInteger(version) || version < 0) throw errors.wrongType(this.name, 'pushed version', version, 'an integer >= 0');
-    const g = this.gradientOf(t, grads, scale);
+    // refused before anything is read or counted: the round keeps the first push's gradient
+    if (this.options.consistency === 'sync' && t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
+    const gradient = this.gradientOf(t, grads, scale);
     this.liveness.seen(trainer);
     this.counts.pushes++;
     this.metrics.pushes.inc();
-    this.metrics.bytesIn.inc(grads instanceof Uint16Array ? grads.byteLength : g.byteLength);
+    this.metrics.bytesIn.inc(ArrayBuffer.isView(grads) ? grads.byteLength : this.shardInfo.length * 4);
     this.metrics.staleness.observe(Math.max(0, this.version - version));
     if (this.options.consistency === 'sync') {
-      if (t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
       t.pushedRound = this.version;
-      this.roundGrads.push(g);
+      this.roundGrads.push(gradient());
       const answered = new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
       this.maybeFinishRound();
       await answered;
@@ -399,7 +407,7 @@ export class ParameterServer {
     if (!t.live) throw errors.notJoined(this.name, trainer);
     const lead = t.clock - this.slowestClock();
     if (lead > this.counts.maxLead) this.counts.maxLead = lead;
-    this.step(g);
+    this.step(gradient());
     t.clock++;
     this.wakeBlocked();
     return t;

@@ -5,7 +5,7 @@
 import test from 'ava';
 import type { Agent } from '../../src/rpc/index.js';
 import { PS_FUNCTIONS as PS, PsClient } from '../../src/server/index.js';
-import { roundToWire, type WireDType } from '../../src/tensor/index.js';
+import { roundToWire, toWire, type WireDType } from '../../src/tensor/index.js';
 import { LossScaler } from '../../src/trainer/data-parallel.js';
 import { startPsWorld } from './ps-world.js';
 
@@ -136,6 +136,41 @@ test('fp16: an overflowing push is skipped (zeros pushed, counted, scale halves)
     const ok = await Promise.all(clients.map((c, i) => c.pushPull(scalers[i]!.scale)));
     t.deepEqual(ok, [true, true]);
     t.true(master().every((v) => Number.isFinite(v)));
+  } finally {
+    await w.stop();
+  }
+});
+
+test('a refused double push leaves the 16-bit sync round intact', async (t) => {
+  const w = await startPsWorld(1, 2, { consistency: 'sync', optimizer: { kind: 'sgd', lr: 1 } });
+  const [a, b] = w.trainerAgents as [Agent, Agent];
+  const ps = w.servers[0]!;
+  const wire = (v: number) => toWire('bfloat16', new Float32Array(N).fill(v)) as Uint16Array;
+  try {
+    await Promise.all([a, b].map((x) => x.call('ps0', PS.join, [x.name, layout, new Float32Array(N), 'bfloat16'])));
+    const first = ps.pushPull(a.name, 0, wire(1));
+    await t.throwsAsync(ps.pushPull(a.name, 0, wire(100)), { message: /pushed twice in sync round 0/ });
+    await Promise.all([first, ps.pushPull(b.name, 0, wire(3))]);
+    t.deepEqual([...ps.values], new Array(N).fill(-2), 'p - lr * mean(1, 3): the refused push changed nothing');
+  } finally {
+    await w.stop();
+  }
+});
+
+test('ssp in 16 bits: pushes of one trainer waiting their turn each apply their own gradient', async (t) => {
+  const w = await startPsWorld(1, 2, { consistency: 'ssp', staleness: 0, optimizer: { kind: 'sgd', lr: 1 } });
+  const [a, b] = w.trainerAgents as [Agent, Agent];
+  const ps = w.servers[0]!;
+  const wire = (v: number) => toWire('bfloat16', new Float32Array(N).fill(v)) as Uint16Array;
+  try {
+    await Promise.all([a, b].map((x) => x.call('ps0', PS.join, [x.name, layout, new Float32Array(N), 'bfloat16'])));
+    await ps.push(a.name, 0, wire(1));
+    // a is one step ahead with staleness 0: both of its next pushes wait for b
+    const waiting = [ps.push(a.name, 1, wire(8)), ps.push(a.name, 1, wire(64))];
+    await ps.push(b.name, 0, wire(0));
+    await ps.push(b.name, 1, wire(0));
+    await Promise.all(waiting);
+    t.deepEqual([...ps.values], new Array(N).fill(-(1 + 8 + 64)));
   } finally {
     await w.stop();
   }
