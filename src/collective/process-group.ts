@@ -380,8 +380,17 @@ export class ProcessGroup {
     const piece = async (p: number): Promise<void> => {
       const [a, b] = pieceRange(0, buf.length, p, pieces);
       const view = buf.subarray(a, b);
-      const wire = toWire(dtype, view);
-      const [, m] = await Promise.all([this.sendPiece(run, other, `d${p}`, wire), this.recvPiece(run, other, `d${p}`)]);
+      // what is sent must stay unchanged until it is on the wire: 16-bit values are a fresh array
+      // anyway, a small fp32 buffer is copied (cheaper than waiting for the acknowledgement: the
+      // latency-bound case), a large one is sent in place and its acknowledgement awaited
+      const wire = dtype === 'float32' && buf.length * 4 <= SMALL_COPY_BYTES ? view.slice() : toWire(dtype, view);
+      const send = this.sendPiece(run, other, `d${p}`, wire);
+      let m: Message;
+      if (wire === view) [, m] = await Promise.all([send, this.recvPiece(run, other, `d${p}`)]);
+      else {
+        send.catch(() => {});
+        m = await this.recvPiece(run, other, `d${p}`);
+      }
       if (dtype !== 'float32') fromWire(dtype, wire, view); // the own contribution as the other rank sees it
       accumulateWire(dtype, reduceOp, view, m.data);
       if (op === 'avg') getBackend('cpu').kernels.scale(0.5, view);
@@ -628,6 +637,8 @@ export class ProcessGroup {
 }
 
 const EMPTY = new Float32Array(0);
+/** Two-rank allReduce: fp32 buffers up to this size are sent from a copy, without waiting for acknowledgements. */
+const SMALL_COPY_BYTES = 1 << 20;
 /** The key of the message a failing rank sends the others (its error in the op field). */
 const ABORT = '!abort';
 
