@@ -100,7 +100,8 @@ class OpRun {
 /** The per-agent router: one internal function for all groups, and messages for groups not created yet. */
 class Router {
   readonly groups = new Map<string, ProcessGroup>();
-  readonly early = new Map<string, [number, string, string, number, number, Payload][]>();
+  /** Messages of groups not created here yet: ProcessGroup.deliver's arguments, in arrival order. */
+  readonly early = new Map<string, Parameters<ProcessGroup['deliver']>[]>();
   created = 0;
   constructor(readonly agent: Agent) {
     agent.registerInternal(FN, (group, seq, op, n, key, from, data) => {
@@ -117,7 +118,7 @@ class Router {
     if (g) return g.deliver(seq, op, n, key, from, data);
     let list = this.early.get(group);
     if (!list) this.early.set(group, (list = []));
-    list.push([seq, op, key, n, from, data]);
+    list.push([seq, op, n, key, from, data]);
   }
 }
 
@@ -159,6 +160,10 @@ export class ProcessGroup {
   private seq = 0;
   private readonly running = new Map<number, OpRun>();
   private readonly mailbox = new Map<string, Message>();
+  /** Every pending receive, by message id (`seq|key|from`); also in its op's `waiting`, for the timeout's message. */
+  private readonly waiters = new Map<string, Waiter>();
+  /** Point-to-point ops running (sequence number 0: matched by peer, tag and count). */
+  private readonly p2p = new Set<OpRun>();
   /** Per peer, the highest sequence number and op seen from it (for timeout messages). */
   private readonly lastSeen = new Map<number, string>();
   private readonly p2pCount = new Map<string, number>();
@@ -192,7 +197,7 @@ export class ProcessGroup {
     const early = router.early.get(name);
     if (early) {
       router.early.delete(name);
-      for (const [seq, op, key, n, from, data] of early) this.deliver(seq, op, n, key, from, data);
+      for (const args of early) this.deliver(...args);
     }
   }
 
@@ -342,7 +347,7 @@ export class ProcessGroup {
     if (check) return Promise.reject(check);
     const k = this.nextP2p(`s${dst}.${tag}`);
     return this.run('send', buf, options, async (run) => {
-      await this.sendPiece(run, dst, `p${tag}.${k}`, toWire(dtype, buf), 0);
+      await this.sendPiece(run, dst, `p${tag}.${k}`, toWire(dtype, buf));
     }, 0);
   }
 
@@ -354,7 +359,7 @@ export class ProcessGroup {
     if (check) return Promise.reject(check);
     const k = this.nextP2p(`r${src}.${tag}`);
     return this.run('recv', buf, options, async (run) => {
-      const m = await this.recvPiece(run, src, `p${tag}.${k}`, 0);
+      const m = await this.recvPiece(run, src, `p${tag}.${k}`);
       if (m.data.length !== buf.length) {
         // fails this recv only: the pair's (tag, count) numbering stays in step on both sides
         this.failRun(run, this.error(Status.INVALID_ARGUMENT, `recv from rank ${src} (${this.names[src]}), tag ${tag}: it sent ${m.data.length} elements, this rank's buffer holds ${buf.length}`), false);
@@ -369,14 +374,13 @@ export class ProcessGroup {
 
   /**
    * Two ranks: each sends its buffer, in pieces, to the other and adds the other's into its own.
-   * The same bytes as the ring (N per rank) in one phase instead of two; a piece is added in place
-   * once its own send has completed, so fp32 needs no copy. a + b is b + a in IEEE arithmetic, so
-   * both ranks end with the same bits.
+   * The same bytes as the ring (N per rank) in one phase instead of two. a + b is b + a in IEEE
+   * arithmetic, so both ranks end with the same bits.
    */
   private async pairReduce(run: OpRun, buf: Float32Array, op: ReduceOp, dtype: WireDType): Promise<void> {
     const other = 1 - this.rank;
     const pieces = this.pieces(buf.length, dtype);
-    const reduceOp = op === 'max' ? 'max' : 'sum';
+    const reduceOp = wireOp(op);
     const piece = async (p: number): Promise<void> => {
       const [a, b] = pieceRange(0, buf.length, p, pieces);
       const view = buf.subarray(a, b);
@@ -417,7 +421,7 @@ export class ProcessGroup {
     // every rank reduces the same n contributions in rank order: identical results everywhere
     const contribution = (r: number): Payload => (r === this.rank ? wire : got[r < this.rank ? r : r - 1]!.data);
     fromWire(dtype, contribution(0), buf);
-    for (let r = 1; r < this.size; r++) accumulateWire(dtype, op === 'max' ? 'max' : 'sum', buf, contribution(r));
+    for (let r = 1; r < this.size; r++) accumulateWire(dtype, wireOp(op), buf, contribution(r));
     if (op === 'avg') getBackend('cpu').kernels.scale(1 / this.size, buf);
     roundToWire(dtype, buf);
   }
@@ -434,7 +438,7 @@ export class ProcessGroup {
     let longest = 0;
     for (let s = 0; s < n; s++) longest = Math.max(longest, bounds[s + 1]! - bounds[s]!);
     const pieces = this.pieces(longest, dtype);
-    const reduceOp = op === 'max' ? 'max' : 'sum';
+    const reduceOp = wireOp(op);
     const view = (seg: number, p: number): Float32Array => {
       const [a, b] = pieceRange(bounds[seg]!, bounds[seg + 1]!, p, pieces);
       return buf.subarray(a, b);
@@ -486,6 +490,7 @@ export class ProcessGroup {
     return new Promise<T>((resolve, reject) => {
       run.reject = reject;
       if (s > 0) this.running.set(s, run);
+      else this.p2p.add(run);
       run.timer = this.clock.after(timeoutMs, () => this.timeout(run, timeoutMs));
       if (s > 0) {
         // a message that came before this op started, from a rank at another op or size
@@ -510,6 +515,7 @@ export class ProcessGroup {
   private finish(run: OpRun): void {
     run.timer?.cancel();
     if (this.running.get(run.seq) === run) this.running.delete(run.seq);
+    this.p2p.delete(run);
   }
 
   /** Fails one op; `breaks` also breaks the group (every other op fails, later ones at once). */
@@ -535,12 +541,9 @@ export class ProcessGroup {
   private fail(e: Error): void {
     if (!this.broken) this.broken = e;
     this.mailbox.clear();
-    for (const run of [...this.running.values()]) this.failRun(run, new CollectiveError(Status.ABORTED, this.agent.name, `${run.label} in group ${this.name} failed: ${e.message}`), false);
-    for (const run of this.p2p) this.failRun(run, new CollectiveError(Status.ABORTED, this.agent.name, `${run.label} in group ${this.name} failed: ${e.message}`), false);
-    this.p2p.clear();
+    this.waiters.clear();
+    for (const run of [...this.running.values(), ...this.p2p]) this.failRun(run, new CollectiveError(Status.ABORTED, this.agent.name, `${run.label} in group ${this.name} failed: ${e.message}`), false);
   }
-
-  private readonly p2p = new Set<OpRun>();
 
   private timeout(run: OpRun, ms: number): void {
     const missing = [...new Set([...run.waiting.values()].map((w) => w.from))].sort((a, b) => a - b);
@@ -580,7 +583,7 @@ export class ProcessGroup {
       const problem = this.mismatch(run, m, from);
       if (problem) return this.failRun(run, problem, true);
     }
-    const waiter = (run ?? [...this.p2p].find((p) => p.waiting.has(id)))?.waiting.get(id);
+    const waiter = this.waiters.get(id);
     if (waiter) {
       waiter.resolve(m);
       return;
@@ -588,11 +591,10 @@ export class ProcessGroup {
     this.mailbox.set(id, m);
   }
 
-  private sendPiece(run: OpRun, to: number, key: string, data: Payload, seq = run.seq): Promise<void> {
+  private sendPiece(run: OpRun, to: number, key: string, data: Payload): Promise<void> {
     if (run.failed) return Promise.reject(new Error('op failed'));
     this.counters.bytesSent += data.byteLength;
-    if (seq === 0) this.p2p.add(run);
-    return this.agent.sendInternal(this.names[to]!, FN, [this.name, seq, run.name, run.n, key, this.rank, data], run.timeoutMs).then(
+    return this.agent.sendInternal(this.names[to]!, FN, [this.name, run.seq, run.name, run.n, key, this.rank, data], run.timeoutMs).then(
       () => undefined,
       (e: Error) => {
         const err = this.error(e instanceof RpcError ? e.code : Status.UNAVAILABLE, `${run.label} in group ${this.name}: sending to rank ${to} (${this.names[to]}) failed: ${e.message}`);
@@ -602,23 +604,24 @@ export class ProcessGroup {
     );
   }
 
-  private recvPiece(run: OpRun, from: number, key: string, seq = run.seq): Promise<Message> {
-    const id = `${seq}|${key}|${from}`;
+  private recvPiece(run: OpRun, from: number, key: string): Promise<Message> {
+    const id = `${run.seq}|${key}|${from}`;
     const m = this.mailbox.get(id);
     if (m) {
       this.mailbox.delete(id);
       return Promise.resolve(m);
     }
-    if (seq === 0) this.p2p.add(run);
     return new Promise((resolve) => {
-      run.waiting.set(id, {
+      const waiter: Waiter = {
         from,
         resolve: (msg) => {
           run.waiting.delete(id);
-          if (seq === 0 && run.waiting.size === 0) this.p2p.delete(run);
+          this.waiters.delete(id);
           resolve(msg);
         },
-      });
+      };
+      run.waiting.set(id, waiter);
+      this.waiters.set(id, waiter);
     });
   }
 
@@ -654,6 +657,11 @@ function envBytes(key: string): number | undefined {
 function pieceRange(start: number, end: number, p: number, pieces: number): [number, number] {
   const len = end - start;
   return [start + Math.floor((p * len) / pieces), start + Math.floor(((p + 1) * len) / pieces)];
+}
+
+/** The wire kernels' reduction for an op (avg is a sum, scaled afterwards). */
+function wireOp(op: ReduceOp): 'sum' | 'max' {
+  return op === 'max' ? 'max' : 'sum';
 }
 
 function reduceOpOf(op: unknown, fn: string): ReduceOp {
