@@ -12,8 +12,52 @@
 // group numbers them). After backward, a parameter whose hook never fired got no gradient: with
 // `findUnusedParameters` its slice is zeroed and counts as ready, otherwise the step fails naming it.
 import type { ProcessGroup, WireDType } from '../collective/index.js';
+import { DataLoader } from '../data/index.js';
 import { getBackend, onGradReady, type FlatParameters, type Tensor } from '../tensor/index.js';
-import type { Precision } from './options.js';
+import type { TrainedModel, TrainerReport } from './centralized.js';
+import { buildModel, modelContext, resolveModel, type ModelContext, type ResolvedModel } from './model.js';
+import type { Precision, TrainOptions } from './options.js';
+import { trainerSampler } from './setup.js';
+import type { WorldTrainerContext } from './strategy.js';
+
+/** What a data-parallel rank (ddp, zero, fsdp) reports beyond the common figures. */
+export interface DataParallelReport extends TrainerReport {
+  /** Peak resident memory of this process, bytes (process.resourceUsage().maxRSS). */
+  peakRssBytes: number;
+  /** Bytes of optimizer state this rank holds. */
+  optimizerStateBytes: number;
+  /** Parameter elements whose optimizer state this rank holds (zero, fsdp: its shard). */
+  optimizerElements: number;
+  /** fp16: steps skipped because the reduced gradient overflowed. */
+  skippedSteps: number;
+  /** The gradient buckets (ddp, zero) or units (fsdp) and their sizes in elements. */
+  buckets: number[];
+}
+
+/** One rank's loader over its partition and its model, as ddp, zero and fsdp start. */
+export async function rankSetup(opts: TrainOptions, ctx: WorldTrainerContext): Promise<{ loader: DataLoader; resolved: ResolvedModel; mctx: ModelContext; model: TrainedModel }> {
+  const sampler = trainerSampler(opts, ctx);
+  const loader = new DataLoader(ctx.train, { batchSize: opts.batchSize, sampler, dropLast: true });
+  if (loader.length === 0) {
+    throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of rank ${ctx.rank} of ${ctx.trainers}`);
+  }
+  const resolved = await resolveModel(opts.model);
+  const mctx = modelContext(opts, ctx.train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
+  const model = await buildModel(resolved, mctx) as TrainedModel;
+  return { loader, resolved, mctx, model };
+}
+
+/** The job result's figures every data-parallel strategy reports, from every rank's report; `own` adds a strategy's. */
+export function dataParallelExtras(reports: readonly DataParallelReport[], opts: TrainOptions, own: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    precision: opts.precision,
+    ...own,
+    peakRssBytes: Math.max(...reports.map((r) => r.peakRssBytes ?? 0)),
+    optimizerStateBytesPerRank: reports.map((r) => r.optimizerStateBytes),
+    optimizerElementsPerRank: reports.map((r) => r.optimizerElements),
+    buckets: reports[0]?.buckets ?? [],
+  };
+}
 
 export interface Bucket {
   /** Range of the flat buffer, [start, end). */

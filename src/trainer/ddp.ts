@@ -17,31 +17,17 @@
 // exchanges once, scaled by 1/N, so a step equals one over the concatenation of all ranks' N
 // batches; the last window of an epoch may be shorter and is scaled by its own length.
 import { attachCollectives, ProcessGroup, segmentBounds } from '../collective/index.js';
-import { DataLoader, type Batch } from '../data/index.js';
+import type { Batch } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
 import { createOptimizer, flattenBuffers, flattenParameters, getBackend, nonFiniteCount, Tensor, type Labels } from '../tensor/index.js';
-import type { TrainedModel, TrainerReport } from './centralized.js';
 import { AccuracyCurve } from './curve.js';
-import { GradSync, LossScaler, makeBuckets, optimizerStateBytes, wireDType, type Bucket } from './data-parallel.js';
+import { dataParallelExtras, GradSync, LossScaler, makeBuckets, optimizerStateBytes, rankSetup, wireDType, type Bucket, type DataParallelReport } from './data-parallel.js';
 import { runLoop } from './loop.js';
-import { buildModel, modelContext, resolveModel } from './model.js';
 import type { TrainOptions } from './options.js';
-import { optimizerSpec, trainerSampler } from './setup.js';
+import { optimizerSpec } from './setup.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
-/** What a data-parallel rank reports beyond the common figures. */
-export interface DataParallelReport extends TrainerReport {
-  /** Peak resident memory of this process, bytes (process.resourceUsage().maxRSS). */
-  peakRssBytes: number;
-  /** Bytes of optimizer state this rank holds. */
-  optimizerStateBytes: number;
-  /** Parameter elements whose optimizer state this rank holds (zero: its shard). */
-  optimizerElements: number;
-  /** fp16: steps skipped because the reduced gradient overflowed. */
-  skippedSteps: number;
-  /** The gradient buckets (ddp, zero stage 2) and their sizes in elements. */
-  buckets: number[];
-}
+export type { DataParallelReport } from './data-parallel.js';
 
 /** Called by the strategies' host hook before the rendezvous completes, so no rank's first message finds no receiver. */
 export function hostCollectives(agent: Agent): { close(): Promise<void> } {
@@ -50,25 +36,18 @@ export function hostCollectives(agent: Agent): { close(): Promise<void> } {
 }
 
 export async function trainDataParallel(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | 'zero'): Promise<WorldTraining> {
-  const { agent, train } = ctx;
-  const pg = ProcessGroup.create(agent, { timeoutMs: opts.collectiveTimeout * 1000 });
+  const pg = ProcessGroup.create(ctx.agent, { timeoutMs: opts.collectiveTimeout * 1000 });
   try {
-    return await run(opts, ctx, mode, pg, agent, train);
+    return await run(opts, ctx, mode, pg);
   } catch (e) {
     pg.close();
     throw e;
   }
 }
 
-async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | 'zero', pg: ProcessGroup, agent: Agent, train: WorldTrainerContext['train']): Promise<WorldTraining> {
-  const sampler = trainerSampler(opts, ctx);
-  const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
-  if (loader.length === 0) {
-    throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of rank ${ctx.rank} of ${ctx.trainers}`);
-  }
-  const resolved = await resolveModel(opts.model);
-  const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
-  const model = await buildModel(resolved, mctx) as TrainedModel;
+async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | 'zero', pg: ProcessGroup): Promise<WorldTraining> {
+  const { agent } = ctx;
+  const { loader, resolved, mctx, model } = await rankSetup(opts, ctx);
   const params = model.parameters();
   const flat = flattenParameters(model);
   const buffers = flattenBuffers(model);
@@ -80,16 +59,15 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
   const buckets = makeBuckets(flat, params, opts.bucketKb * 1024);
   const scaler = new LossScaler(opts.precision === 'fp16');
   const spec = optimizerSpec(opts);
-  let optimizerElements: number;
   let optimizer: ReturnType<typeof createOptimizer>;
   let reduce: (b: Bucket, view: Float32Array) => Promise<unknown>;
-  /** zero: this rank's segment of each bucket, [start, end) in the flat buffer. */
-  let segments: [number, number][] = [];
-  /** zero: the optimizer's shard tensors and where each lives in the flat buffer. */
-  let masters: [Tensor, number, number][] = [];
+  /** The ranges of the flat buffer whose reduced gradient this rank holds and steps: ddp all of it, zero its segment of each bucket. */
+  let segments: [number, number][];
+  /** zero: the optimizer's shard tensors and where each starts in the flat buffer. */
+  let masters: [Tensor, number][] = [];
   if (mode === 'ddp') {
     optimizer = createOptimizer(params, spec);
-    optimizerElements = flat.params.length;
+    segments = [[0, flat.params.length]];
     reduce = (_b, view) => pg.allReduce(view, { op: 'avg', dtype });
   } else {
     // one shard tensor per bucket segment: views of the flat parameters and gradients
@@ -103,13 +81,12 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     masters = own.map(([a, e]) => {
       const t = new Tensor(dtype === 'float32' ? flat.params.subarray(a, e) : flat.params.slice(a, e), [e - a], { requiresGrad: true });
       t.attachGrad(flat.grads.subarray(a, e));
-      return [t, a, e];
+      return [t, a];
     });
-    const shards = masters.map(([t]) => t);
-    optimizer = createOptimizer(shards, spec);
-    optimizerElements = segments.reduce((n, [a, e]) => n + e - a, 0);
+    optimizer = createOptimizer(masters.map(([t]) => t), spec);
     reduce = (_b, view) => pg.reduceScatter(view, { op: 'avg', dtype });
   }
+  const optimizerElements = segments.reduce((n, [a, e]) => n + e - a, 0);
   // zero stage 1 exchanges after backward: hooks launch nothing until finish
   const overlap = mode === 'ddp' || opts.zeroStage === 2;
   const sync = new GradSync(flat, buckets, reduce, opts.findUnusedParameters);
@@ -120,23 +97,19 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
   const exchange = async (): Promise<boolean> => {
     await sync.finish();
     if (!scaler.enabled) return true;
+    let bad = 0;
+    for (const [a, e] of segments) bad += nonFiniteCount(flat.grads.subarray(a, e));
     // every rank must agree on skipping: ddp's reduced gradients are equal everywhere; zero's
     // segments differ per rank, so the overflow flags are combined
-    let overflow: boolean;
-    if (mode === 'ddp') overflow = nonFiniteCount(flat.grads) > 0;
-    else {
-      let bad = 0;
-      for (const [a, e] of segments) bad += nonFiniteCount(flat.grads.subarray(a, e));
-      const flag = Float32Array.of(bad > 0 ? 1 : 0);
+    let overflow = bad > 0;
+    if (mode === 'zero') {
+      const flag = Float32Array.of(overflow ? 1 : 0);
       await pg.allReduce(flag, { op: 'max' });
       overflow = flag[0]! > 0;
     }
     const scale = scaler.scale;
     const step = scaler.update(overflow);
-    if (step) {
-      if (mode === 'ddp') getBackend('cpu').kernels.scale(1 / scale, flat.grads);
-      else for (const [a, e] of segments) getBackend('cpu').kernels.scale(1 / scale, flat.grads.subarray(a, e));
-    }
+    if (step) for (const [a, e] of segments) getBackend('cpu').kernels.scale(1 / scale, flat.grads.subarray(a, e));
     return step;
   };
 
@@ -197,24 +170,16 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     ...(curve ? { curve: curve.points } : {}),
     resolved,
     parameters: model.parameterCount(),
-    extras: (reports) => dataParallelExtras(reports as DataParallelReport[], mode, opts),
+    extras: (reports) => {
+      const rs = reports as DataParallelReport[];
+      return dataParallelExtras(rs, opts, {
+        ...(mode === 'zero' ? { zeroStage: opts.zeroStage } : {}),
+        gradAccum: opts.gradAccum,
+        skippedSteps: Math.max(...rs.map((r) => r.skippedSteps ?? 0)),
+      });
+    },
     async finish() {
       return model;
     },
-  };
-}
-
-/** The job result's data-parallel figures, from every rank's report. */
-function dataParallelExtras(reports: DataParallelReport[], mode: 'ddp' | 'zero', opts: TrainOptions): Record<string, unknown> {
-  const max = (f: (r: DataParallelReport) => number) => Math.max(...reports.map(f));
-  return {
-    precision: opts.precision,
-    ...(mode === 'zero' ? { zeroStage: opts.zeroStage } : {}),
-    gradAccum: opts.gradAccum,
-    peakRssBytes: max((r) => r.peakRssBytes ?? 0),
-    optimizerStateBytesPerRank: reports.map((r) => r.optimizerStateBytes),
-    optimizerElementsPerRank: reports.map((r) => r.optimizerElements),
-    skippedSteps: max((r) => r.skippedSteps ?? 0),
-    buckets: reports[0]?.buckets ?? [],
   };
 }

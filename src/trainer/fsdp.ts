@@ -20,15 +20,13 @@
 // training is in the result. The model is built whole once at the start (rank 0's values are
 // broadcast unit by unit) and gathered whole at the end for the result; neither is in the peak.
 import { ProcessGroup, segmentBounds } from '../collective/index.js';
-import { DataLoader, type Batch } from '../data/index.js';
+import type { Batch } from '../data/index.js';
 import { createOptimizer, flattenBuffers, Module, Sequential, Tensor, type Labels } from '../tensor/index.js';
-import type { TrainedModel } from './centralized.js';
-import { optimizerStateBytes, wireDType } from './data-parallel.js';
-import type { DataParallelReport } from './ddp.js';
+import { dataParallelExtras, optimizerStateBytes, rankSetup, wireDType, type DataParallelReport } from './data-parallel.js';
 import { runLoop } from './loop.js';
-import { buildModel, modelContext, resolveModel } from './model.js';
 import type { TrainOptions } from './options.js';
-import { optimizerSpec, trainerSampler } from './setup.js';
+import { optimizerSpec } from './setup.js';
+import { fsdp } from './strategies/fsdp.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
 interface Unit {
@@ -66,9 +64,10 @@ function unitsOf(model: Module): Module[][] {
 }
 
 export async function trainFsdp(opts: TrainOptions, ctx: WorldTrainerContext): Promise<WorldTraining> {
-  if (opts.evalEvery > 0) throw new RangeError('strategy fsdp does not record an accuracy curve (--eval-every): between steps no rank holds the whole model; evaluate the result instead');
-  const { agent, train } = ctx;
-  const pg = ProcessGroup.create(agent, { timeoutMs: opts.collectiveTimeout * 1000 });
+  // API callers reach this without resolveOptions: the declaration's own refusal, the same line
+  const refusal = fsdp.check?.(opts);
+  if (refusal) throw new RangeError(refusal);
+  const pg = ProcessGroup.create(ctx.agent, { timeoutMs: opts.collectiveTimeout * 1000 });
   try {
     return await run(opts, ctx, pg);
   } finally {
@@ -77,13 +76,8 @@ export async function trainFsdp(opts: TrainOptions, ctx: WorldTrainerContext): P
 }
 
 async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGroup): Promise<WorldTraining> {
-  const { agent, train } = ctx;
-  const sampler = trainerSampler(opts, ctx);
-  const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
-  if (loader.length === 0) throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of rank ${ctx.rank} of ${ctx.trainers}`);
-  const resolved = await resolveModel(opts.model);
-  const mctx = modelContext(opts, train, { rank: ctx.rank, role: 'trainer', workers: ctx.trainers });
-  const model = await buildModel(resolved, mctx) as TrainedModel;
+  const { agent } = ctx;
+  const { loader, resolved, mctx, model } = await rankSetup(opts, ctx);
   const dtype = wireDType(opts.precision);
   const nameOf = new Map(model.namedParameters().map(([n, p]) => [p, n] as const));
   const buffers = flattenBuffers(model);
@@ -229,14 +223,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     parameters: model.parameterCount(),
     extras: (reports) => {
       const rs = reports as FsdpReport[];
-      return {
-        precision: opts.precision,
-        peakRssBytes: Math.max(...rs.map((r) => r.peakRssBytes ?? 0)),
-        optimizerStateBytesPerRank: rs.map((r) => r.optimizerStateBytes),
-        optimizerElementsPerRank: rs.map((r) => r.optimizerElements),
-        peakParameterBytesPerRank: rs.map((r) => r.peakParameterBytes),
-        buckets: rs[0]?.buckets ?? [],
-      };
+      return dataParallelExtras(rs, opts, { peakParameterBytesPerRank: rs.map((r) => r.peakParameterBytes) });
     },
     async finish() {
       return model;
