@@ -104,7 +104,6 @@ export function wireDType(p: Precision): WireDType {
 export class GradSync {
   private readonly grads: Float32Array;
   private readonly bucketOf = new Map<Tensor, number>();
-  private readonly left: number[];
   private readonly ready: Set<Tensor>[];
   private launched: Promise<unknown>[] = [];
   private next = 0;
@@ -121,7 +120,6 @@ export class GradSync {
     private readonly findUnused: boolean,
   ) {
     this.grads = flat.grads;
-    this.left = buckets.map((b) => b.params.length);
     this.ready = buckets.map(() => new Set());
     buckets.forEach((b, i) => {
       for (const p of b.params) {
@@ -137,10 +135,7 @@ export class GradSync {
     this.next = 0;
     this.launched = [];
     this.failure = undefined;
-    for (let i = 0; i < this.buckets.length; i++) {
-      this.left[i] = this.buckets[i]!.params.length;
-      this.ready[i]!.clear();
-    }
+    for (const r of this.ready) r.clear();
   }
 
   /** Backward without synchronisation (accumulating batches locally). */
@@ -153,12 +148,16 @@ export class GradSync {
     const i = this.bucketOf.get(p)!;
     if (this.ready[i]!.has(p)) return;
     this.ready[i]!.add(p);
-    this.left[i]!--;
     this.launchReady();
   }
 
+  /** Every parameter of bucket i has its gradient for this step. */
+  private complete(i: number): boolean {
+    return this.ready[i]!.size === this.buckets[i]!.params.length;
+  }
+
   private launchReady(): void {
-    while (this.next < this.buckets.length && this.left[this.next] === 0) {
+    while (this.next < this.buckets.length && this.complete(this.next)) {
       const i = this.next++;
       const b = this.buckets[i]!;
       const view = this.grads.subarray(b.start, b.end);
@@ -183,7 +182,7 @@ export class GradSync {
     this.armed = false;
     const unused: string[] = [];
     for (let i = 0; i < this.buckets.length; i++) {
-      if (this.left[i] === 0) continue;
+      if (this.complete(i)) continue;
       const b = this.buckets[i]!;
       b.params.forEach((p, k) => {
         if (this.ready[i]!.has(p)) return;
@@ -198,7 +197,6 @@ export class GradSync {
         }
         this.ready[i]!.add(p);
       });
-      this.left[i] = 0;
     }
     if (unused.length > 0) {
       // the buckets already launched must still complete on every rank, or the others would wait for them

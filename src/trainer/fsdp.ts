@@ -32,7 +32,6 @@ import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 interface Unit {
   modules: Module[];
   params: Tensor[];
-  names: string[];
   numel: number;
   /** This rank's segment of the unit's flat parameters. */
   lo: number;
@@ -110,10 +109,9 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
       p.data = EMPTY;
       p.gradStorage = null;
     }
-    units.push({ modules, params, names: params.map((p) => nameOf.get(p) ?? '?'), numel, lo, hi, master, full: null, gathering: null });
+    units.push({ modules, params, numel, lo, hi, master, full: null, gathering: null });
   }
   for (const u of units) hold(u.master.size * 4);
-  peak = live;
   const optimizer = createOptimizer(units.map((u) => u.master).filter((m) => m.size > 0), optimizerSpec(opts));
 
   const gather = (u: Unit): Promise<void> => {
