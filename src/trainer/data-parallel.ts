@@ -28,8 +28,6 @@ export interface DataParallelReport extends TrainerReport {
   optimizerStateBytes: number;
   /** Parameter elements whose optimizer state this rank holds (zero, fsdp: its shard). */
   optimizerElements: number;
-  /** fp16: steps skipped because the reduced gradient overflowed. */
-  skippedSteps: number;
   /** The gradient buckets (ddp, zero) or units (fsdp) and their sizes in elements. */
   buckets: number[];
 }
@@ -47,10 +45,12 @@ export async function rankSetup(opts: TrainOptions, ctx: WorldTrainerContext): P
   return { loader, resolved, mctx, model };
 }
 
-/** The job result's figures every data-parallel strategy reports, from every rank's report; `own` adds a strategy's. */
-export function dataParallelExtras(reports: readonly DataParallelReport[], opts: TrainOptions, own: Record<string, unknown> = {}): Record<string, unknown> {
+/**
+ * The job result's figures every data-parallel strategy reports, from every rank's report; `own`
+ * adds a strategy's. (The trainer role takes `precision` and `skippedSteps` from the reports itself.)
+ */
+export function dataParallelExtras(reports: readonly DataParallelReport[], own: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    precision: opts.precision,
     ...own,
     peakRssBytes: Math.max(...reports.map((r) => r.peakRssBytes ?? 0)),
     optimizerStateBytesPerRank: reports.map((r) => r.optimizerStateBytes),

@@ -158,7 +158,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
   const stats = pg.stats();
   const report: DataParallelReport = {
     trainer: agent.name, samples: result.samples, steps: result.steps, trainSeconds: result.trainSeconds,
-    lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: stats.bytesSent,
+    lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: stats.bytesSent, precision: opts.precision,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     optimizerStateBytes: optimizerStateBytes(optimizer as unknown as { state: Map<unknown, unknown> }),
     optimizerElements,
@@ -170,14 +170,10 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     ...(curve ? { curve: curve.points } : {}),
     resolved,
     parameters: model.parameterCount(),
-    extras: (reports) => {
-      const rs = reports as DataParallelReport[];
-      return dataParallelExtras(rs, opts, {
-        ...(mode === 'zero' ? { zeroStage: opts.zeroStage } : {}),
-        gradAccum: opts.gradAccum,
-        skippedSteps: Math.max(...rs.map((r) => r.skippedSteps ?? 0)),
-      });
-    },
+    extras: (reports) => dataParallelExtras(reports as DataParallelReport[], {
+      ...(mode === 'zero' ? { zeroStage: opts.zeroStage } : {}),
+      gradAccum: opts.gradAccum,
+    }),
     async finish() {
       return model;
     },

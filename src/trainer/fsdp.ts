@@ -206,11 +206,10 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
   for (const u of units) await gather(u);
   const report: FsdpReport = {
     trainer: agent.name, samples: result.samples, steps: result.steps, trainSeconds: result.trainSeconds,
-    lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: pg.stats().bytesSent,
+    lossSum: result.lossSum, lossCount: result.lossCount, version: result.steps, bytesSent: pg.stats().bytesSent, precision: opts.precision,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     optimizerStateBytes: optimizerStateBytes(optimizer as unknown as { state: Map<unknown, unknown> }),
     optimizerElements: units.reduce((n, u) => n + u.hi - u.lo, 0),
-    skippedSteps: 0,
     buckets: units.map((u) => u.numel),
     peakParameterBytes: trainingPeak,
     units: units.length,
@@ -221,7 +220,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     parameters: model.parameterCount(),
     extras: (reports) => {
       const rs = reports as FsdpReport[];
-      return dataParallelExtras(rs, opts, { peakParameterBytesPerRank: rs.map((r) => r.peakParameterBytes) });
+      return dataParallelExtras(rs, { peakParameterBytesPerRank: rs.map((r) => r.peakParameterBytes) });
     },
     async finish() {
       return model;
