@@ -129,23 +129,22 @@ export class PsClient {
    * by it. Resolves to false when the scaled gradient overflowed: zeros were pushed instead (the
    * sync rounds stay aligned) and the caller skips the step and lowers its scale.
    */
-  async pushPull(scale = 1): Promise<boolean> {
-    const { grads, overflow } = this.encode(scale);
-    const s = overflow ? 1 : scale;
-    await this.each((i) => {
-      if (this.remote(i)) this.bytes += grads[i]!.byteLength;
-      return this.agent.call<PullReply>(this.servers[i]!, PS_FUNCTIONS.pushPull, [this.trainer, this.versions[i], grads[i], ...(s === 1 ? [] : [s])]).then((r) => this.land(i, r));
-    });
-    return !overflow;
+  pushPull(scale = 1): Promise<boolean> {
+    return this.pushWith<PullReply>(PS_FUNCTIONS.pushPull, scale, (i, r) => this.land(i, r));
   }
 
   /** Pushes the gradient shards (resolves when applied; false: overflowed, see pushPull). */
-  async push(scale = 1): Promise<boolean> {
+  push(scale = 1): Promise<boolean> {
+    return this.pushWith<PushReply>(PS_FUNCTIONS.push, scale, (i, r) => { this.clocks[i] = r.clock; });
+  }
+
+  /** One push call per server (`fn`: push or pushPull) with the encoded gradient shards; false: overflowed. */
+  private async pushWith<R>(fn: string, scale: number, reply: (i: number, r: R) => void): Promise<boolean> {
     const { grads, overflow } = this.encode(scale);
     const s = overflow ? 1 : scale;
     await this.each((i) => {
       if (this.remote(i)) this.bytes += grads[i]!.byteLength;
-      return this.agent.call<PushReply>(this.servers[i]!, PS_FUNCTIONS.push, [this.trainer, this.versions[i], grads[i], ...(s === 1 ? [] : [s])]).then((r) => { this.clocks[i] = r.clock; });
+      return this.agent.call<R>(this.servers[i]!, fn, [this.trainer, this.versions[i], grads[i], ...(s === 1 ? [] : [s])]).then((r) => reply(i, r));
     });
     return !overflow;
   }
