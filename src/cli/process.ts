@@ -135,7 +135,8 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
   const spec = worldStrategy(opts);
   const device = chooseDevice(opts, log);
   // a dataset file is read by share: each trainer reads only its own pages
-  const data = await loadTrainingData(opts, { shard: { rank: place.index, worldSize: place.trainers } });
+  const shard = spec.world === 'peers' && spec.dataShard ? spec.dataShard(place.index, place.trainers, opts) : { rank: place.index, worldSize: place.trainers };
+  const data = await loadTrainingData(opts, { shard });
   const primary = place.index === 0;
 
   const agent = await startAgent(place);

@@ -12,7 +12,7 @@ import { MAX_PROCESSES, readTopologyFile, topologyFromFlags, type Topology } fro
 import { TOPOLOGY_KEYS, trainFlagTable, type FlagValue, type TrainFlags } from '../launch/train-flags.js';
 import { DEFAULTS, type Consistency } from '../trainer/options.js';
 import type { Clock } from '../rpc/clock.js';
-import { worldStrategies } from './strategies.js';
+import { findStrategy, worldStrategies } from './strategies.js';
 
 function count(flag: string, min: number) {
   return (value: string): number => {
@@ -163,10 +163,14 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
   // The default model with no options needs no check (and the tensor layer is then not loaded here).
   const o = topology.options;
   const modelOptions = typeof o.modelOptions === 'string' ? JSON.parse(o.modelOptions) as Record<string, unknown> : o.modelOptions;
-  if (o.model !== DEFAULTS.model || Object.keys(modelOptions).length > 0) {
+  // A strategy that checks the model itself (pipeline: can it be cut into the stages asked for) always builds it.
+  const checkModel = findStrategy(topology.strategy)?.checkModel;
+  if (o.model !== DEFAULTS.model || Object.keys(modelOptions).length > 0 || checkModel) {
     try {
       const [{ loadModel }, { datasetShape }] = await Promise.all([import('../trainer/model.js'), import('../data/index.js')]);
-      await loadModel({ ...o, modelOptions }, await datasetShape(o.dataset), { rank: null, role: 'trainer', workers: topology.trainers.length });
+      const { model, ctx } = await loadModel({ ...o, modelOptions }, await datasetShape(o.dataset), { rank: null, role: 'trainer', workers: topology.trainers.length });
+      const refusal = await checkModel?.(model, ctx, { ...o, modelOptions });
+      if (refusal) throw new Error(refusal);
     } catch (e) {
       stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
       return 1;

@@ -234,6 +234,18 @@ export class ProcessGroup {
     return { ...this.counters };
   }
 
+  /**
+   * Gives up on the group because of `reason` (this rank's own failure, outside any op): the other
+   * ranks are told, so their ops fail at once naming this rank instead of at their timeouts, and
+   * the group is broken here too. No-op once the group is broken or closed.
+   */
+  abort(reason: Error): void {
+    if (this.broken || this.closed) return;
+    const e = reason instanceof CollectiveError ? reason : this.error(Status.ABORTED, `rank ${this.rank} (${this.agent.name}) failed: ${reason.message}`);
+    this.notifyAbort(e);
+    this.fail(e);
+  }
+
   /** Stops routing messages to this group; ops still running fail. */
   close(): void {
     if (this.closed) return;

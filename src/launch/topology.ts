@@ -100,6 +100,10 @@ export function checkTopology(input: TopologyInput, where?: string): Topology {
   }
   const conflict = consistencyConflict(strategy, input.consistency);
   if (conflict) throw err(conflict);
+  const options: TrainOptions = { ...DEFAULTS, ...(input.train as Partial<TrainOptions>), strategy, consistency: input.consistency };
+  if (input.staleness !== undefined) options.staleness = input.staleness;
+  const need = spec.world === 'peers' ? spec.peers?.(options) : undefined;
+  if (need && T !== need.count) throw err(`strategy ${strategy} runs ${need.because} = ${need.count} trainer processes, got ${T} trainers: leave --trainers out or give ${need.count}`);
   if (S + T > MAX_PROCESSES) throw err(`a local topology runs at most ${MAX_PROCESSES} processes, got ${S + T}`);
   if (input.staleness !== undefined && input.consistency !== 'ssp') {
     throw err(`staleness applies to consistency ssp only, but consistency is ${input.consistency}`);
@@ -115,8 +119,6 @@ export function checkTopology(input: TopologyInput, where?: string): Topology {
   const servers = specs(input.servers, 'ps-server', 0);
   const trainers = specs(input.trainers, 'trainer', S);
   const shards = input.shards === undefined ? undefined : checkShards(input.shards, servers, strategy, err);
-  const options: TrainOptions = { ...DEFAULTS, ...(input.train as Partial<TrainOptions>), strategy, consistency: input.consistency };
-  if (input.staleness !== undefined) options.staleness = input.staleness;
   const refusal = spec.check?.(options);
   if (refusal) throw err(refusal);
   return { strategy, consistency: input.consistency, staleness: input.consistency === 'ssp' ? options.staleness : undefined, servers, trainers, shards, train: input.train, options };
@@ -176,7 +178,9 @@ export interface TopologyFlags {
 
 export function topologyFromFlags(f: TopologyFlags): Topology {
   const servers = f.servers ?? defaultServers(f.strategy);
-  const trainers = f.trainers ?? 2;
+  const spec = findStrategy(f.strategy);
+  const peers = spec?.world === 'peers' ? spec.peers?.({ ...DEFAULTS, ...(f.train as Partial<TrainOptions>) }) : undefined;
+  const trainers = f.trainers ?? peers?.count ?? 2;
   return checkTopology({
     strategy: f.strategy,
     consistency: f.consistency,

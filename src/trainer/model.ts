@@ -232,7 +232,8 @@ export function modelContext(
 
 /** resolveModel, then buildModel with the context of `place`: the usual way a strategy gets its instance. */
 export async function loadModel(opts: { model: ModelRef; seed: number; hidden: number; depth: number; modelOptions: Record<string, unknown> },
-  data: DataShape, place: { rank: number | null; role: ModelContext['role']; workers: number }): Promise<{ resolved: ResolvedModel; model: Module }> {
+  data: DataShape, place: { rank: number | null; role: ModelContext['role']; workers: number }): Promise<{ resolved: ResolvedModel; model: Module; ctx: ModelContext }> {
   const resolved = await resolveModel(opts.model);
-  return { resolved, model: await buildModel(resolved, modelContext(opts, data, place)) };
+  const ctx = modelContext(opts, data, place);
+  return { resolved, model: await buildModel(resolved, ctx), ctx };
 }

@@ -5,6 +5,8 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DATASET_NAMES, parseDatasetSpec, type DatasetName } from '../data/index.js';
 import type { ModelRef } from './model.js';
+// the pipeline's vocabulary (pure, no RPC): its schedules and balances are flag choices
+import { BALANCES, SCHEDULES, type Balance, type ScheduleName } from '../pipeline/schedule-names.js';
 
 // the strategies' names and their consistency refusals come from the table of strategies
 import { findStrategy, STRATEGIES, type Strategy } from './strategies/index.js';
@@ -99,6 +101,20 @@ export interface TrainOptions {
   reshardAfterForward: boolean;
   /** Seconds a collective op waits for the other ranks before it fails naming the missing ones. */
   collectiveTimeout: number;
+  /** pipeline: stages (processes per pipeline), each a contiguous run of the model's Sequential children. */
+  stages: number;
+  /** pipeline: micro-batches per batch (a batch of N is cut into M parts of N / M samples, the first N % M one larger). */
+  microBatches: number;
+  /** pipeline: the order of each stage's forwards and backwards. */
+  schedule: ScheduleName;
+  /** pipeline: pipelines side by side, each stage's gradients all-reduced across them (pipeline x data parallelism). */
+  replicas: number;
+  /** pipeline: what the automatic cut balances across stages. */
+  balance: Balance;
+  /** pipeline: the cut by hand, the child index at which each stage after the first starts (overrides balance). */
+  split?: number[];
+  /** pipeline: run each stage's forward again during backward instead of keeping its activations. */
+  recompute: boolean;
 }
 
 export const DEFAULTS: TrainOptions = {
@@ -132,6 +148,12 @@ export const DEFAULTS: TrainOptions = {
   zeroStage: 1,
   reshardAfterForward: true,
   collectiveTimeout: 30,
+  stages: 2,
+  microBatches: 4,
+  schedule: '1f1b',
+  replicas: 1,
+  balance: 'flops',
+  recompute: false,
 };
 
 function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -217,13 +239,27 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--find-unused-parameters', 'ddp: a parameter without a gradient counts as zero instead of failing the step').default(d.findUnusedParameters))
     .addOption(new Option('--zero-stage <n>', 'zero: 1 shards optimizer state, 2 also gradients').argParser(integer('--zero-stage', 1, 2)).default(d.zeroStage))
     .addOption(new Option('--no-reshard-after-forward', 'fsdp: keep gathered parameters from forward to backward (more memory, one gather less)'))
-    .addOption(new Option('--collective-timeout <seconds>', 'seconds a collective waits for the other ranks before failing').argParser(real('--collective-timeout', 0, 86400, true)).default(d.collectiveTimeout));
+    .addOption(new Option('--collective-timeout <seconds>', 'seconds a collective waits for the other ranks before failing').argParser(real('--collective-timeout', 0, 86400, true)).default(d.collectiveTimeout))
+    .addOption(new Option('--stages <n>', 'pipeline: stages per pipeline (one process each)').argParser(integer('--stages', 1, 256)).default(d.stages))
+    .addOption(new Option('--micro-batches <n>', 'pipeline: micro-batches per batch').argParser(integer('--micro-batches', 1, 1 << 16)).default(d.microBatches))
+    .addOption(new Option('--schedule <name>', 'pipeline: gpipe (all forwards, then all backwards) or 1f1b (one forward, one backward)').choices(SCHEDULES).default(d.schedule))
+    .addOption(new Option('--replicas <n>', 'pipeline: pipelines side by side, gradients all-reduced per stage').argParser(integer('--replicas', 1, 256)).default(d.replicas))
+    .addOption(new Option('--balance <cost>', 'pipeline: what the automatic cut balances: flops or params').choices(BALANCES).default(d.balance))
+    .addOption(new Option('--split <indices>', 'pipeline: the cut by hand: child index where each stage after the first starts (e.g. 4 or 3,6)').argParser(splitIndices))
+    .addOption(new Option('--recompute', 'pipeline: recompute each stage\'s forward during backward instead of keeping activations').default(d.recompute));
+}
+
+/** --split 3,6: child indices, increasing (checked against the model when it is split). */
+function splitIndices(value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim());
+  if (parts.some((s) => !/^\d+$/.test(s))) throw new InvalidArgumentError(`--split must be comma-separated child indices (e.g. 4 or 3,6), got '${value}'`);
+  return parts.map(Number);
 }
 
 /** Fills in defaults for an API caller and checks the combinations the flags cannot express. */
 export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   const o: TrainOptions = { ...DEFAULTS, ...partial };
-  const positive: Array<keyof TrainOptions> = ['hidden', 'epochs', 'batchSize', 'workers', 'bucketKb', 'gradAccum'];
+  const positive: Array<keyof TrainOptions> = ['hidden', 'epochs', 'batchSize', 'workers', 'bucketKb', 'gradAccum', 'stages', 'microBatches', 'replicas'];
   for (const key of positive) {
     const v = o[key];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
@@ -237,6 +273,9 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (!(PRECISIONS as readonly string[]).includes(o.precision)) throw new RangeError(`option precision must be one of ${PRECISIONS.join(', ')}, got '${String(o.precision)}'`);
   if (o.zeroStage !== 1 && o.zeroStage !== 2) throw new RangeError(`option zeroStage must be 1 or 2, got ${String(o.zeroStage)}`);
   if (!(o.collectiveTimeout > 0) || !Number.isFinite(o.collectiveTimeout)) throw new RangeError(`option collectiveTimeout must be a positive number of seconds, got ${String(o.collectiveTimeout)}`);
+  if (!(SCHEDULES as readonly string[]).includes(o.schedule)) throw new RangeError(`option schedule must be one of ${SCHEDULES.join(', ')}, got '${String(o.schedule)}'`);
+  if (!(BALANCES as readonly string[]).includes(o.balance)) throw new RangeError(`option balance must be one of ${BALANCES.join(', ')}, got '${String(o.balance)}'`);
+  if (o.split !== undefined && (!Array.isArray(o.split) || o.split.some((i) => !Number.isSafeInteger(i) || i < 0))) throw new RangeError(`option split must be an array of child indices, got ${JSON.stringify(o.split)}`);
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
   if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);
   const refusal = findStrategy(o.strategy)?.check?.(o);

@@ -51,6 +51,21 @@ export interface TrainResult {
   gradAccum?: number;
   /** ddp: gradient bucket sizes in elements, in launch order. */
   buckets?: number[];
+  /** pipeline: stages per pipeline, micro-batches per batch, the schedule, pipelines side by side, recomputation. */
+  stages?: number;
+  microBatches?: number;
+  schedule?: string;
+  replicas?: number;
+  recompute?: boolean;
+  /** pipeline: how the cut was chosen (flops, params, or split by hand), each stage's children [first, end) and parameters. */
+  balance?: string;
+  stageChildren?: number[][];
+  stageParameters?: number[];
+  /** pipeline: per stage, the fraction of its step time it did not compute (mean over replicas), and (K - 1) / (M + K - 1). */
+  bubblePerStage?: number[];
+  theoreticalBubble?: number;
+  /** pipeline: per stage, the most activation bytes one process held at once. */
+  peakActivationBytesPerStage?: number[];
   /** With --eval-every: test accuracy on a fixed slice over training time. */
   curve?: Array<{ seconds: number; samples: number; accuracy: number }>;
 }

@@ -8,11 +8,12 @@
 // A declaration is light: it imports its implementation on demand inside its run functions, so
 // reading the table (every command does) loads no RPC, gRPC or worker-thread code.
 import type { Dataset } from '../data/index.js';
+import type { Module } from '../tensor/index.js';
 import type { Agent } from '../rpc/index.js';
 import type { TrainerReport } from './centralized.js';
 import type { CurvePoint } from './curve.js';
 import type { Classifier } from './evaluate.js';
-import type { ResolvedModel } from './model.js';
+import type { ModelContext, ResolvedModel } from './model.js';
 import type { Consistency, TrainOptions } from './options.js';
 import type { TrainResult } from './result.js';
 import type { WorldPlace } from './world.js';
@@ -41,6 +42,11 @@ interface StrategyBase {
   refusal?(consistency: string): string;
   /** Why these options cannot run under this strategy, or null: checked by resolveOptions before anything starts. */
   check?(opts: TrainOptions): string | null;
+  /**
+   * Why this model cannot run under this strategy with these options, or null (pipeline: the
+   * model cannot be cut into the stages asked for). psrun checks it before any process starts.
+   */
+  checkModel?(model: Module, ctx: ModelContext, opts: TrainOptions): Promise<string | null>;
   /** The consistency model its result reports: what the run did (null: no servers). */
   resultConsistency(opts: TrainOptions): Consistency | null;
 }
@@ -79,6 +85,17 @@ export interface PeersStrategy extends StrategyBase {
     serves: string;
     start(agent: Agent, opts: TrainOptions, place: WorldPlace): Promise<{ close(): Promise<void> }>;
   };
+  /**
+   * The number of peers these options need, and the flags that say it (pipeline: stages x
+   * replicas); psrun starts that many by default and refuses another count. Absent: any number.
+   */
+  peers?(opts: TrainOptions): { count: number; because: string };
+  /**
+   * Which share of the training data peer `index` of `peers` reads (a dataset file is read by
+   * share; the sampler partitions likewise). Default: its own, `{ rank: index, worldSize: peers }`;
+   * pipeline: the stages of one pipeline read the same share.
+   */
+  dataShard?(index: number, peers: number, opts: TrainOptions): { rank: number; worldSize: number };
   /** One peer's training. */
   train(opts: TrainOptions, ctx: WorldTrainerContext): Promise<WorldTraining>;
 }

@@ -46,6 +46,8 @@ export function resolveWorld(opts: TrainOptions, env: NodeJS.ProcessEnv = proces
   if (rank >= worldSize) throw new RangeError(`--rank ${rank} is outside the world of --world-size ${worldSize}`);
   const spec = strategyOf(opts.strategy);
   if (spec.world === 'peers') {
+    const need = spec.peers?.(opts);
+    if (need && need.count !== worldSize) throw new RangeError(`--strategy ${opts.strategy} runs ${need.because} = ${need.count} processes, got --world-size ${worldSize}`);
     const names = Array.from({ length: worldSize }, (_, i) => `trainer${i}`);
     return { name: opts.name ?? names[rank]!, rank, worldSize, master, role: 'trainer', index: rank, partitioned: true, servers: worldSize, trainers: worldSize, serverNames: names, trainerNames: names };
   }

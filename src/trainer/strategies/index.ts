@@ -11,6 +11,7 @@ import { ddp } from './ddp.js';
 import { fsdp } from './fsdp.js';
 import { local } from './local.js';
 import { partitioned } from './partitioned.js';
+import { pipeline } from './pipeline.js';
 import { remoteForward } from './remote-forward.js';
 import { zero } from './zero.js';
 
@@ -69,4 +70,4 @@ export function consistencyConflict(strategy: string, consistency: string): stri
   return spec.refusal?.(consistency) ?? `strategy ${strategy} runs under consistency ${spec.consistencies.join(' or ')} only, got consistency ${consistency}`;
 }
 
-for (const spec of [local, centralized, remoteForward, partitioned, ddp, zero, fsdp]) registerStrategy(spec);
+for (const spec of [local, centralized, remoteForward, partitioned, ddp, zero, fsdp, pipeline]) registerStrategy(spec);
