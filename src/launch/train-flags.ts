@@ -15,7 +15,7 @@ export const PER_PROCESS_KEYS = new Set(['json', 'progress', 'name', 'rank', 'wo
 export const TOPOLOGY_KEYS = new Set(['strategy', 'consistency', 'staleness']);
 
 /** A value a training flag can take (an object: --model-options, parsed from its JSON). */
-export type FlagValue = string | number | boolean | Record<string, unknown>;
+export type FlagValue = string | number | boolean | number[] | Record<string, unknown>;
 
 /** The training options given explicitly (flags or a topology file), by TrainOptions key. */
 export type TrainFlags = Partial<Record<keyof TrainOptions, FlagValue>>;
@@ -74,7 +74,8 @@ export function trainFlagArgs(flags: TrainFlags): string[] {
     if (v === undefined || v === false) continue;
     out.push(opt.long!);
     // an object goes back as the JSON it was parsed from (String() would make it '[object Object]')
-    if (v !== true) out.push(typeof v === 'object' ? JSON.stringify(v) : String(v));
+    // and a list (--split) as the comma-separated indices it was parsed from
+    if (v !== true) out.push(Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
   }
   return out;
 }

@@ -95,10 +95,11 @@ export function simulateSchedule(name: ScheduleName, stages: number, micro: numb
       if (!op) continue;
       const m = op.micro;
       // a forward needs the previous stage's forward; a backward its own forward and the next stage's backward
-      const dep = op.kind === 'forward'
-        ? (i === 0 ? 0 : fDone[i - 1]![m]!)
-        : Math.max(fDone[i]![m]!, i === stages - 1 ? 0 : bDone[i + 1]![m]!);
-      if (dep < 0 || (op.kind === 'backward' && fDone[i]![m]! < 0)) continue;
+      const needs = op.kind === 'forward'
+        ? [i === 0 ? 0 : fDone[i - 1]![m]!]
+        : [fDone[i]![m]!, i === stages - 1 ? 0 : bDone[i + 1]![m]!];
+      if (needs.some((d) => d < 0)) continue;
+      const dep = Math.max(...needs);
       const start = Math.max(clock[i]!, dep);
       const end = start + (op.kind === 'forward' ? forward : backward);
       (op.kind === 'forward' ? fDone : bDone)[i]![m] = end;

@@ -77,3 +77,48 @@ for (const [what, args, check] of peers) {
     check(t, r);
   });
 }
+
+test('a real pipeline job, 2 stages x 2 replicas: psrun starts 4 processes and reports each stage', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-pipe-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const json = join(dir, 'result.json');
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await main(['node', 'psrun', '--strategy', 'pipeline', '--stages', '2', '--replicas', '2', '--micro-batches', '3', '--schedule', 'gpipe',
+    '--dataset', 'synthetic', '--train-samples', '1024', '--test-samples', '256', '--batch-size', '32', '--progress', 'none', '--kill-grace', '2', '--json', json],
+  { stdout, stderr, handleSignals: false });
+  t.is(code, 0, stdout.text + stderr.text);
+  const r = JSON.parse(readFileSync(json, 'utf8'));
+  t.is(r.trainers, 4);
+  t.is(r.servers, 0);
+  t.is(r.stages, 2);
+  t.is(r.replicas, 2);
+  t.is(r.microBatches, 3);
+  t.is(r.schedule, 'gpipe');
+  // a sample counts once per pipeline: each of the 2 pipelines trains on its half of the 1024
+  t.is(r.samples, 2 * Math.floor(512 / 32) * 32);
+  t.true(r.testAccuracy >= 0 && r.testAccuracy <= 1 && Number.isFinite(r.finalLoss));
+  t.is(r.theoreticalBubble, 1 / 4);
+  t.is(r.bubblePerStage.length, 2);
+  for (const b of r.bubblePerStage) t.true(b >= 0 && b < 1, `bubble ${b}`);
+  t.is(r.peakActivationBytesPerStage.length, 2);
+  t.is(r.stageParameters.reduce((a: number, b: number) => a + b, 0), r.parameters);
+  t.true(r.bytesSent > 0);
+});
+
+test('psrun refuses an impossible pipeline with one line before starting anything', async (t) => {
+  const refuse = async (args: string[], line: RegExp) => {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await main(['node', 'psrun', '--strategy', 'pipeline', '--dataset', 'synthetic', ...args], { stdout, stderr, handleSignals: false });
+    t.is(code, 1);
+    t.regex(stderr.text, line);
+    t.is(stderr.text.trim().split('\n').length, 1, stderr.text);
+  };
+  await refuse(['--stages', '4'], /^error: --stages 4: the model has 3 layer\(s\) with parameters \(children 0: Linear, 2: Linear, 4: Linear\), so at most 3 stage\(s\)$/m);
+  await refuse(['--stages', '2', '--trainers', '3'], /^error: strategy pipeline runs --stages 2 x --replicas 1 = 2 trainer processes, got 3 trainers: leave --trainers out or give 2$/m);
+  await refuse(['--stages', '2', '--split', '5'], /^error: --split 5: 5 is not a valid start of stage 1 \(the model has children 0..4, so stage 1 would be empty\)$/m);
+  await refuse(['--stages', '3', '--split', '1,2'], /^error: pipeline: stage 1 \(children 1: ReLU\) has no parameters/m);
+  await refuse(['--micro-batches', '100', '--batch-size', '64'], /^error: --micro-batches 100 is more than --batch-size 64: a micro-batch would be empty$/m);
+  await refuse(['--consistency', 'async'], /^error: strategy pipeline is synchronous/m);
+});

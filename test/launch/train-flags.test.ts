@@ -31,3 +31,10 @@ test('trainFlagArgs writes the given options in table order, numbers as text', (
   t.deepEqual(trainFlagArgs({}), []);
   t.deepEqual(trainFlagArgs({ epochs: undefined }), []);
 });
+
+test('a list flag (--split) goes to the processes as the comma-separated indices it was parsed from', (t) => {
+  const parsed = parseFlagValue('split', '3,6');
+  t.deepEqual(parsed, [3, 6]);
+  t.deepEqual(trainFlagArgs({ split: parsed }), ['--split', '3,6']);
+  t.throws(() => parseFlagValue('split', '3;6'), { message: /--split must be comma-separated child indices/ });
+});

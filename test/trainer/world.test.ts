@@ -98,3 +98,11 @@ for (const [what, o, env, message] of bad) {
     t.throws(() => resolveWorld(opts(o), env), { instanceOf: RangeError, message });
   });
 }
+
+test('pipeline: the world is --stages x --replicas peers; another world size is refused naming both', (t) => {
+  const place = resolveWorld(opts({ strategy: 'pipeline', stages: 3, replicas: 2, worldSize: 6, master: MASTER, rank: 4 }), {});
+  t.is(place.role, 'trainer');
+  t.is(place.index, 4);
+  t.throws(() => resolveWorld(opts({ strategy: 'pipeline', stages: 3, replicas: 2, worldSize: 4, master: MASTER, rank: 0 }), {}),
+    { message: '--strategy pipeline runs --stages 3 x --replicas 2 = 6 processes, got --world-size 4' });
+});
