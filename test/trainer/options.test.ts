@@ -90,7 +90,7 @@ const badApi: Array<[Partial<TrainOptions>, string]> = [
   [{ workers: '2' as unknown as number }, 'option workers must be a positive integer, got 2'],
   [{ lr: 0 }, 'option lr must be a positive number, got 0'],
   [{ lr: Infinity }, 'option lr must be a positive number, got Infinity'],
-  [{ strategy: 'magic' as never }, "option strategy must be one of local, centralized, remote-forward, partitioned, ddp, zero, fsdp, hogwild, got 'magic'"],
+  [{ strategy: 'magic' as never }, "option strategy must be one of local, centralized, remote-forward, partitioned, ddp, zero, fsdp, pipeline, hogwild, got 'magic'"],
   [{ dataset: 'cifar' }, "option dataset: dataset must be one of fashion-mnist, mnist, synthetic, idx:FOLDER, file:PATH or a dataset module path (./my-data.mjs), got 'cifar'"],
 ];
 

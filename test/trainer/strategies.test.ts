@@ -14,9 +14,9 @@ import { resolveWorld } from '../../src/trainer/world.js';
 // the table as the commands see it: the trainer layer's strategies plus hogwild's
 import '../../src/cli/strategies.js';
 
-const BUILT_IN = ['local', 'centralized', 'remote-forward', 'partitioned', 'ddp', 'zero', 'fsdp', 'hogwild'];
+const BUILT_IN = ['local', 'centralized', 'remote-forward', 'partitioned', 'ddp', 'zero', 'fsdp', 'pipeline', 'hogwild'];
 
-test('the table holds the eight strategies, in the order the flags list them', (t) => {
+test('the table holds the nine strategies, in the order the flags list them', (t) => {
   t.deepEqual(strategies().map((s) => s.name), BUILT_IN);
   t.deepEqual([...STRATEGIES], BUILT_IN);
   const flag = addTrainFlags(new Command()).options.find((o) => o.long === '--strategy')!;
@@ -67,14 +67,14 @@ test('each strategy declares its world: one process, servers and trainers, or pe
   t.like(strategyOf('centralized'), { world: 'servers', serverRole: 'shard' });
   t.like(strategyOf('remote-forward'), { world: 'servers', serverRole: 'model', fixedServers: { count: 1 } });
   t.like(strategyOf('partitioned'), { world: 'peers' });
-  for (const name of ['ddp', 'zero', 'fsdp']) t.like(strategyOf(name), { world: 'peers', consistencies: ['sync'] });
-  t.deepEqual(worldStrategies().map((s) => s.name), ['centralized', 'remote-forward', 'partitioned', 'ddp', 'zero', 'fsdp']);
+  for (const name of ['ddp', 'zero', 'fsdp', 'pipeline']) t.like(strategyOf(name), { world: 'peers', consistencies: ['sync'] });
+  t.deepEqual(worldStrategies().map((s) => s.name), ['centralized', 'remote-forward', 'partitioned', 'ddp', 'zero', 'fsdp', 'pipeline']);
 });
 
 test('an unknown strategy is one clear error listing the known ones', (t) => {
   t.throws(() => strategyOf('ddp-typo'), { instanceOf: RangeError, message: `unknown strategy 'ddp-typo' (known: ${BUILT_IN.join(', ')})` });
   t.is(findStrategy('ddp-typo'), undefined);
-  t.throws(() => resolveOptions({ strategy: 'magic' }), { instanceOf: RangeError, message: /option strategy must be one of local, centralized, remote-forward, partitioned, ddp, zero, fsdp, hogwild, got 'magic'/ });
+  t.throws(() => resolveOptions({ strategy: 'magic' }), { instanceOf: RangeError, message: /option strategy must be one of local, centralized, remote-forward, partitioned, ddp, zero, fsdp, pipeline, hogwild, got 'magic'/ });
 });
 
 test('the consistency refusals come from the table', (t) => {
