@@ -5,6 +5,8 @@ export { cudaAvailable, cudaStatus, resolveDevice } from './tensor/cuda.js';
 export * from './data/index.js';
 export * from './rpc/index.js';
 export * from './collective/index.js';
+export * from './pipeline/index.js';
+export { trainPipeline, type PipelineReport } from './trainer/pipeline.js';
 export { trainLocal } from './trainer/local.js';
 export { evaluate } from './trainer/evaluate.js';
 export { buildModel, loadModel, modelContext, resolveModel, MODEL_PRESETS } from './trainer/model.js';

@@ -43,7 +43,7 @@ export interface PipelinePlan {
   balance: Balance | 'split';
 }
 
-export interface SplitOptions {
+export interface PipelineSplitOptions {
   /** The shape of one input sample (batch dimension excluded). */
   inputShape: readonly number[];
   balance?: Balance;
@@ -145,7 +145,7 @@ function balancedCut(weights: readonly number[], k: number): number[] {
  * a model that is not a Sequential, more stages than layers with parameters, a `split` that leaves
  * a stage empty or without parameters.
  */
-export function planPipeline(model: Module, stages: number, options: SplitOptions): PipelinePlan {
+export function planPipeline(model: Module, stages: number, options: PipelineSplitOptions): PipelinePlan {
   if (!Number.isSafeInteger(stages) || stages < 1) throw new PipelineSplitError(`--stages must be an integer >= 1, got ${stages}`);
   if (!(model instanceof Sequential)) {
     throw new PipelineSplitError(`pipeline: the model must be a Sequential (its children are cut into stages), got ${model.constructor.name}: return a Sequential from createModel`);
