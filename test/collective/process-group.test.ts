@@ -272,3 +272,17 @@ test('newGroup: a subset reduces among its members only; non-members get null', 
     subs[2]!.close();
   });
 });
+
+test('abort: a rank that gives up outside any op stops the others\' ops at once, naming it; the group stays broken', async (t) => {
+  await withGroups(3, {}, async (groups) => {
+    const waiting = groups[1]!.recv(new Float32Array(4), 0, 7);
+    const reducing = groups[2]!.allReduce(new Float32Array(4));
+    groups[0]!.abort(new Error('its data loader failed'));
+    for (const p of [waiting, reducing]) {
+      const e = await t.throwsAsync(p, { instanceOf: CollectiveError });
+      t.regex(e!.message, /rank 0 \(w0\) gave up on group world: rank 0 \(w0\) failed: its data loader failed/);
+    }
+    await t.throwsAsync(groups[0]!.barrier(), { message: /broken by an earlier failure: rank 0 \(w0\) failed: its data loader failed/ });
+    groups[0]!.abort(new Error('again')); // a no-op once broken
+  });
+});
