@@ -14,6 +14,8 @@ export interface StrategySpec {
   scales: boolean;
   /** How `--workers N` is spelled for this strategy. */
   workerArgs: (n: number) => string[];
+  /** false: the strategy records no accuracy curve (it refuses --eval-every), so its runs get none. */
+  curve?: false;
 }
 
 const trainers = (n: number) => ['--trainers', String(n)];
@@ -30,6 +32,12 @@ export const STRATEGY_SPECS: readonly StrategySpec[] = [
   // time-to-accuracy needs: its figures are in docs/BENCHMARKS.md's "Data parallel" section
   { id: 'ddp', command: 'psrun', args: ['--strategy', 'ddp', '--servers', '0'], scales: true, workerArgs: trainers },
   { id: 'zero', command: 'psrun', args: ['--strategy', 'zero', '--servers', '0'], scales: true, workerArgs: trainers },
+  // pipeline: 2 stages (2 processes whatever --workers says), M micro-batches; no curve (no process
+  // holds the whole model between steps), so no time to target
+  ...[1, 4, 8].map((m): StrategySpec => ({
+    id: `pipeline-m${m}`, command: 'psrun', args: ['--strategy', 'pipeline', '--servers', '0', '--stages', '2', '--micro-batches', String(m)],
+    scales: false, workerArgs: () => [], curve: false,
+  })),
   { id: 'hogwild', command: 'trainer', args: ['--strategy', 'hogwild'], scales: true, workerArgs: (n) => ['--workers', String(n)] },
 ];
 

@@ -75,7 +75,18 @@ export function commandLine(ctx: RunContext, run: PlannedRun, json: string): str
   const entry = run.strategy.command === 'trainer'
     ? join(ctx.root, 'src', 'cli', 'trainer-main.ts')
     : join(ctx.root, 'bench', 'strategies-psrun.ts');
-  return ['--import', 'tsx', entry, ...run.strategy.args, ...run.strategy.workerArgs(run.workers), ...ctx.common, '--progress', 'none', '--json', json];
+  return ['--import', 'tsx', entry, ...run.strategy.args, ...run.strategy.workerArgs(run.workers), ...commonFlags(ctx.common, run.strategy.curve !== false), '--progress', 'none', '--json', json];
+}
+
+/** The common flags, without the curve's (--eval-every, --eval-samples) for a strategy that records none. */
+export function commonFlags(common: readonly string[], curve: boolean): string[] {
+  if (curve) return [...common];
+  const out: string[] = [];
+  for (let i = 0; i < common.length; i++) {
+    if (common[i] === '--eval-every' || common[i] === '--eval-samples') i++;
+    else out.push(common[i]!);
+  }
+  return out;
 }
 
 /**

@@ -67,7 +67,7 @@ export function benchCommand(): Command {
   return new Command('bench')
     .description('Compare psrpc training strategies: samples/s, time to a target accuracy, bytes per sample, accuracy curves')
     .addOption(new Option('--quick', 'a short run: workers 1,2, 30,000 training and 2,000 test samples, 500-sample curve slice'))
-    .addOption(new Option('--strategies <list>', 'comma-separated: all, centralized, local, centralized-sync, centralized-async, centralized-ssp2, centralized-ssp8, remote-forward, partitioned, ddp, zero, hogwild').default('all'))
+    .addOption(new Option('--strategies <list>', 'comma-separated: all, centralized, local, centralized-sync, centralized-async, centralized-ssp2, centralized-ssp8, remote-forward, partitioned, ddp, zero, pipeline-m1, pipeline-m4, pipeline-m8, hogwild').default('all'))
     .addOption(new Option('--workers <list>', 'trainer / worker counts (default 1,2,4; --quick 1,2)').argParser(wrap(parseWorkers)))
     .addOption(new Option('--epochs <n>', 'epochs per run').argParser(int('--epochs', 1)).default(1))
     .addOption(new Option('--target-accuracy <x>', 'test accuracy the time-to-target figure measures').argParser(real('--target-accuracy', 0, 1)).default(0.8))

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseWorkers, planRuns, selectStrategies, STRATEGY_SPECS } from '../../bench/strategies-matrix.js';
-import { medianRow, rowFromResult, runOne, timeToTarget, type RunRow } from '../../bench/strategies-run.js';
+import { commandLine, commonFlags, medianRow, rowFromResult, runOne, timeToTarget, type RunRow } from '../../bench/strategies-run.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const script = join(root, 'bench', 'strategies.ts');
@@ -31,6 +31,21 @@ test('selectStrategies and parseWorkers accept the documented names and reject o
   // local runs once whatever the worker counts; the others once per count
   const runs = planRuns(selectStrategies('local,hogwild'), [1, 2, 4]);
   t.deepEqual(runs.map((r) => `${r.strategy.id}x${r.workers}`), ['localx1', 'hogwildx1', 'hogwildx2', 'hogwildx4']);
+});
+
+test('the pipeline rows: M = 1, 4, 8 on 2 stages, run once, without the accuracy curve\'s flags', (t) => {
+  const rows = selectStrategies('pipeline-m1,pipeline-m4,pipeline-m8');
+  t.deepEqual(rows.map((s) => s.id), ['pipeline-m1', 'pipeline-m4', 'pipeline-m8']);
+  t.deepEqual(planRuns(rows, [1, 2, 4]).map((r) => r.workers), [1, 1, 1]);
+  const common = ['--epochs', '1', '--eval-every', '0.01', '--eval-samples', '500', '--model', 'mlp'];
+  t.deepEqual(commonFlags(common, false), ['--epochs', '1', '--model', 'mlp']);
+  t.deepEqual(commonFlags(common, true), common);
+  const args = commandLine({ root: '/r', common, targetAccuracy: 0.8, tmpDir: '/t' }, { strategy: rows[1]!, workers: 1 }, '/t/r.json');
+  t.false(args.includes('--eval-every'));
+  t.deepEqual(args.slice(args.indexOf('--strategy'), args.indexOf('--strategy') + 8), ['--strategy', 'pipeline', '--servers', '0', '--stages', '2', '--micro-batches', '4']);
+  // the other rows keep the curve
+  const ddp = commandLine({ root: '/r', common, targetAccuracy: 0.8, tmpDir: '/t' }, { strategy: selectStrategies('ddp')[0]!, workers: 2 }, '/t/r.json');
+  t.true(ddp.includes('--eval-every'));
 });
 
 test('rowFromResult takes bytes per sample from the result, 0 for one process, n/a otherwise', (t) => {
