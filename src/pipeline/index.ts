@@ -1,6 +1,6 @@
 // Pipeline parallelism: a Sequential cut into stages (split.ts), the schedules (schedule.ts), the
 // stage runtime (stage.ts) and the links between stages (link.ts).
-export { BALANCES, PipelineSplitError, planPipeline, stageModule, parseSplit } from './split.js';
+export { BALANCES, PipelineSplitError, planPipeline, stageModule } from './split.js';
 export type { Balance, PipelinePlan, StagePlan, PipelineSplitOptions } from './split.js';
 export { SCHEDULES, stageSchedule, peakInFlight, theoreticalBubble, simulateSchedule } from './schedule.js';
 export type { ScheduleName, StageOp, SimulatedPipeline } from './schedule.js';

@@ -211,10 +211,3 @@ export function stageModule(model: Sequential, plan: PipelinePlan, k: number): S
   for (let i = p.first; i < p.end; i++) children.push(model.at(i));
   return new Sequential(...children);
 }
-
-/** Parses `--split 3,5` into child indices (the checks against the model are planPipeline's). */
-export function parseSplit(text: string): number[] {
-  const parts = text.split(',').map((s) => s.trim());
-  if (parts.length === 0 || parts.some((s) => !/^\d+$/.test(s))) throw new RangeError(`--split must be comma-separated child indices (e.g. 3,5), got '${text}'`);
-  return parts.map(Number);
-}
