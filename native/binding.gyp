@@ -10,6 +10,12 @@
   },
   "targets": [
     {
+      "target_name": "psrpc_transport",
+      "sources": ["transport/transport.cc", "transport/binding.cc"],
+      "cflags": ["-pthread"],
+      "ldflags": ["-pthread"]
+    },
+    {
       "target_name": "psrpc",
       "sources": ["binding.cc", "<!@(node -p \"require('fs').readdirSync('cpu').filter(f => f.endsWith('.cc')).map(f => 'cpu/' + f).join(' ')\")"]
     }

@@ -23,12 +23,19 @@
 // reads into one buffer allocated at the announced length (in place on a connected socket, one
 // copy on an accepted one), so decoded tensors view it in place. Bytes that are not a message
 // close the link; a closed link fails, with the Exchange stream, every call in flight to that peer.
+//
+// Two implementations behind one interface (SideChannel): the native transport (native-link.ts:
+// threads of the addon drive the sockets, shared memory on one host), used unless
+// PSRPC_NATIVE_BULK=0, and SideLink below on node's net sockets. They speak the same bytes, so
+// either end may run either; control frames of the native transport (kinds 0x40-0x43: the
+// shared-memory offer and its requests) are skipped here, so a JS end simply never uses shm.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
 import { constants as bufferConstants } from 'node:buffer';
 import { errors } from './errors.js';
 import type { Encoded } from './codec.js';
 import { CHUNKED, frameHead, Kind } from './frame.js';
+import { connectNative, NativeOffer, nativeBulkEnabled } from './native-link.js';
 
 const HELLO_MAGIC = 0x53525350; // 'PSRS'
 const HELLO_BYTES = 8 + 24;
@@ -37,6 +44,9 @@ const pad8 = (n: number) => (8 - (n % 8)) % 8;
 /** How long an offered port waits for its caller to connect. */
 const ACCEPT_MS = 30_000;
 const EMPTY = Buffer.alloc(0);
+/** The native transport's control kinds (include/psrpc/transport.h): skipped by this end. */
+const CONTROL_FIRST = 0x40;
+const CONTROL_LAST = 0x43;
 
 /**
  * Payloads from this size on (and all that do not fit an Exchange message) take the side channel
@@ -55,8 +65,22 @@ export interface SideHead {
   name: string;
 }
 
-/** A connected side channel (either end). */
-export class SideLink {
+/** A connected side channel (either end), native or JS. */
+export interface SideChannel {
+  onMessage: (head: SideHead, payload: Buffer) => void;
+  /** Called once when the link closes, with why (for the UNAVAILABLE error of the calls on it). */
+  onClose: (why: string) => void;
+  readonly open: boolean;
+  /** This end's and the other end's IP address (where a reverse link listens and connects). */
+  readonly localAddress: string | undefined;
+  readonly remoteAddress: string | undefined;
+  /** Queues one message; its segments are referenced, not copied, until they are sent. */
+  send(kind: Kind, callId: number, name: string, payload: Encoded | Uint8Array): boolean;
+  close(why?: string): void;
+}
+
+/** A connected side channel on node's net sockets. */
+export class SideLink implements SideChannel {
   private socket?: net.Socket;
   private stage: 'head' | 'name' | 'payload' = 'head';
   private target: Buffer = Buffer.allocUnsafe(HEAD);
@@ -160,7 +184,8 @@ export class SideLink {
       const flags = t.readUInt8(1);
       this.nameLen = t.readUInt16LE(2);
       const len = t.readDoubleLE(8);
-      if (kind < Kind.Request || kind > Kind.SideReady) return this.fail(`unknown frame kind ${kind}`);
+      const control = kind >= CONTROL_FIRST && kind <= CONTROL_LAST;
+      if (!control && (kind < Kind.Request || kind > Kind.SideReady)) return this.fail(`unknown frame kind ${kind}`);
       if (!(flags & CHUNKED) || t.readUInt32LE(16) !== 0) return this.fail('frame head is not a side-channel head');
       if (!Number.isSafeInteger(len) || len < 0 || len > bufferConstants.MAX_LENGTH) return this.fail(`bad payload length ${len}`);
       this.head = { kind, callId: t.readUInt32LE(4), name: '' };
@@ -179,6 +204,7 @@ export class SideLink {
     const payload = this.target;
     this.head = undefined;
     this.expect('head', Buffer.allocUnsafe(HEAD));
+    if (head.kind >= CONTROL_FIRST && head.kind <= CONTROL_LAST) return; // a native end's shm offer: not for us
     this.onMessage(head, payload);
   }
 
@@ -189,23 +215,34 @@ export class SideLink {
   }
 }
 
+/** An offered port: accepts one connection that proves `token`, then stops listening. */
+export interface Offer {
+  readonly port: number;
+  readonly token: Buffer;
+  close(): void;
+}
+
 /** The callee's offer: a listener that accepts one connection carrying the right token. */
-export class SideOffer {
+export class SideOffer implements Offer {
   readonly token = randomBytes(24);
   private readonly server: net.Server;
   private readonly timer: NodeJS.Timeout;
   private readonly waiting = new Set<net.Socket>();
   private done = false;
 
-  private constructor(private readonly worker: string, private readonly onLink: (link: SideLink) => void) {
+  private constructor(private readonly worker: string, private readonly onLink: (link: SideChannel) => void) {
     this.server = net.createServer((s) => this.greet(s));
     this.server.on('error', () => this.close());
     this.timer = setTimeout(() => this.close(), ACCEPT_MS);
     this.timer.unref();
   }
 
-  /** Listens on `host`, port 0; resolves to the offer (rejects if the host is not local). */
-  static listen(host: string, worker: string, onLink: (link: SideLink) => void): Promise<SideOffer> {
+  /**
+   * Listens on `host`, port 0; resolves to the offer (rejects if the host is not local). The link
+   * is native unless PSRPC_NATIVE_BULK=0.
+   */
+  static listen(host: string, worker: string, onLink: (link: SideChannel) => void): Promise<Offer> {
+    if (nativeBulkEnabled()) return NativeOffer.listen(host, worker, randomBytes(24), ACCEPT_MS, onLink);
     const offer = new SideOffer(worker, onLink);
     return new Promise((resolve, reject) => {
       offer.server.once('error', reject);
@@ -253,7 +290,8 @@ export class SideOffer {
 }
 
 /** The caller's end: connects to an offer and proves the token; resolves when connected. */
-export function connectSide(host: string, port: number, token: Buffer, worker: string): Promise<SideLink> {
+export function connectSide(host: string, port: number, token: Buffer, worker: string): Promise<SideChannel> {
+  if (nativeBulkEnabled()) return connectNative(host, port, token, worker, ACCEPT_MS);
   const link = new SideLink(worker);
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port, onread: { buffer: () => link.readTarget(), callback: (n, buf) => { link.readDone(n, buf as Buffer); return true; } } });

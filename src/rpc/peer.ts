@@ -11,7 +11,7 @@
 // flight on it with UNAVAILABLE.
 import * as grpc from '@grpc/grpc-js';
 import { BulkReader, writeBulk } from './bulk.js';
-import { connectSide, SIDE_MIN_BYTES, sideChannelEnabled, SideOffer, type SideHead, type SideLink } from './bulk-socket.js';
+import { connectSide, SIDE_MIN_BYTES, sideChannelEnabled, SideOffer, type Offer, type SideChannel, type SideHead } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, fromWireError, type RpcError, type WireError } from './errors.js';
 import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
@@ -57,14 +57,14 @@ export class Peer {
   private nextId = 1;
   private closed = false;
   /** Bulk side channel of the current Exchange stream, once connected (bulk-socket.ts). */
-  private side?: SideLink;
+  private side?: SideChannel;
   /**
    * The reverse link, connected by the callee, that carries requests: a socket's reader can land
    * bytes straight in their final buffer only at the end that connected it (net's onread), so
    * each direction gets the socket its receiver connected. Until it is up, requests use `side`.
    */
-  private sideOut?: SideLink;
-  private sideOffer?: SideOffer;
+  private sideOut?: SideChannel;
+  private sideOffer?: Offer;
   /** @internal Waiting in sideLinksUp() for both side links; set only while someone waits. */
   private sideWaiters?: Array<() => void>;
 
@@ -199,7 +199,7 @@ export class Peer {
   }
 
   /** Offers the callee a reverse link for requests (see sideOut); without it, requests use `side`. */
-  private offerReverse(link: SideLink): void {
+  private offerReverse(link: SideChannel): void {
     const host = link.localAddress;
     if (!host) return;
     SideOffer.listen(host, this.self, (out) => {

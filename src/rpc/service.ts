@@ -7,7 +7,7 @@
 // cannot even be parsed is closed with DATA_LOSS; the agent keeps serving either way.
 import * as grpc from '@grpc/grpc-js';
 import { BulkReader, writeBulk } from './bulk.js';
-import { connectSide, SIDE_MIN_BYTES, SideOffer, type SideHead, type SideLink } from './bulk-socket.js';
+import { connectSide, SIDE_MIN_BYTES, SideOffer, type Offer, type SideChannel, type SideHead } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, Status, toWireError } from './errors.js';
 import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
@@ -44,18 +44,18 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
     const out = new FrameBatcher(call, limits.inlineBytes);
     // the bulk side channel of this stream (bulk-socket.ts): large requests arrive on it and
     // large responses leave on it; it lives and dies with this stream
-    let side: SideLink | undefined;
+    let side: SideChannel | undefined;
     // the reverse link the caller offers (peer.ts sideOut): requests arrive on it, zero-copy
-    let sideIn: SideLink | undefined;
-    let offer: SideOffer | undefined;
+    let sideIn: SideChannel | undefined;
+    let offer: Offer | undefined;
     let gone = false;
-    const answerOn = (link: SideLink, callId: number, name: string, payload: Buffer) => {
+    const answerOn = (link: SideChannel, callId: number, name: string, payload: Buffer) => {
       d.dispatch(from, name, payload).then(
         (result) => { d.traffic(); link.send(Kind.Response, callId, '', result); },
         (err) => { d.traffic(); link.send(Kind.Error, callId, '', errorPayload(err)); },
       );
     };
-    const attach = (link: SideLink) => {
+    const attach = (link: SideChannel) => {
       if (gone) { link.close(); return; }
       side = link;
       const onMessage = (h: SideHead, payload: Buffer) => {
@@ -64,7 +64,7 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
         else if (h.kind === Kind.SideReady && !sideIn) connectReverse(link, h.name, payload);
         else link.send(Kind.Error, h.callId, '', errorPayload(errors.codec(d.worker, `unexpected frame kind ${h.kind} in a request`)));
       };
-      const connectReverse = (link: SideLink, port: string, token: Buffer) => {
+      const connectReverse = (link: SideChannel, port: string, token: Buffer) => {
         const host = link.remoteAddress;
         if (!host || !/^\d{1,5}$/.test(port)) return;
         connectSide(host, Number(port), Buffer.from(token), d.worker).then((rev) => {

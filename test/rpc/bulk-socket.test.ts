@@ -9,12 +9,18 @@ import { startWorld, stopWorld } from './world.js';
 import type { Agent } from '../../src/rpc/index.js';
 
 // white-box: the peer's links, to wait for them and to inject bytes
-type PeerView = { side?: { open: boolean; socket: net.Socket }; sideOut?: { open: boolean }; sideLinksUp(): Promise<void> };
+type SideView = { open: boolean; socket?: net.Socket; injectRaw?(bytes: Uint8Array): void; sharedMemory?: boolean };
+type PeerView = { side?: SideView; sideOut?: SideView; sideLinksUp(): Promise<void> };
 const peerOf = (a: Agent) => (a as unknown as { peers: Map<string, PeerView> }).peers.get('w1')!;
 /** Resolves when both side links to w1 are open (an event from the peer, not a polling budget). */
 async function linksUp(a: Agent): Promise<boolean> {
   await peerOf(a).sideLinksUp();
   return Boolean(peerOf(a).side?.open && peerOf(a).sideOut?.open);
+}
+/** Writes bytes that are not messages on a link (the native link's raw write, or the JS socket). */
+function inject(side: SideView, bytes: Buffer): void {
+  if (side.injectRaw) side.injectRaw(bytes);
+  else side.socket!.write(bytes);
 }
 /** A promise and the function that resolves it (handlers say "I am running" through these). */
 function signal(): { fired: Promise<void>; fire: () => void } {
@@ -65,7 +71,7 @@ test('garbage on the side channel fails the calls in flight with UNAVAILABLE, an
     t.true(await linksUp(a!));
     const pending = a!.call('w1', 'slow', [], { timeoutMs: 60_000 });
     await running.fired;
-    peerOf(a!).side!.socket.write(Buffer.alloc(64, 0xee));
+    inject(peerOf(a!).side!, Buffer.alloc(64, 0xee));
     t.is((await t.throwsAsync(pending, { instanceOf: RpcError }))!.code, Status.UNAVAILABLE);
     gate.fire();
     const big = new Float32Array(300_000).fill(2);

@@ -1,0 +1,39 @@
+// The native bulk transport's own C++ test (native/transport/test/link_test.cc): compiled here
+// against native/transport/transport.cc and run, then run again under valgrind's memcheck (leaks
+// and invalid accesses are errors) where valgrind is installed. TCP and shared memory, payloads
+// from 0 bytes to 4 MiB, queued messages at close, garbage on the wire.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/tensor/native.js';
+
+const native = join(packageRoot(), 'native');
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+let dir: string;
+let binary: string;
+test.before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'psrpc-transport-'));
+  binary = join(dir, 'link_test');
+  const cxx = process.env.CXX ?? 'g++';
+  const r = spawnSync(cxx, ['-std=c++17', '-O1', '-g', '-pthread', '-Wall', '-Wextra', '-Werror', `-I${join(native, 'include')}`,
+    join(native, 'transport', 'transport.cc'), join(native, 'transport', 'test', 'link_test.cc'), '-o', binary], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot build the transport test with ${cxx}: ${r.stderr || r.error?.message}`);
+});
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+test('links echo every byte over TCP and shared memory, report queued messages at close, and reject garbage', (t) => {
+  const r = spawnSync(binary, ['3', String(4 << 20)], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /all checks passed/);
+});
+
+const memcheck = has('valgrind') ? test : test.skip;
+memcheck('the same under valgrind: no invalid access, no leak (skipped where valgrind is not installed)', (t) => {
+  const r = spawnSync('valgrind', ['--error-exitcode=9', '--leak-check=full', '--errors-for-leak-kinds=definite,indirect,possible', '-q', binary, '1', String(1 << 20)], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /all checks passed/);
+  t.notRegex(r.stderr, /Invalid (read|write)|definitely lost|uninitialised/);
+});
