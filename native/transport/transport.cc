@@ -96,6 +96,8 @@ class Pool {
     const size_t align = want >= 2 * kHuge ? kHuge : kPage;
     if (posix_memalign(&p, align, want) != 0) return nullptr;
     if (want >= 2 * kHuge) madvise(p, want, MADV_HUGEPAGE);  // advice only; failure changes nothing
+    // fault the fresh pages in with one call, not one by one inside recv (under the socket's lock)
+    if (!std::getenv("PSRPC_NOPOP")) madvise(p, want, MADV_POPULATE_WRITE);
     *capacity = want;
     return p;
   }
@@ -477,6 +479,8 @@ class LinkImpl final : public Link {
       return -1;
     }
     uint8_t* dst = peer_base_ + offset;
+    // pages of the arena this end has not touched yet: fault them in one call, not one by one
+    madvise(dst, round_up(job.total, kPage), MADV_POPULATE_WRITE);
     for (const iovec& v : job.segments) {
       std::memcpy(dst, v.iov_base, v.iov_len);
       dst += v.iov_len;
@@ -554,6 +558,7 @@ class LinkImpl final : public Link {
           break;
         }
         std::shared_ptr<Arena> arena = own_;
+        madvise(arena->base() + offset, round_up(length, kPage), MADV_POPULATE_READ);
         block.data = arena->base() + offset;
         block.length = length;
         block.release = [arena, offset, length] { arena->release(offset, length); };

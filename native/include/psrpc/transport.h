@@ -72,7 +72,10 @@ struct LinkOptions {
   bool shm = true;             // offer our arena and use the peer's (PSRPC_SHM=0: off)
   size_t shm_bytes = 512u << 20;  // size of the arena we offer
   size_t max_payload = 1ull << 32;
-  int socket_buffer = 0;       // SO_SNDBUF / SO_RCVBUF; 0 leaves the kernel's autotuning
+  // SO_SNDBUF / SO_RCVBUF (PSRPC_SOCKET_BUFFER; 0 leaves the kernel's autotuning). 4 MiB: a 16 MB
+  // echo over loopback ran at 0.9-1.1 GB/s autotuned and 1.3-1.7 GB/s with it (the kernel caps it
+  // at net.core.[rw]mem_max).
+  int socket_buffer = 4 << 20;
 };
 
 class Link {
