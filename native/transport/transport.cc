@@ -97,7 +97,7 @@ class Pool {
     if (posix_memalign(&p, align, want) != 0) return nullptr;
     if (want >= 2 * kHuge) madvise(p, want, MADV_HUGEPAGE);  // advice only; failure changes nothing
     // fault the fresh pages in with one call, not one by one inside recv (under the socket's lock)
-    if (!std::getenv("PSRPC_NOPOP")) madvise(p, want, MADV_POPULATE_WRITE);
+    madvise(p, want, MADV_POPULATE_WRITE);
     *capacity = want;
     return p;
   }
