@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <thread>
 
@@ -54,6 +55,18 @@ struct Event {
   uint64_t seq = 0;
 };
 
+// A delivered payload's memory, until it is released: by release() (the ArrayBuffer is detached
+// first, so no view can reach the memory afterwards) or by the ArrayBuffer's finalizer.
+struct Payload {
+  std::function<void()> release;
+  bool released = false;
+};
+// Payloads still held by JS, by data pointer (JS thread only).
+std::unordered_map<void*, Payload*>& held() {
+  static auto* m = new std::unordered_map<void*, Payload*>();
+  return *m;
+}
+
 void deliver(Napi::Env env, Napi::Function callback, Event* e) {
   std::unique_ptr<Event> ev(e);
   if (!env || !callback) {  // torn down: give the memory back
@@ -66,11 +79,16 @@ void deliver(Napi::Env env, Napi::Function callback, Event* e) {
       if (ev->block.length) {
         // V8 counts an external backing store's length as external memory itself (as for its own
         // ArrayBuffers): adjusting it here too doubled the full GCs of a 16 MB echo (65 vs 20).
-        auto* release = new std::function<void()>(std::move(ev->block.release));
-        ab = Napi::ArrayBuffer::New(env, ev->block.data, ev->block.length, [](Napi::Env, void*, std::function<void()>* r) {
-          (*r)();
-          delete r;
-        }, release);
+        auto* payload = new Payload{std::move(ev->block.release)};
+        held()[ev->block.data] = payload;
+        ab = Napi::ArrayBuffer::New(env, ev->block.data, ev->block.length, [](Napi::Env, void* data, Payload* p) {
+          if (!p->released) {
+            auto it = held().find(data);
+            if (it != held().end() && it->second == p) held().erase(it);
+            p->release();
+          }
+          delete p;
+        }, payload);
       } else {
         if (ev->block.release) ev->block.release();
         ab = Napi::ArrayBuffer::New(env, 0);
@@ -423,6 +441,29 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// release(arrayBuffer): gives a received payload's memory back now (to the pool or the arena)
+// instead of when the ArrayBuffer is collected. The ArrayBuffer is detached first, so every view of
+// it becomes empty: a later read finds nothing rather than another message's bytes. False (and
+// nothing done) for any other ArrayBuffer.
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArrayBuffer()) return Napi::Boolean::New(env, false);
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  void* data = ab.Data();
+  auto it = held().find(data);
+  if (!data || it == held().end() || ab.ByteLength() == 0) return Napi::Boolean::New(env, false);
+  Payload* p = it->second;
+  ab.Detach();
+  // the finalizer may have run inside Detach; if it did, the payload is released and gone
+  auto again = held().find(data);
+  if (again != held().end() && again->second == p) {
+    held().erase(again);
+    p->released = true;
+    p->release();
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Value PooledBytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(t::pooled_bytes())); }
 
 Napi::Value TrimPool(const Napi::CallbackInfo& info) {
@@ -458,6 +499,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   JsListener::ctor = new Napi::FunctionReference(Napi::Persistent(JsListener::Define(env)));
   exports.Set("listen", Napi::Function::New<Listen>(env, "listen"));
   exports.Set("connect", Napi::Function::New<Connect>(env, "connect"));
+  exports.Set("release", Napi::Function::New<Release>(env, "release"));
   exports.Set("pooledBytes", Napi::Function::New<PooledBytes>(env, "pooledBytes"));
   exports.Set("trimPool", Napi::Function::New<TrimPool>(env, "trimPool"));
   napi_add_env_cleanup_hook(env, teardown, nullptr);

@@ -25,7 +25,7 @@
 // last seen doing; a failed send (a dead peer) fails it naming that rank. After a failure the group
 // is broken: later ops fail at once with the first failure, because the ranks no longer agree on
 // where they are.
-import { RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
+import { releaseReceived, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
 import { accumulateWire, fromWire, getBackend, roundToWire, toWire, wireBytes, type WireDType } from '../tensor/index.js';
 
 export type ReduceOp = 'sum' | 'avg' | 'max';
@@ -329,7 +329,7 @@ export class ProcessGroup {
         const recvs: Promise<void>[] = [];
         for (let p = 0; p < pieces; p++) {
           const [a, b] = pieceRange(0, buf.length, p, pieces);
-          recvs.push(this.recvPiece(run, root, `b${p}`).then((m) => fromWire(dtype, m.data, buf.subarray(a, b))));
+          recvs.push(this.recvPiece(run, root, `b${p}`).then((m) => { fromWire(dtype, m.data, buf.subarray(a, b)); releaseReceived(m.data); }));
         }
         await Promise.all(recvs);
       }
@@ -378,6 +378,7 @@ export class ProcessGroup {
         return buf;
       }
       fromWire(dtype, m.data, buf);
+      releaseReceived(m.data); // copied out: its memory goes back to the transport now
       return buf;
     }, 0);
   }
@@ -409,6 +410,7 @@ export class ProcessGroup {
       }
       if (dtype !== 'float32') fromWire(dtype, wire, view); // the own contribution as the other rank sees it
       accumulateWire(dtype, reduceOp, view, m.data);
+      releaseReceived(m.data);
       if (op === 'avg') getBackend('cpu').kernels.scale(0.5, view);
       roundToWire(dtype, view);
     };
@@ -434,6 +436,7 @@ export class ProcessGroup {
     const contribution = (r: number): Payload => (r === this.rank ? wire : got[r < this.rank ? r : r - 1]!.data);
     fromWire(dtype, contribution(0), buf);
     for (let r = 1; r < this.size; r++) accumulateWire(dtype, wireOp(op), buf, contribution(r));
+    for (const m of got) releaseReceived(m.data);
     if (op === 'avg') getBackend('cpu').kernels.scale(1 / this.size, buf);
     roundToWire(dtype, buf);
   }
@@ -462,6 +465,7 @@ export class ProcessGroup {
           const into = view(((r - step - 2) % n + n) % n, p);
           const [, m] = await Promise.all([this.sendPiece(run, right, `s${step}.${p}`, toWire(dtype, out)), this.recvPiece(run, left, `s${step}.${p}`)]);
           accumulateWire(dtype, reduceOp, into, m.data);
+          releaseReceived(m.data);
         }
         const mine = view(r, p);
         if (op === 'avg') getBackend('cpu').kernels.scale(1 / n, mine);
@@ -473,6 +477,7 @@ export class ProcessGroup {
           const into = view(((r - step - 1) % n + n) % n, p);
           const [, m] = await Promise.all([this.sendPiece(run, right, `g${step}.${p}`, toWire(dtype, out)), this.recvPiece(run, left, `g${step}.${p}`)]);
           fromWire(dtype, m.data, into);
+          releaseReceived(m.data);
         }
       }
     };

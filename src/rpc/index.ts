@@ -14,6 +14,7 @@ export type { CallOptions, RemoteFunction, ShutdownOptions, WorkerRef } from './
 export type { InitOptions } from './options.js';
 export type { WorkerInfo } from './peer.js';
 export { RRef } from './rref.js';
+export { releaseReceived } from './native-link.js';
 export type { RemoteMethods, RemoteRefMethods } from './rref.js';
 export { DistAutograd, DistAutogradContext } from './dist-autograd.js';
 export { DistributedOptimizer, OptimizerHost } from './dist-optimizer.js';

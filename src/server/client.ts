@@ -7,7 +7,7 @@
 // 16-bit values are widened straight into the flat parameter buffer. A loss-scaled push (fp16)
 // multiplies the gradient by the scale before narrowing and sends the scale along; a push that
 // would carry inf or NaN carries zeros instead and reports the overflow (see pushPull).
-import type { Agent } from '../rpc/index.js';
+import { releaseReceived, type Agent } from '../rpc/index.js';
 import { fromWire, getBackend, nonFiniteCount, toWire, type WireDType } from '../tensor/index.js';
 import { PS_FUNCTIONS, type PullReply, type PushReply } from './protocol.js';
 import { errors } from './errors.js';
@@ -167,6 +167,7 @@ export class PsClient {
     } else {
       this.paramViews[i]!.set(r.values);
     }
+    releaseReceived(r.values); // copied: the reply's memory goes back to the transport now
     this.versions[i] = r.version;
     this.clocks[i] = r.clock;
   }

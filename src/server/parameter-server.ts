@@ -28,7 +28,7 @@
 // wait on it (its agent died) is dropped after `liveTimeoutMs` of silence, counted from its join or
 // its last call (src/rpc/liveness.ts), so nothing waits forever. Trainers that never join fail
 // the joins after `joinTimeoutMs`, counted from the first join.
-import { Liveness, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
+import { Liveness, releaseReceived, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
 import { createOptimizer, fromWire, getBackend, layoutDifference, Tensor, toWire, type Optimizer } from '../tensor/index.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -401,6 +401,8 @@ export class ParameterServer {
       const answered = new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
       this.maybeFinishRound();
       await answered;
+      // the round has stepped: the pushed gradient is dead, and its payload can be reused now
+      if (ArrayBuffer.isView(grads)) releaseReceived(grads);
       return t;
     }
     if (this.options.consistency === 'ssp') await this.sspGate(t);
@@ -408,6 +410,7 @@ export class ParameterServer {
     const lead = t.clock - this.slowestClock();
     if (lead > this.counts.maxLead) this.counts.maxLead = lead;
     this.step(gradient());
+    if (ArrayBuffer.isView(grads)) releaseReceived(grads);
     t.clock++;
     this.wakeBlocked();
     return t;

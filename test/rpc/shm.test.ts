@@ -9,7 +9,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { Agent } from '../../src/rpc/index.js';
 import { RpcError, Status } from '../../src/rpc/errors.js';
-import { nativeBulkEnabled } from '../../src/rpc/native-link.js';
+import { nativeBulkEnabled, releaseReceived } from '../../src/rpc/native-link.js';
 import { WORLD_TIMEOUT_MS } from './world.js';
 
 const childScript = fileURLToPath(new URL('./child-worker.ts', import.meta.url));
@@ -94,4 +94,39 @@ test.serial('a peer killed during a large transfer fails the call with UNAVAILAB
   }
   // payloads received into an arena keep it mapped until they are collected; then nothing is left
   t.deepEqual(await collected(), { mapped: 0, fds: 0 });
+});
+
+test.serial('releaseReceived gives a received payload back at once and empties its views; anything else is left alone', async (t) => {
+  const { agent, exited } = await startPair();
+  try {
+    await agent.call('kid', 'echo', [1]);
+    await sideOf(agent, 'kid').sideLinksUp();
+    const sent = ramp(1 << 20, 2);
+    const got = await agent.call<Float32Array>('kid', 'echo', [sent]);
+    t.deepEqual(got, sent);
+    const again = await agent.call<Float32Array>('kid', 'echo', [sent]);
+    const sameMessage = new Float32Array(again.buffer, again.byteOffset, 16); // another view of it
+    // only memory that arrived on the native transport is released (the JS side channel's is not)
+    t.is(releaseReceived(again), nativeBulkEnabled());
+    if (nativeBulkEnabled()) {
+      t.is(again.length, 0, 'the view is empty, not pointing at reused memory');
+      t.is(sameMessage.length, 0);
+      t.false(releaseReceived(again), 'a second release does nothing');
+    } else {
+      t.is(again[5], sent[5]);
+    }
+    t.false(releaseReceived(sent), 'memory this process made is never released');
+    t.is(sent[7], 14.5);
+    t.deepEqual(got, sent, 'the other message is untouched');
+    // the released memory is reused by the next payloads, which arrive intact
+    for (let k = 0; k < 3; k++) {
+      const x = ramp(1 << 20, k + 3);
+      const back = await agent.call<Float32Array>('kid', 'echo', [x]);
+      t.is(back[999_999], x[999_999]);
+      releaseReceived(back);
+    }
+  } finally {
+    await agent.shutdown({ graceful: true });
+    await exited;
+  }
 });
