@@ -30,6 +30,29 @@ test('links echo every byte over TCP and shared memory, report queued messages a
   t.regex(r.stdout, /all checks passed/);
 });
 
+/** Builds link_test with `flags` into the test folder; null when this compiler cannot (no sanitizer runtime). */
+function build(name: string, flags: string[]): string | null {
+  const out = join(dir, name);
+  const r = spawnSync(process.env.CXX ?? 'g++', ['-std=c++17', '-O1', '-g', '-pthread', ...flags, `-I${join(native, 'include')}`,
+    join(native, 'transport', 'transport.cc'), join(native, 'transport', 'test', 'link_test.cc'), '-o', out], { encoding: 'utf8' });
+  return r.status === 0 ? out : null;
+}
+const canSanitize = spawnSync('sh', ['-c', `echo 'int main(){}' | ${process.env.CXX ?? 'g++'} -x c++ -fsanitize=address,undefined - -o /dev/null`]).status === 0;
+const sanitized = canSanitize ? test : test.skip;
+
+sanitized('the same under AddressSanitizer and UndefinedBehaviorSanitizer, and ThreadSanitizer (skipped without their runtimes)', (t) => {
+  const asan = build('link_test_asan', ['-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']);
+  t.truthy(asan, 'builds with -fsanitize=address,undefined');
+  const r1 = spawnSync(asan!, ['2', String(8 << 20)], { encoding: 'utf8' });
+  t.is(r1.status, 0, r1.stderr);
+  t.notRegex(r1.stderr, /runtime error|AddressSanitizer/);
+  const tsan = build('link_test_tsan', ['-fsanitize=thread']);
+  t.truthy(tsan, 'builds with -fsanitize=thread');
+  const r2 = spawnSync(tsan!, ['1', String(1 << 20)], { encoding: 'utf8' });
+  t.is(r2.status, 0, r2.stderr);
+  t.notRegex(r2.stderr, /ThreadSanitizer/);
+});
+
 const memcheck = has('valgrind') ? test : test.skip;
 memcheck('the same under valgrind: no invalid access, no leak (skipped where valgrind is not installed)', (t) => {
   const r = spawnSync('valgrind', ['--error-exitcode=9', '--leak-check=full', '--errors-for-leak-kinds=definite,indirect,possible', '-q', binary, '1', String(1 << 20)], { encoding: 'utf8' });
