@@ -61,11 +61,29 @@ struct Payload {
   std::function<void()> release;
   bool released = false;
 };
-// Payloads still held by JS, by data pointer (JS thread only).
-std::unordered_map<void*, Payload*>& held() {
-  static auto* m = new std::unordered_map<void*, Payload*>();
-  return *m;
-}
+class JsLink;
+class JsListener;
+struct ConnectTask;
+
+// Everything with a thread, so that environment teardown can stop them all.
+struct Live {
+  std::mutex mu;
+  std::set<JsLink*> links;
+  std::set<JsListener*> listeners;
+  std::set<ConnectTask*> connects;
+};
+
+// What one environment (the main thread, or a worker thread) has of this addon: the addon may be
+// loaded in several, and each one's objects, payloads and teardown are its own. Never freed: it is
+// a few hundred bytes per environment, and objects finalized during teardown may still reach it.
+struct PerEnv {
+  Napi::FunctionReference link_ctor;
+  Napi::FunctionReference listener_ctor;
+  Live live;
+  std::unordered_map<void*, Payload*> held;  // payloads still held by JS, by data pointer (JS thread only)
+};
+void keep(Napi::Env, PerEnv*) {}
+PerEnv& per(Napi::Env env) { return *env.GetInstanceData<PerEnv>(); }
 
 void deliver(Napi::Env env, Napi::Function callback, Event* e) {
   std::unique_ptr<Event> ev(e);
@@ -80,11 +98,12 @@ void deliver(Napi::Env env, Napi::Function callback, Event* e) {
         // V8 counts an external backing store's length as external memory itself (as for its own
         // ArrayBuffers): adjusting it here too doubled the full GCs of a 16 MB echo (65 vs 20).
         auto* payload = new Payload{std::move(ev->block.release)};
-        held()[ev->block.data] = payload;
-        ab = Napi::ArrayBuffer::New(env, ev->block.data, ev->block.length, [](Napi::Env, void* data, Payload* p) {
+        PerEnv* d = &per(env);
+        d->held[ev->block.data] = payload;
+        ab = Napi::ArrayBuffer::New(env, ev->block.data, ev->block.length, [d](Napi::Env, void* data, Payload* p) {
           if (!p->released) {
-            auto it = held().find(data);
-            if (it != held().end() && it->second == p) held().erase(it);
+            auto it = d->held.find(data);
+            if (it != d->held.end() && it->second == p) d->held.erase(it);
             p->release();
           }
           delete p;
@@ -140,22 +159,9 @@ class JsEvents final : public t::Events {
   Napi::ThreadSafeFunction tsfn_;
 };
 
-// Every object with a thread, so that environment teardown can stop them all.
-struct Live {
-  std::mutex mu;
-  std::set<class JsLink*> links;
-  std::set<class JsListener*> listeners;
-  std::set<struct ConnectTask*> connects;
-};
-Live& live() {
-  static Live* l = new Live();
-  return *l;
-}
 
 class JsLink : public Napi::ObjectWrap<JsLink> {
  public:
-  static Napi::FunctionReference* ctor;
-
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeLink", {
         InstanceMethod<&JsLink::Start>("start"),
@@ -171,13 +177,13 @@ class JsLink : public Napi::ObjectWrap<JsLink> {
 
   /** A JS object owning `fd` (a connected socket, hello done). */
   static Napi::Object Wrap(Napi::Env env, int fd) {
-    Napi::Object o = ctor->New({});
+    Napi::Object o = per(env).link_ctor.New({});
     JsLink* self = Unwrap(o);
     self->link_ = t::make_link(fd, options_from_env());
     return o;
   }
 
-  explicit JsLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsLink>(info) {}
+  explicit JsLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsLink>(info), env_data_(&per(info.Env())) {}
 
   ~JsLink() override { Stop(); }
 
@@ -192,8 +198,8 @@ class JsLink : public Napi::ObjectWrap<JsLink> {
  private:
   void Untrack() {
     if (tracked_) {
-      std::lock_guard<std::mutex> lock(live().mu);
-      live().links.erase(this);
+      std::lock_guard<std::mutex> lock(env_data_->live.mu);
+      env_data_->live.links.erase(this);
       tracked_ = false;
     }
     if (tsfn_started_) {
@@ -210,8 +216,8 @@ class JsLink : public Napi::ObjectWrap<JsLink> {
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "psrpc-bulk-link", 0, 1);
     tsfn_started_ = true;
     {
-      std::lock_guard<std::mutex> lock(live().mu);
-      live().links.insert(this);
+      std::lock_guard<std::mutex> lock(env_data_->live.mu);
+      env_data_->live.links.insert(this);
       tracked_ = true;
     }
     link_->start(std::make_shared<JsEvents>(tsfn_));
@@ -279,12 +285,12 @@ class JsLink : public Napi::ObjectWrap<JsLink> {
   Napi::Value Local(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), link_ ? link_->local_address() : ""); }
   Napi::Value Remote(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), link_ ? link_->remote_address() : ""); }
 
+  PerEnv* env_data_;
   std::unique_ptr<t::Link> link_;
   Napi::ThreadSafeFunction tsfn_;
   bool tsfn_started_ = false;
   bool tracked_ = false;
 };
-Napi::FunctionReference* JsLink::ctor = nullptr;
 
 // The result of an accept or connect thread: an fd, or an error.
 struct Outcome {
@@ -308,7 +314,6 @@ void settle(Napi::Env env, Napi::Function cb, Outcome* o) {
 
 class JsListener : public Napi::ObjectWrap<JsListener> {
  public:
-  static Napi::FunctionReference* ctor;
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeListener", {
         InstanceMethod<&JsListener::Accept>("accept"),
@@ -317,16 +322,17 @@ class JsListener : public Napi::ObjectWrap<JsListener> {
     });
   }
 
-  explicit JsListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsListener>(info) {}
+  explicit JsListener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsListener>(info), env_data_(&per(info.Env())) {}
   ~JsListener() override { Stop(); }
 
   void Stop() {
     if (listener_) listener_->cancel();
     if (thread_.joinable()) thread_.join();
-    std::lock_guard<std::mutex> lock(live().mu);
-    live().listeners.erase(this);
+    std::lock_guard<std::mutex> lock(env_data_->live.mu);
+    env_data_->live.listeners.erase(this);
   }
 
+  PerEnv* env_data_;
   std::unique_ptr<t::Listener> listener_;
 
  private:
@@ -344,8 +350,8 @@ class JsListener : public Napi::ObjectWrap<JsListener> {
     std::memcpy(tok.data(), token, 24);
     auto tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "psrpc-bulk-accept", 0, 1);
     {
-      std::lock_guard<std::mutex> lock(live().mu);
-      live().listeners.insert(this);
+      std::lock_guard<std::mutex> lock(env_data_->live.mu);
+      env_data_->live.listeners.insert(this);
     }
     t::Listener* l = listener_.get();
     thread_ = std::thread([l, tok, timeout, tsfn]() mutable {
@@ -370,9 +376,9 @@ class JsListener : public Napi::ObjectWrap<JsListener> {
 
   std::thread thread_;
 };
-Napi::FunctionReference* JsListener::ctor = nullptr;
 
 struct ConnectTask {
+  PerEnv* env_data = nullptr;
   std::thread thread;
   int cancel = -1;
   bool done = false;
@@ -384,7 +390,7 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   std::string error;
   auto l = t::listen_on(info[0].As<Napi::String>().Utf8Value(), &error);
   if (!l) throw Napi::Error::New(env, error);
-  Napi::Object o = JsListener::ctor->New({});
+  Napi::Object o = per(env).listener_ctor.New({});
   JsListener::Unwrap(o)->listener_ = std::move(l);
   return o;
 }
@@ -399,8 +405,8 @@ void finish_connect(Napi::Env env, Napi::Function cb, ConnectOutcome* c) {
   std::unique_ptr<ConnectOutcome> done(c);
   bool mine;
   {
-    std::lock_guard<std::mutex> lock(live().mu);
-    mine = live().connects.erase(c->task) > 0;  // else the teardown hook took (and frees) it
+    std::lock_guard<std::mutex> lock(c->task->env_data->live.mu);
+    mine = c->task->env_data->live.connects.erase(c->task) > 0;  // else the teardown hook took (and frees) it
   }
   if (mine) {
     if (c->task->thread.joinable()) c->task->thread.join();
@@ -423,11 +429,12 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   const int port = info[1].As<Napi::Number>().Int32Value();
   const int timeout = info[3].As<Napi::Number>().Int32Value();
   auto* task = new ConnectTask();
+  task->env_data = &per(env);
   task->cancel = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   auto tsfn = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "psrpc-bulk-connect", 0, 1);
   {
-    std::lock_guard<std::mutex> lock(live().mu);
-    live().connects.insert(task);
+    std::lock_guard<std::mutex> lock(task->env_data->live.mu);
+    task->env_data->live.connects.insert(task);
   }
   task->thread = std::thread([task, host, port, tok, timeout, tsfn]() mutable {
     auto* c = new ConnectOutcome{task, {-1, ""}};
@@ -450,14 +457,15 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
   if (!info[0].IsArrayBuffer()) return Napi::Boolean::New(env, false);
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
   void* data = ab.Data();
-  auto it = held().find(data);
-  if (!data || it == held().end() || ab.ByteLength() == 0) return Napi::Boolean::New(env, false);
+  auto& held = per(env).held;
+  auto it = held.find(data);
+  if (!data || it == held.end() || ab.ByteLength() == 0) return Napi::Boolean::New(env, false);
   Payload* p = it->second;
   ab.Detach();
   // the finalizer may have run inside Detach; if it did, the payload is released and gone
-  auto again = held().find(data);
-  if (again != held().end() && again->second == p) {
-    held().erase(again);
+  auto again = held.find(data);
+  if (again != held.end() && again->second == p) {
+    held.erase(again);
     p->released = true;
     p->release();
   }
@@ -471,16 +479,17 @@ Napi::Value TrimPool(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Environment teardown: cancel and join every thread this addon started.
-void teardown(void*) {
+// Environment teardown: cancel and join every thread this addon started in that environment.
+void teardown(void* arg) {
+  Live& live = static_cast<PerEnv*>(arg)->live;
   std::set<JsLink*> links;
   std::set<JsListener*> listeners;
   std::set<ConnectTask*> connects;
   {
-    std::lock_guard<std::mutex> lock(live().mu);
-    links = live().links;
-    listeners = live().listeners;
-    connects.swap(live().connects);
+    std::lock_guard<std::mutex> lock(live.mu);
+    links = live.links;
+    listeners = live.listeners;
+    connects.swap(live.connects);
   }
   for (JsLink* l : links) l->Stop();
   for (JsListener* l : listeners) l->Stop();
@@ -495,14 +504,16 @@ void teardown(void*) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  JsLink::ctor = new Napi::FunctionReference(Napi::Persistent(JsLink::Define(env)));
-  JsListener::ctor = new Napi::FunctionReference(Napi::Persistent(JsListener::Define(env)));
+  auto* d = new PerEnv();
+  d->link_ctor = Napi::Persistent(JsLink::Define(env));
+  d->listener_ctor = Napi::Persistent(JsListener::Define(env));
+  env.SetInstanceData<PerEnv, keep>(d);
   exports.Set("listen", Napi::Function::New<Listen>(env, "listen"));
   exports.Set("connect", Napi::Function::New<Connect>(env, "connect"));
   exports.Set("release", Napi::Function::New<Release>(env, "release"));
   exports.Set("pooledBytes", Napi::Function::New<PooledBytes>(env, "pooledBytes"));
   exports.Set("trimPool", Napi::Function::New<TrimPool>(env, "trimPool"));
-  napi_add_env_cleanup_hook(env, teardown, nullptr);
+  napi_add_env_cleanup_hook(env, teardown, d);
   return exports;
 }
 
