@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nativeBulkEnabled, transportAddon } from '../../src/rpc/native-link.js';
 import { packageRoot } from '../../src/tensor/native.js';
 
 const native = join(packageRoot(), 'native');
@@ -23,6 +24,11 @@ test.before(() => {
   if (r.status !== 0) throw new Error(`cannot build the transport test with ${cxx}: ${r.stderr || r.error?.message}`);
 });
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+test('the transport addon is built by npm install and loads (else every other transport test would pass on the JS fallback)', (t) => {
+  t.truthy(transportAddon(), 'native/build/Release/psrpc_transport.node loads');
+  t.is(nativeBulkEnabled(), process.env.PSRPC_NATIVE_BULK !== '0');
+});
 
 test('links echo every byte over TCP and shared memory, report queued messages at close, and reject garbage', (t) => {
   const r = spawnSync(binary, ['2', String(136 << 20)], { encoding: 'utf8' }); // 136 MiB: above the arena's kept 128 MiB
