@@ -129,11 +129,14 @@ test('the chart spec has one step-time point per side and size, and memory per r
 });
 
 test('watchPeaks sees the high-water mark of a child that grew and shrank', async (t) => {
-  // the child touches 96 MiB, frees it and waits: its RSS falls back, its VmHWM does not
-  const child = spawn(process.execPath, ['-e', 'let b = Buffer.alloc(96 * 2 ** 20, 1); b = null; globalThis.gc?.(); setTimeout(() => {}, 400);'], { stdio: 'ignore' });
+  // the child touches 96 MiB, frees it, says so and waits for its stdin to close: its RSS falls
+  // back, its VmHWM does not; stop() samples once more while it is still alive (no timing involved)
+  const child = spawn(process.execPath, ['-e', "let b = Buffer.alloc(96 * 2 ** 20, 1); b = null; globalThis.gc?.(); process.stdout.write('ready\\n'); process.stdin.resume();"], { stdio: ['pipe', 'pipe', 'ignore'] });
   const watch = watchPeaks(child.pid!, 20);
-  await new Promise((r) => child.on('close', r));
+  await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); }));
   const seen = watch.stop();
+  child.stdin!.end();
+  await new Promise((r) => child.on('close', r));
   const p = seen.find((s) => s.pid === child.pid);
   t.truthy(p, 'the child was seen');
   t.true(p!.peakRssBytes >= 96 * 2 ** 20, `peak ${p!.peakRssBytes}`);
