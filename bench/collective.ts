@@ -23,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from '../src/rpc/index.js';
 import { attachCollectives, ProcessGroup, segmentBounds, type WireDType } from '../src/collective/index.js';
+import { flagValue } from './peer.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -50,13 +51,7 @@ export interface Flags {
 /** The command line's settings; a bad value throws naming the flag and the value. */
 export function parseFlags(argv: string[]): Flags {
   const quick = argv.includes('--quick');
-  const value = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    if (i < 0) return undefined;
-    const v = argv[i + 1];
-    if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
-    return v;
-  };
+  const value = (name: string) => flagValue(argv, name);
   const ints = (name: string, min: number, fallback: number[]): number[] => {
     const v = value(name);
     if (v === undefined) return fallback;

@@ -52,3 +52,12 @@ export function median(xs: number[]): number {
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
+
+/** The value after `name` in `argv` (undefined when the flag is absent); a flag without one throws. */
+export function flagValue(argv: readonly string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
+  return v;
+}

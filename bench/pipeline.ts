@@ -13,6 +13,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { flagValue } from './peer.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TORCH = join(root, '..', 'shared', 'anchors', 'torch_more.py');
@@ -22,13 +23,7 @@ export interface Flags { rounds: number; micro: number[]; torch: boolean; quick:
 
 export function parseFlags(argv: string[]): Flags {
   const quick = argv.includes('--quick');
-  const value = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    if (i < 0) return undefined;
-    const v = argv[i + 1];
-    if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
-    return v;
-  };
+  const value = (name: string) => flagValue(argv, name);
   for (const a of argv) if (a.startsWith('--') && !['--quick', '--no-torch', '--rounds', '--micro', '--out'].includes(a)) throw new RangeError(`unknown flag ${a}`);
   const rounds = Number(value('--rounds') ?? (quick ? 1 : 3));
   if (!Number.isSafeInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be an integer >= 1, got '${value('--rounds')}'`);

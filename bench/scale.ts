@@ -25,7 +25,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TopLevelSpec } from 'vega-lite';
 import type { JobResult } from '../src/launch/job-result.js';
-import { median } from './peer.js';
+import { flagValue, median } from './peer.js';
 import { renderChart } from './strategies-charts.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -72,13 +72,7 @@ export interface Flags { rounds: number; sizes: Size[]; torch: boolean; build: b
 export function parseFlags(argv: string[]): Flags {
   const known = ['--rounds', '--sizes', '--steps', '--no-torch', '--no-build', '--out', '--chart'];
   for (const a of argv) if (a.startsWith('--') && !known.includes(a)) throw new RangeError(`unknown flag ${a} (known: ${known.join(', ')})`);
-  const value = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    if (i < 0) return undefined;
-    const v = argv[i + 1];
-    if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
-    return v;
-  };
+  const value = (name: string) => flagValue(argv, name);
   const int = (name: string, fallback: number | undefined): number | undefined => {
     const v = value(name);
     if (v === undefined) return fallback;
