@@ -29,9 +29,10 @@ function arenasHeld(): { mapped: number; fds: number } {
   return { mapped, fds };
 }
 
-async function startPair(): Promise<{ agent: Agent; kill: () => void; exited: Promise<unknown> }> {
+/** This process's agent and a child's; `childEnv` overrides the child's environment (else inherited). */
+async function startPair(childEnv: NodeJS.ProcessEnv = {}): Promise<{ agent: Agent; kill: () => void; exited: Promise<unknown> }> {
   const agent = await Agent.start({ name: 'w0', rank: 0, worldSize: 2, master: '127.0.0.1:0', timeoutMs: WORLD_TIMEOUT_MS });
-  const child = spawn(process.execPath, ['--import', 'tsx', childScript, JSON.stringify({ name: 'kid', rank: 1, worldSize: 2, master: agent.address, timeoutMs: WORLD_TIMEOUT_MS })], { stdio: 'ignore' });
+  const child = spawn(process.execPath, ['--import', 'tsx', childScript, JSON.stringify({ name: 'kid', rank: 1, worldSize: 2, master: agent.address, timeoutMs: WORLD_TIMEOUT_MS })], { stdio: 'ignore', env: { ...process.env, ...childEnv } });
   const exited = new Promise((r) => child.on('exit', r));
   await agent.rendezvous();
   return { agent, kill: () => child.kill('SIGKILL'), exited };
@@ -125,6 +126,26 @@ test.serial('releaseReceived gives a received payload back at once and empties i
       t.is(back[999_999], x[999_999]);
       releaseReceived(back);
     }
+  } finally {
+    await agent.shutdown({ graceful: true });
+    await exited;
+  }
+});
+
+test.serial('a native end and a JS end (PSRPC_NATIVE_BULK=0 in the child) interoperate over TCP, the JS end skipping the shm offer', async (t) => {
+  const { agent, exited } = await startPair({ PSRPC_NATIVE_BULK: '0' });
+  try {
+    t.is(await agent.call('kid', 'echo', [1]), 1);
+    await sideOf(agent, 'kid').sideLinksUp();
+    for (const n of [70_000, 1 << 20, 3_000_001]) {
+      const x = ramp(n, 5);
+      const back = await agent.call<Float32Array>('kid', 'echo', [x]);
+      t.is(back.length, n);
+      t.is(back[n - 1], x[n - 1]);
+      t.is(back[n >> 1], x[n >> 1]);
+    }
+    t.false(Boolean(sideOf(agent, 'kid').side?.sharedMemory), 'the JS end never offers an arena');
+    t.false(Boolean(sideOf(agent, 'kid').sideOut?.sharedMemory));
   } finally {
     await agent.shutdown({ graceful: true });
     await exited;
