@@ -275,8 +275,9 @@ size_t advance(std::vector<iovec>& iov, size_t first, size_t n) {
   return first;
 }
 
-// Writes what the socket takes now without blocking: the bytes written, or -1 with `error` set.
-ssize_t write_now(int fd, std::vector<iovec> iov, std::string* error) {
+// Sends `iov` (advancing over partial writes): every byte when `wait`, else what the socket takes
+// now without blocking. Returns the bytes written, or -1 with `error` set.
+ssize_t write_iov(int fd, std::vector<iovec> iov, bool wait, std::string* error) {
   size_t first = 0;
   size_t total = 0;
   while (first < iov.size()) {
@@ -287,10 +288,10 @@ ssize_t write_now(int fd, std::vector<iovec> iov, std::string* error) {
     msghdr msg{};
     msg.msg_iov = &iov[first];
     msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
-    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (!wait && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       *error = errno_text("side channel", errno);
       return -1;
     }
@@ -300,27 +301,8 @@ ssize_t write_now(int fd, std::vector<iovec> iov, std::string* error) {
   return static_cast<ssize_t>(total);
 }
 
-// Sends every byte of `iov` (advancing over partial writes); false with `error` set otherwise.
-bool write_all(int fd, std::vector<iovec> iov, std::string* error) {
-  size_t first = 0;
-  while (first < iov.size()) {
-    if (iov[first].iov_len == 0) {
-      first++;
-      continue;
-    }
-    msghdr msg{};
-    msg.msg_iov = &iov[first];
-    msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
-    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      *error = errno_text("side channel", errno);
-      return false;
-    }
-    first = advance(iov, first, static_cast<size_t>(n));
-  }
-  return true;
-}
+// Sends every byte of `iov`; false with `error` set otherwise.
+bool write_all(int fd, std::vector<iovec> iov, std::string* error) { return write_iov(fd, std::move(iov), true, error) >= 0; }
 
 bool token_equal(const uint8_t* a, const uint8_t* b) {
   uint8_t diff = 0;
@@ -428,7 +410,7 @@ class LinkImpl final : public Link {
     writing_ = true;
     lock.unlock();
     std::string error;
-    const ssize_t n = write_now(fd_, iov_of(job), &error);
+    const ssize_t n = write_iov(fd_, iov_of(job), false, &error);
     const size_t total = job.head.size() + job.total;
     lock.lock();
     writing_ = false;
