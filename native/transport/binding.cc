@@ -160,6 +160,33 @@ class JsEvents final : public t::Events {
 };
 
 
+// The bytes of a typed array or DataView, in place; false for anything else.
+bool bytes_of(Napi::Value v, uint8_t** data, size_t* len) {
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    *data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    *len = ta.ByteLength();
+    return true;
+  }
+  if (v.IsDataView()) {
+    Napi::DataView dv = v.As<Napi::DataView>();
+    *data = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    *len = dv.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+// A side-channel token argument (24 bytes), copied; throws a TypeError naming `fn` otherwise.
+std::array<uint8_t, 24> token_of(Napi::Env env, Napi::Value v, const char* fn) {
+  uint8_t* p = nullptr;
+  size_t n = 0;
+  if (!bytes_of(v, &p, &n) || n != 24) throw Napi::TypeError::New(env, std::string(fn) + ": token must be 24 bytes");
+  std::array<uint8_t, 24> tok{};
+  std::memcpy(tok.data(), p, 24);
+  return tok;
+}
+
 class JsLink : public Napi::ObjectWrap<JsLink> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -222,22 +249,6 @@ class JsLink : public Napi::ObjectWrap<JsLink> {
     }
     link_->start(std::make_shared<JsEvents>(tsfn_));
     return env.Undefined();
-  }
-
-  static bool bytes_of(Napi::Value v, uint8_t** data, size_t* len) {
-    if (v.IsTypedArray()) {
-      Napi::TypedArray ta = v.As<Napi::TypedArray>();
-      *data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-      *len = ta.ByteLength();
-      return true;
-    }
-    if (v.IsDataView()) {
-      Napi::DataView dv = v.As<Napi::DataView>();
-      *data = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
-      *len = dv.ByteLength();
-      return true;
-    }
-    return false;
   }
 
   Napi::Value Send(const Napi::CallbackInfo& info) {
@@ -338,16 +349,10 @@ class JsListener : public Napi::ObjectWrap<JsListener> {
  private:
   Napi::Value Accept(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().ByteLength() != 24) {
-      throw Napi::TypeError::New(env, "NativeListener.accept: token must be 24 bytes");
-    }
-    Napi::TypedArray tokArr = info[0].As<Napi::TypedArray>();
-    const uint8_t* token = static_cast<uint8_t*>(tokArr.ArrayBuffer().Data()) + tokArr.ByteOffset();
+    const std::array<uint8_t, 24> tok = token_of(env, info[0], "NativeListener.accept");
     if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "NativeListener.accept: callback must be a function");
     if (thread_.joinable() || !listener_) throw Napi::Error::New(env, "NativeListener.accept: accepting already, or closed");
     const int timeout = info[1].As<Napi::Number>().Int32Value();
-    std::array<uint8_t, 24> tok{};
-    std::memcpy(tok.data(), token, 24);
     auto tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "psrpc-bulk-accept", 0, 1);
     {
       std::lock_guard<std::mutex> lock(env_data_->live.mu);
@@ -421,10 +426,7 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsTypedArray() || !info[4].IsFunction()) {
     throw Napi::TypeError::New(env, "connect(host, port, token, timeoutMs, cb)");
   }
-  Napi::TypedArray tokArr = info[2].As<Napi::TypedArray>();
-  if (tokArr.ByteLength() != 24) throw Napi::TypeError::New(env, "connect: token must be 24 bytes");
-  std::array<uint8_t, 24> tok{};
-  std::memcpy(tok.data(), static_cast<uint8_t*>(tokArr.ArrayBuffer().Data()) + tokArr.ByteOffset(), 24);
+  const std::array<uint8_t, 24> tok = token_of(env, info[2], "connect");
   const std::string host = info[0].As<Napi::String>().Utf8Value();
   const int port = info[1].As<Napi::Number>().Int32Value();
   const int timeout = info[3].As<Napi::Number>().Int32Value();
