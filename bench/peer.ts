@@ -61,3 +61,13 @@ export function flagValue(argv: readonly string[], name: string): string | undef
   if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
   return v;
 }
+
+/** The command line parsed by `parse`; a bad flag prints one `error:` line and exits 1. */
+export function flagsOrExit<F>(parse: (argv: string[]) => F): F {
+  try {
+    return parse(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}

@@ -13,7 +13,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { flagValue } from './peer.js';
+import { flagsOrExit, flagValue } from './peer.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TORCH = join(root, '..', 'shared', 'anchors', 'torch_more.py');
@@ -76,13 +76,7 @@ function runTorch(micro: number, quick: boolean): TorchFigures | { error: string
 }
 
 async function main(): Promise<void> {
-  let flags: Flags;
-  try {
-    flags = parseFlags(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`error: ${(e as Error).message}\n`);
-    process.exit(1);
-  }
+  const flags = flagsOrExit(parseFlags);
   // the psrun bin runs the compiled dist/
   const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { encoding: 'utf8' });
   if (tsc.status !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);

@@ -25,7 +25,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TopLevelSpec } from 'vega-lite';
 import type { JobResult } from '../src/launch/job-result.js';
-import { flagValue, median } from './peer.js';
+import { flagsOrExit, flagValue, median } from './peer.js';
 import { renderChart } from './strategies-charts.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -381,13 +381,7 @@ export function chartSpec(rows: readonly Row[]): TopLevelSpec {
 // ---- main ----
 
 async function main(): Promise<void> {
-  let flags: Flags;
-  try {
-    flags = parseFlags(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`error: ${(e as Error).message}\n`);
-    process.exit(1);
-  }
+  const flags = flagsOrExit(parseFlags);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { for (const g of groups) killGroup(g); process.exit(130); });
   if (flags.build) {
     // psrun's bin runs the compiled dist/
