@@ -14,7 +14,7 @@ import { Peer, type WorkerInfo } from './peer.js';
 import { agentService, channelOptions, rendezvousService } from './proto.js';
 import { MasterLink, RendezvousHost } from './rendezvous.js';
 import { RRef, RRefContext } from './rref.js';
-import { agentImplementation, type Dispatcher } from './service.js';
+import { agentImplementation, authInterceptor, type Dispatcher } from './service.js';
 
 
 
@@ -87,7 +87,9 @@ export class Agent implements Dispatcher {
     this.name = opts.name;
     this.rank = opts.rank;
     this.worldSize = opts.worldSize;
-    this.server = new grpc.Server(channelOptions(opts.maxMessageBytes + 64 * 1024));
+    // with an auth token, one interceptor guards every method of every service on this server
+    const interceptors = opts.authToken === undefined ? [] : [authInterceptor(opts.name, opts.authToken)];
+    this.server = new grpc.Server({ ...channelOptions(opts.maxMessageBytes + 64 * 1024), interceptors });
     this.rrefs = new RRefContext({
       name: this.name,
       workerInfo: (n) => this.workerInfo(n),
@@ -159,7 +161,7 @@ export class Agent implements Dispatcher {
         this.host.start(this.opts.timeoutMs);
         all = await new Promise<WorkerInfo[]>((resolve, reject) => this.host!.join({ worker: me, worldSize: this.worldSize }, (e, w) => (e ? reject(e) : resolve(w!))));
       } else {
-        this.link = new MasterLink(this.name, this.opts.master);
+        this.link = new MasterLink(this.name, this.opts.master, this.opts.authToken);
         all = await this.link.join(me, this.worldSize, this.opts.timeoutMs);
       }
     } catch (e) {
@@ -291,7 +293,7 @@ export class Agent implements Dispatcher {
     let p = this.peers.get(w.name);
     if (!p) {
       const limits = { maxMessageBytes: this.opts.maxMessageBytes, inlineBytes: this.opts.inlineBytes, chunkBytes: this.opts.chunkBytes };
-      p = new Peer(this.name, w, limits, () => this.traffic());
+      p = new Peer(this.name, w, limits, () => this.traffic(), this.opts.authToken);
       this.peers.set(w.name, p);
     }
     return p;

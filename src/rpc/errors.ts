@@ -55,6 +55,16 @@ export function fromWireError(w: WireError): RpcError {
 export const errors = {
   invalidOption: (option: string, value: unknown, why: string) =>
     new RpcError(Status.INVALID_ARGUMENT, '', `invalid option ${option}=${JSON.stringify(value)}: ${why}`),
+  /** A bad secret (authToken): the message names the option and what is wrong, never the value. */
+  invalidSecretOption: (option: string, why: string) =>
+    new RpcError(Status.INVALID_ARGUMENT, '', `invalid option ${option} (value not shown): ${why}`),
+  /** The callee's answer to a call without the world's auth token (sent as the call's gRPC status). */
+  authRefused: (self: string) =>
+    new RpcError(Status.UNAUTHENTICATED, self, `worker "${self}": call refused: missing or wrong auth token`),
+  /** The caller's view of an authRefused: `worker` is the peer's name, `by` names it in words. */
+  authRejected: (self: string, worker: string, by: string, what: string) =>
+    new RpcError(Status.UNAUTHENTICATED, worker,
+      `UNAUTHENTICATED: ${what} from "${self}" refused by ${by}: missing or wrong auth token (every worker of a world needs the same authToken)`),
   unknownWorker: (self: string, name: string) =>
     new RpcError(Status.NOT_FOUND, self, `unknown worker "${name}" (not in this world)`),
   unknownFunction: (self: string, name: string) =>

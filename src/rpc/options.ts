@@ -20,10 +20,40 @@ export interface InitOptions {
   maxMessageBytes?: number;
   /** Chunk size for streamed payloads (default 1 MiB). */
   chunkBytes?: number;
+  /**
+   * Shared secret of the world (default: none, no authentication). When set, every gRPC call this
+   * agent makes carries it (metadata `psrpc-auth`) and every call it serves must carry the same
+   * one, or it is refused with UNAUTHENTICATED before anything runs. Printable ASCII, 1 to 1024
+   * characters, no space at either end. The command layer passes it (`--auth-token`); this layer
+   * never reads the environment.
+   */
+  authToken?: string;
 }
 
-export interface ResolvedOptions extends Required<InitOptions> {
+export interface ResolvedOptions extends Required<Omit<InitOptions, 'authToken'>> {
+  authToken: string | undefined;
   inlineBytes: number;
+}
+
+/** The gRPC metadata key that carries `authToken` on every call. */
+export const AUTH_METADATA_KEY = 'psrpc-auth';
+export const AUTH_TOKEN_MAX_CHARS = 1024;
+
+/**
+ * Checks an authToken. The messages say what is wrong with it, never what it is: the token is a
+ * secret and error messages end up in logs.
+ */
+function checkAuthToken(token: unknown): string | undefined {
+  if (token === undefined) return undefined;
+  const why = typeof token !== 'string' ? `expected a string, got ${token === null ? 'null' : typeof token}`
+    : token.length === 0 ? 'expected a non-empty string (leave it unset for no authentication)'
+    : token.length > AUTH_TOKEN_MAX_CHARS ? `expected at most ${AUTH_TOKEN_MAX_CHARS} characters, got ${token.length}`
+    // gRPC metadata values are printable ASCII; HTTP/2 forbids whitespace at either end of a field value
+    : !/^[\x20-\x7e]*$/.test(token) ? 'expected printable ASCII only (characters 0x20-0x7e)'
+    : token.startsWith(' ') || token.endsWith(' ') ? 'expected no space at either end'
+    : undefined;
+  if (why) throw errors.invalidSecretOption('authToken', why);
+  return token as string;
 }
 
 const HOSTPORT = /^(\[[0-9a-fA-F:]+\]|[^\s:]+):(\d{1,5})$/;
@@ -46,9 +76,10 @@ export function resolveOptions(o: InitOptions): ResolvedOptions {
   if (!Number.isInteger(chunkBytes) || chunkBytes < 4096 || chunkBytes > maxMessageBytes - 4096) {
     throw errors.invalidOption('chunkBytes', o.chunkBytes, `expected an integer in [4096, maxMessageBytes - 4096 = ${maxMessageBytes - 4096}]`);
   }
+  const authToken = checkAuthToken(o.authToken);
   return {
     name: o.name, rank: o.rank, worldSize: o.worldSize, master: o.master,
-    isMaster: o.isMaster ?? o.rank === 0, listen, timeoutMs, maxMessageBytes, chunkBytes,
+    isMaster: o.isMaster ?? o.rank === 0, listen, timeoutMs, maxMessageBytes, chunkBytes, authToken,
     // a batch may overshoot by one frame: two inline payloads plus headers must fit one message
     inlineBytes: Math.floor((maxMessageBytes - 8192) / 2),
   };

@@ -8,13 +8,15 @@
 // too large for the stream is parked by the callee and fetched over Bulk. The side channel and
 // the Exchange stream fail together. Every call has a deadline: a peer that
 // stops answering fails the call with DEADLINE_EXCEEDED, a broken connection fails every call in
-// flight on it with UNAVAILABLE.
+// flight on it with UNAVAILABLE. With an auth token, every stream this peer opens carries it in its
+// metadata (AUTH_METADATA_KEY); a callee that refuses it fails the calls with UNAUTHENTICATED.
 import * as grpc from '@grpc/grpc-js';
 import { BulkReader, writeBulk } from './bulk.js';
 import { connectSide, SIDE_MIN_BYTES, sideChannelEnabled, SideOffer, type Offer, type SideChannel, type SideHead } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, fromWireError, type RpcError, type WireError } from './errors.js';
 import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
+import { AUTH_METADATA_KEY } from './options.js';
 import { BULK_PATH, channelOptions, EXCHANGE_PATH } from './proto.js';
 
 export interface WorkerInfo {
@@ -73,6 +75,8 @@ export class Peer {
     readonly info: WorkerInfo,
     private readonly limits: TransportLimits,
     private readonly onTraffic: () => void,
+    /** The world's shared secret (InitOptions.authToken), sent with every stream; undefined: none. */
+    private readonly authToken?: string,
   ) {
     this.client = new grpc.Client(info.address, grpc.credentials.createInsecure(), channelOptions(limits.maxMessageBytes + 64 * 1024));
   }
@@ -151,6 +155,7 @@ export class Peer {
   private metadata(): grpc.Metadata {
     const md = new grpc.Metadata();
     md.set('psrpc-from', this.self);
+    if (this.authToken !== undefined) md.set(AUTH_METADATA_KEY, this.authToken);
     return md;
   }
 
@@ -171,8 +176,11 @@ export class Peer {
       }
       for (const f of frames) this.onFrame(f, stream);
     });
-    const lost = (why: string) => this.failExchange(stream, why);
-    stream.on('error', (e: grpc.ServiceError) => lost(`${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`));
+    const lost = (why: string, err?: RpcError) => this.failExchange(stream, why, err);
+    stream.on('error', (e: grpc.ServiceError) => {
+      if (e.code === grpc.status.UNAUTHENTICATED) lost('refused', this.refused('calls'));
+      else lost(`${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`);
+    });
     stream.on('end', () => lost('stream ended by the peer'));
     if (sideChannelEnabled()) batcher.push(frameSegments(Kind.SideOpen, 0, this.host(), null));
     return batcher;
@@ -202,6 +210,8 @@ export class Peer {
   private offerReverse(link: SideChannel): void {
     const host = link.localAddress;
     if (!host) return;
+    // This offer's port and token travel on link A, which itself was opened with the token the
+    // callee sent on our (authenticated) Exchange stream: see the callee's openSide (service.ts).
     SideOffer.listen(host, this.self, (out) => {
       if (this.side !== link) { out.close(); return; }
       this.sideOut = out;
@@ -224,8 +234,16 @@ export class Peer {
     }
   }
 
-  /** The Exchange stream broke: every call in flight on this peer fails; the next call reopens it. */
-  private failExchange(stream: grpc.ClientDuplexStream<Buffer, Buffer>, why: string): void {
+  /** The callee refused our auth token (or our lack of one). */
+  private refused(what: string): RpcError {
+    return errors.authRejected(this.self, this.info.name, `worker "${this.info.name}"`, what);
+  }
+
+  /**
+   * The Exchange stream broke: every call in flight on this peer fails (with `failure`, or as a
+   * lost connection); the next call reopens it.
+   */
+  private failExchange(stream: grpc.ClientDuplexStream<Buffer, Buffer>, why: string, failure?: RpcError): void {
     if (this.exchange !== stream) return;
     this.exchange = undefined;
     this.batcher = undefined;
@@ -238,7 +256,7 @@ export class Peer {
     side?.close();
     out?.close();
     stream.cancel();
-    const err = this.closed ? errors.shutDown(this.self) : errors.peerLost(this.self, this.info.name, why);
+    const err = this.closed ? errors.shutDown(this.self) : failure ?? errors.peerLost(this.self, this.info.name, why);
     for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(err));
   }
 
@@ -266,6 +284,7 @@ export class Peer {
     stream.on('error', (e: grpc.ServiceError) => {
       const err = e.code === grpc.status.DEADLINE_EXCEEDED
         ? errors.timeout(this.self, this.info.name, `call "${name}"`, timeoutMs)
+        : e.code === grpc.status.UNAUTHENTICATED ? this.refused(kind === Kind.Fetch ? 'a bulk fetch' : `call "${name}"`)
         : this.closed ? errors.shutDown(this.self) : errors.peerLost(this.self, this.info.name, `${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`);
       this.settle(id, (p) => p.reject(err));
     });

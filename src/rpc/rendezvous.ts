@@ -4,8 +4,13 @@
 // Nothing waits forever: the master fails every waiting joiner with the list of missing ranks when
 // its deadline passes, duplicates are refused at once, and a joiner that cannot reach the master
 // gives up at its own deadline.
+//
+// Authentication: the host's methods are served on the agent's server, whose authInterceptor
+// (service.ts) refuses a call without the world's auth token before join() or barrier() sees it,
+// so such a caller never takes a slot. A MasterLink sends the token with every call.
 import * as grpc from '@grpc/grpc-js';
 import { errors, RpcError, Status } from './errors.js';
+import { AUTH_METADATA_KEY } from './options.js';
 import type { WorkerInfo } from './peer.js';
 import { RendezvousClient, channelOptions, type BarrierReply, type BarrierRequest, type JoinReply, type JoinRequest } from './proto.js';
 
@@ -103,14 +108,16 @@ export class RendezvousHost {
 export class MasterLink {
   private readonly client: grpc.Client & Record<string, Function>;
 
-  constructor(private readonly self: string, readonly master: string) {
+  constructor(private readonly self: string, readonly master: string, private readonly authToken?: string) {
     const Ctor = RendezvousClient();
     this.client = new Ctor(master, grpc.credentials.createInsecure(), channelOptions(4 * 1024 * 1024)) as grpc.Client & Record<string, Function>;
   }
 
   private unary<Req, Res>(method: string, req: Req, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      this.client[method]!(req, { deadline }, (err: grpc.ServiceError | null, res: Res) => {
+      const md = new grpc.Metadata();
+      if (this.authToken !== undefined) md.set(AUTH_METADATA_KEY, this.authToken);
+      this.client[method]!(req, md, { deadline }, (err: grpc.ServiceError | null, res: Res) => {
         if (!err) return resolve(res);
         reject(err);
       });
@@ -151,6 +158,7 @@ export class MasterLink {
     if (e.code === Status.DEADLINE_EXCEEDED && Date.now() >= deadline - 50) {
       return new RpcError(Status.DEADLINE_EXCEEDED, this.self, `${what} through master ${this.master} got no answer within ${timeoutMs} ms`);
     }
+    if (e.code === Status.UNAUTHENTICATED) return errors.authRejected(this.self, 'master', `master ${this.master}`, what);
     if (e.code === Status.UNAVAILABLE) return errors.masterUnreachable(this.self, this.master, timeoutMs, e.details);
     return new RpcError(e.code, 'master', e.details || e.message);
   }

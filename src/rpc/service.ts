@@ -5,12 +5,17 @@
 // whatever order they settle: a handler that waits an hour holds up nothing but its own answer.
 // A payload that cannot be decoded fails only its own call (DATA_LOSS); a stream whose frames
 // cannot even be parsed is closed with DATA_LOSS; the agent keeps serving either way.
+//
+// With an auth token, authInterceptor guards every method of the agent's server (these handlers
+// and, on the master, the rendezvous host) before any of them starts.
 import * as grpc from '@grpc/grpc-js';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { BulkReader, writeBulk } from './bulk.js';
 import { connectSide, SIDE_MIN_BYTES, SideOffer, type Offer, type SideChannel, type SideHead } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, Status, toWireError } from './errors.js';
 import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
+import { AUTH_METADATA_KEY } from './options.js';
 import type { TransportLimits } from './peer.js';
 
 export interface Dispatcher {
@@ -24,6 +29,36 @@ export interface Dispatcher {
 }
 
 const PARK_MS = 5 * 60_000;
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/**
+ * The server's side of authentication: a grpc-js server interceptor that checks a call's auth
+ * token when the call's metadata arrives, that is before grpc-js has read (let alone decoded) a
+ * single message and before the method's handler starts. A call without the token, or with
+ * another one, ends there with UNAUTHENTICATED: no handler runs, no state changes. One sha256 and
+ * one constant-time compare per call (an Exchange stream is one call however many frames it
+ * carries); the digests make the compare equal-length whatever the caller sent. The token is
+ * removed from the metadata before the handler sees it, so nothing downstream can log it.
+ */
+export function authInterceptor(worker: string, token: string): grpc.ServerInterceptor {
+  const expected = sha256(token);
+  const refused = errors.authRefused(worker);
+  const status = { code: refused.code, details: refused.message };
+  const authorized = (md: grpc.Metadata) => {
+    const got = md.get(AUTH_METADATA_KEY);
+    return got.length === 1 && typeof got[0] === 'string' && timingSafeEqual(sha256(got[0]), expected);
+  };
+  return (_method, call) => new grpc.ServerInterceptingCall(call, {
+    start: (next) => next({
+      onReceiveMetadata: (md, pass) => {
+        if (!authorized(md)) { call.sendStatus(status); return; }
+        md.remove(AUTH_METADATA_KEY);
+        pass(md);
+      },
+    }),
+  });
+}
 
 export function agentImplementation(d: Dispatcher, limits: TransportLimits): grpc.UntypedServiceImplementation {
   // responses too large for the Exchange stream wait here until the caller fetches them over Bulk
@@ -77,6 +112,10 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
       link.onMessage = onMessage;
       link.onClose = () => { if (side === link) { side = undefined; sideIn?.close(); } };
     };
+    // The offer (a port and a random 24-byte token) travels only on this Exchange stream, and a
+    // connection to the port is accepted only with that token (bulk-socket.ts SideOffer, the
+    // native accept_one: constant-time compares). With an auth token, authInterceptor admitted this
+    // stream only after checking it, so a caller without the auth token never learns an offer.
     const openSide = (host: string) => {
       if (offer || side) { out.push(frameSegments(Kind.SideReady, 0, '', null, 0)); return; }
       // Bind where our gRPC server already listens, not wherever the caller says: a caller must not
