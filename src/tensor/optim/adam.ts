@@ -55,6 +55,10 @@ export class Adam extends Optimizer<AdamState> {
     this.decoupled = decoupled;
   }
 
+  protected freshState(size: number): AdamState {
+    return { step: 0, m: new Float32Array(size), v: new Float32Array(size) };
+  }
+
   update(param: Tensor, data: FloatStorage, grad: FloatStorage): void {
     if (grad.length !== data.length) throw errors.shape(this.name, [param.shape, [grad.length]], `a gradient of ${data.length} elements`);
     const b = getBackend(param.device);

@@ -34,10 +34,58 @@ export abstract class Optimizer<State> {
    */
   abstract update(param: Tensor, data: FloatStorage, grad: FloatStorage): void;
 
+  /**
+   * `param`'s state as named arrays and numbers (copies: a checkpoint taken now stays as it is
+   * while training goes on), or null before its first step. Host (CPU) state only.
+   */
+  exportState(param: Tensor): OptimizerState | null {
+    const s = this.state.get(param) as Record<string, unknown> | undefined;
+    if (s === undefined) return null;
+    const out: OptimizerState = { arrays: {}, scalars: {} };
+    for (const [k, v] of Object.entries(s)) {
+      if (v instanceof Float32Array) out.arrays[k] = v.slice();
+      else if (typeof v === 'number') out.scalars[k] = v;
+      else if (v !== null) throw errors.type(this.name, `state "${k}" of a parameter is not on the CPU; only host state can be exported`);
+    }
+    return out;
+  }
+
+  /**
+   * Sets `param`'s state from exportState's form (a checkpoint): every array must have the
+   * parameter's length, and the names must be this optimizer's (refused otherwise, nothing set).
+   */
+  importState(param: Tensor, state: OptimizerState): void {
+    const fresh = this.freshState(param.size) as unknown as Record<string, unknown>;
+    const out: Record<string, unknown> = { ...fresh };
+    for (const [k, v] of Object.entries(state.arrays)) {
+      if (!(k in fresh)) throw errors.type(this.name, `a checkpoint's optimizer state "${k}" is not ${this.name}'s (it has ${Object.keys(fresh).join(', ')})`);
+      if (!(v instanceof Float32Array) || v.length !== param.size) throw errors.type(this.name, `a checkpoint's optimizer state "${k}" has ${v?.length} elements; the parameter has ${param.size}`);
+      out[k] = Float32Array.from(v);
+    }
+    for (const [k, v] of Object.entries(state.scalars)) {
+      if (!(k in fresh) || typeof fresh[k] !== 'number') throw errors.type(this.name, `a checkpoint's optimizer scalar "${k}" is not ${this.name}'s`);
+      if (!Number.isFinite(v)) throw errors.type(this.name, `a checkpoint's optimizer scalar "${k}" is ${v}`);
+      out[k] = v;
+    }
+    for (const [k, v] of Object.entries(fresh)) {
+      if (v instanceof Float32Array && !(k in state.arrays)) throw errors.type(this.name, `a checkpoint has no optimizer state "${k}"`);
+    }
+    this.state.set(param, out as unknown as State);
+  }
+
+  /** The state of a parameter of `size` elements before its first step (arrays zeroed). */
+  protected abstract freshState(size: number): State;
+
   /** Clears every parameter's gradient (see Tensor.zeroGrad). */
   zeroGrad(setToNone = true): void {
     for (const p of this.params) p.zeroGrad(setToNone);
   }
+}
+
+/** An optimizer's state of one parameter, by name: arrays (moments, momentum) and numbers (steps). */
+export interface OptimizerState {
+  arrays: Record<string, Float32Array>;
+  scalars: Record<string, number>;
 }
 
 /** Throws a RangeError naming the option when `value` is not a finite number >= `min`. */

@@ -54,6 +54,10 @@ export class SGD extends Optimizer<SgdState> {
     this.nesterov = nesterov;
   }
 
+  protected freshState(size: number): SgdState {
+    return { momentumBuffer: this.momentum !== 0 ? new Float32Array(size) : null, steps: 0 };
+  }
+
   update(param: Tensor, data: FloatStorage, grad: FloatStorage): void {
     if (grad.length !== data.length) throw errors.shape('SGD', [param.shape, [grad.length]], `a gradient of ${data.length} elements`);
     const b = getBackend(param.device);
