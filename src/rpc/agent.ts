@@ -9,6 +9,7 @@ import { DistAutograd } from './dist-autograd.js';
 import { OptimizerHost } from './dist-optimizer.js';
 import { errors, RpcError, Status } from './errors.js';
 import type { FaultInjector } from './faulty.js';
+import { Heartbeat, type PingSink } from './heartbeat.js';
 import { resolveOptions, type InitOptions, type ResolvedOptions } from './options.js';
 import { Peer, type WorkerInfo } from './peer.js';
 import { agentService, channelOptions, rendezvousService } from './proto.js';
@@ -37,9 +38,9 @@ export type WorkerRef = string | number | WorkerInfo;
 
 const RESERVED = '__psrpc.';
 
-function bindServer(server: grpc.Server, address: string): Promise<number> {
+function bindServer(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
   });
 }
 
@@ -47,8 +48,13 @@ export class Agent implements Dispatcher {
   readonly name: string;
   readonly rank: number;
   readonly worldSize: number;
-  /** host:port this agent's server listens on (for the master: the rendezvous address). */
+  /**
+   * host:port peers reach this agent's server at, as published at the rendezvous: the advertised
+   * host (InitOptions.advertise; default: the listen host, for the master `master`'s) and the bound port.
+   */
   address = '';
+  /** The host part of the address the server is bound to (a wildcard possibly): see listenHost. */
+  private bindHost = '';
   private readonly opts: ResolvedOptions;
   private readonly server: grpc.Server;
   private host?: RendezvousHost;
@@ -81,6 +87,10 @@ export class Agent implements Dispatcher {
    * or fail it (see FaultInjector). Unset in production: one property check per message.
    */
   faults?: FaultInjector;
+  /** Failure detection (heartbeat.ts); undefined with heartbeatMs 0. */
+  private readonly heartbeat?: Heartbeat;
+  private readonly lostListeners = new Set<(worker: string, silentMs: number) => void>();
+  private readonly recoveredListeners = new Set<(worker: string) => void>();
 
   private constructor(opts: ResolvedOptions) {
     this.opts = opts;
@@ -113,6 +123,14 @@ export class Agent implements Dispatcher {
       ...this.distAutograd.internalFunctions(),
       ...this.optimizerHost.internalFunctions(),
     ]);
+    if (opts.heartbeatMs > 0) {
+      this.heartbeat = new Heartbeat({
+        heartbeatMs: opts.heartbeatMs, deadAfterMs: opts.deadAfterMs, clock: opts.clock,
+        onLost: (worker, silentMs) => this.peerLost(worker, silentMs),
+        onFound: (worker) => { for (const cb of [...this.recoveredListeners]) cb(worker); },
+        probe: (worker) => this.peers.get(worker)?.probe(),
+      });
+    }
     this.codec = {
       worker: this.name,
       encodeRef: (x) => this.rrefs.encodeRef(x),
@@ -124,9 +142,16 @@ export class Agent implements Dispatcher {
     return this.name;
   }
 
-  /** The host part of the address this agent's server listens on. */
+  /** The host part of the address this agent's server is bound to (0.0.0.0 or [::] when a wildcard). */
   get listenHost(): string {
-    return this.address.slice(0, this.address.lastIndexOf(':'));
+    return this.bindHost;
+  }
+
+  /** @internal Dispatcher: the host `worker` published at the rendezvous (brackets removed); undefined if unknown. */
+  peerHost(worker: string): string | undefined {
+    const a = this.infos.get(worker)?.address;
+    if (a === undefined) return undefined;
+    return a.slice(0, a.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
   }
 
   /** Starts the server (and, on the master, the rendezvous host) without joining the world yet. */
@@ -134,7 +159,7 @@ export class Agent implements Dispatcher {
     const opts = resolveOptions(options);
     const agent = new Agent(opts);
     const limits = { maxMessageBytes: opts.maxMessageBytes, inlineBytes: opts.inlineBytes, chunkBytes: opts.chunkBytes };
-    agent.server.addService(agentService(), agentImplementation(agent, limits));
+    agent.server.addService(agentService(), agentImplementation(agent, limits, opts.tls));
     const listen = opts.isMaster ? opts.master : opts.listen;
     if (opts.isMaster) {
       agent.host = new RendezvousHost(opts.name, opts.worldSize);
@@ -142,12 +167,13 @@ export class Agent implements Dispatcher {
     }
     let port: number;
     try {
-      port = await bindServer(agent.server, listen);
+      port = await bindServer(agent.server, listen, opts.tls?.server ?? grpc.ServerCredentials.createInsecure());
     } catch (e) {
       agent.server.forceShutdown();
       throw new RpcError(Status.UNAVAILABLE, opts.name, `cannot listen on ${listen}: ${(e as Error).message}`, { cause: e });
     }
-    agent.address = `${listen.slice(0, listen.lastIndexOf(':'))}:${port}`;
+    agent.bindHost = listen.slice(0, listen.lastIndexOf(':'));
+    agent.address = `${opts.advertise ?? agent.bindHost}:${port}`;
     return agent;
   }
 
@@ -161,7 +187,7 @@ export class Agent implements Dispatcher {
         this.host.start(this.opts.timeoutMs);
         all = await new Promise<WorkerInfo[]>((resolve, reject) => this.host!.join({ worker: me, worldSize: this.worldSize }, (e, w) => (e ? reject(e) : resolve(w!))));
       } else {
-        this.link = new MasterLink(this.name, this.opts.master, this.opts.authToken);
+        this.link = new MasterLink(this.name, this.opts.master, this.opts.authToken, this.opts.tls?.channel);
         all = await this.link.join(me, this.worldSize, this.opts.timeoutMs);
       }
     } catch (e) {
@@ -172,6 +198,8 @@ export class Agent implements Dispatcher {
     this.byRank = all;
     this.state = 'ready';
     this.markReady();
+    // pings and verdicts start with the world: the rendezvous itself is nobody's silence
+    this.heartbeat?.start();
     return this;
   }
 
@@ -274,6 +302,8 @@ export class Agent implements Dispatcher {
   private async transmit(to: WorkerRef, fn: string, args: unknown[], timeoutMs = this.opts.timeoutMs): Promise<unknown> {
     if (this.state !== 'ready' && this.state !== 'stopping') throw errors.notRunning(this.name, this.state);
     const target = this.workerInfo(to);
+    const silentMs = this.heartbeat?.lostFor(target.name);
+    if (silentMs !== undefined) throw errors.peerSilent(this.name, target.name, silentMs, fn);
     if (this.faults) await this.faults.intercept(this.name, target.name, fn);
     const payload = encode(args, this.codec);
     if (target.name === this.name) {
@@ -293,7 +323,8 @@ export class Agent implements Dispatcher {
     let p = this.peers.get(w.name);
     if (!p) {
       const limits = { maxMessageBytes: this.opts.maxMessageBytes, inlineBytes: this.opts.inlineBytes, chunkBytes: this.opts.chunkBytes };
-      p = new Peer(this.name, w, limits, () => this.traffic(), this.opts.authToken);
+      const hooks = { beating: this.heartbeat !== undefined, heard: () => this.heard(w.name), link: (out: PingSink) => this.linkExchange(w.name, out) };
+      p = new Peer(this.name, w, limits, () => this.traffic(), this.opts.authToken, this.bindHost, hooks, this.opts.tls);
       this.peers.set(w.name, p);
     }
     return p;
@@ -312,6 +343,46 @@ export class Agent implements Dispatcher {
     } finally {
       this.running--;
     }
+  }
+
+  /** @internal Dispatcher and peers: something arrived from `from`; false: the fault injector drops it. */
+  heard(from: string): boolean {
+    if (this.faults && !this.faults.receive(from)) return false;
+    this.heartbeat?.heard(from);
+    return true;
+  }
+
+  /** @internal Dispatcher: an Exchange stream with `peer` opened (either direction); it carries pings. */
+  linkExchange(peer: string, out: PingSink): () => void {
+    return this.heartbeat ? this.heartbeat.link(peer, out) : () => {};
+  }
+
+  // ---- failure detection ----
+
+  /**
+   * Runs `cb(worker, silentMs)` each time heartbeats declare a worker lost (InitOptions.deadAfterMs):
+   * once per loss, after the calls in flight to it have failed. Returns the function that removes
+   * `cb`. Loss is not final: see onPeerRecovered.
+   */
+  onPeerLost(cb: (worker: string, silentMs: number) => void): () => void {
+    this.lostListeners.add(cb);
+    return () => { this.lostListeners.delete(cb); };
+  }
+
+  /** Runs `cb(worker)` when a lost worker is heard from again: calls to it go through again from then on. */
+  onPeerRecovered(cb: (worker: string) => void): () => void {
+    this.recoveredListeners.add(cb);
+    return () => { this.recoveredListeners.delete(cb); };
+  }
+
+  /** Workers lost now (silent for deadAfterMs and not heard from since). */
+  lostPeers(): string[] {
+    return this.heartbeat?.lost() ?? [];
+  }
+
+  private peerLost(worker: string, silentMs: number): void {
+    this.peers.get(worker)?.failSilent((fn) => errors.peerSilent(this.name, worker, silentMs, fn));
+    for (const cb of [...this.lostListeners]) cb(worker, silentMs);
   }
 
   /** @internal */
@@ -382,6 +453,8 @@ export class Agent implements Dispatcher {
       }
     }
     this.state = 'stopped';
+    // heartbeats run through the barrier (a peer dying then fails the calls it holds up), not after
+    this.heartbeat?.stop();
     this.rrefs.close();
     for (const p of this.peers.values()) p.close();
     this.link?.close();

@@ -26,16 +26,27 @@
 //
 // Two implementations behind one interface (SideChannel): the native transport (native-link.ts:
 // threads of the addon drive the sockets, shared memory on one host), used unless
-// PSRPC_NATIVE_BULK=0, and SideLink below on node's net sockets. They speak the same bytes, so
+// PSRPC_NATIVE_BULK=0, and SideLink below on node's net sockets. The connecting end of a link to a
+// peer that is not certainly on this host (onThisHost) is always a SideLink: see connectSide. They speak the same bytes, so
 // either end may run either; control frames of the native transport (kinds 0x40-0x43: the
 // shared-memory offer and its requests) are skipped here, so a JS end simply never uses shm.
+//
+// TLS (an agent with InitOptions.tls, tls.ts): both ends are SideLinks on TLS sockets (tls.connect
+// checking the peer's certificate against its published host; a tls.Server whose handshake asks
+// for a client certificate under requireClientCert), so the native transport, and with it shared
+// memory, is not used. The hello and its token travel inside the TLS session. No onread there:
+// the receiving end copies each chunk into place, as an accepted socket does.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { networkInterfaces } from 'node:os';
 import { constants as bufferConstants } from 'node:buffer';
 import { errors } from './errors.js';
 import type { Encoded } from './codec.js';
 import { CHUNKED, frameHead, Kind } from './frame.js';
 import { connectNative, NativeOffer, nativeBulkEnabled } from './native-link.js';
+import { sideServerOptions, type WorldTls } from './tls.js';
 
 const HELLO_MAGIC = 0x53525350; // 'PSRS'
 const HELLO_BYTES = 8 + 24;
@@ -230,8 +241,10 @@ export class SideOffer implements Offer {
   private readonly waiting = new Set<net.Socket>();
   private done = false;
 
-  private constructor(private readonly worker: string, private readonly onLink: (link: SideChannel) => void) {
-    this.server = net.createServer((s) => this.greet(s));
+  private constructor(private readonly worker: string, private readonly onLink: (link: SideChannel) => void, tlsOptions?: WorldTls) {
+    // under TLS the hello (and the token in it) is read only once the handshake has succeeded:
+    // 'secureConnection' gets authorized sockets only (a client certificate too with requireClientCert)
+    this.server = tlsOptions ? tls.createServer(sideServerOptions(tlsOptions, ACCEPT_MS), (s) => this.greet(s)) : net.createServer((s) => this.greet(s));
     this.server.on('error', () => this.close());
     this.timer = setTimeout(() => this.close(), ACCEPT_MS);
     this.timer.unref();
@@ -239,11 +252,11 @@ export class SideOffer implements Offer {
 
   /**
    * Listens on `host`, port 0; resolves to the offer (rejects if the host is not local). The link
-   * is native unless PSRPC_NATIVE_BULK=0.
+   * is native unless PSRPC_NATIVE_BULK=0 or the agent has TLS (`tlsOptions`: then a TLS listener).
    */
-  static listen(host: string, worker: string, onLink: (link: SideChannel) => void): Promise<Offer> {
-    if (nativeBulkEnabled()) return NativeOffer.listen(host, worker, randomBytes(24), ACCEPT_MS, onLink);
-    const offer = new SideOffer(worker, onLink);
+  static listen(host: string, worker: string, onLink: (link: SideChannel) => void, tlsOptions?: WorldTls): Promise<Offer> {
+    if (nativeBulkEnabled() && !tlsOptions) return NativeOffer.listen(host, worker, randomBytes(24), ACCEPT_MS, onLink);
+    const offer = new SideOffer(worker, onLink, tlsOptions);
     return new Promise((resolve, reject) => {
       offer.server.once('error', reject);
       offer.server.listen({ host, port: 0, exclusive: true }, () => resolve(offer));
@@ -289,17 +302,51 @@ export class SideOffer implements Offer {
   }
 }
 
-/** The caller's end: connects to an offer and proves the token; resolves when connected. */
-export function connectSide(host: string, port: number, token: Buffer, worker: string): Promise<SideChannel> {
-  if (nativeBulkEnabled()) return connectNative(host, port, token, worker, ACCEPT_MS);
+/**
+ * Whether `ip` is this network namespace's own (loopback, or an address of one of its
+ * interfaces), i.e. the peer there certainly runs on this kernel. Peers elsewhere, including
+ * other network namespaces of this machine, count as other hosts.
+ */
+export function onThisHost(ip: string): boolean {
+  const plain = ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  if (plain === '::1' || (net.isIPv4(plain) && plain.startsWith('127.'))) return true;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.address === plain) return true;
+  }
+  return false;
+}
+
+/**
+ * The caller's end: connects to an offer and proves the token; resolves when connected. `host`
+ * (a name is resolved once, and the address found is the one connected to) decides the transport:
+ * native only for a peer on this host (onThisHost). Why: two native ends try shared memory, and
+ * the native handshake (transport.h) opens the `/proc/<pid>/fd/<fd>` the peer names, which on
+ * another host is some unrelated process's file there; a JS end never offers or maps, so with a
+ * JS end on every link to another host nothing there is ever opened. The other end stays native.
+ */
+export async function connectSide(host: string, port: number, token: Buffer, worker: string, tlsOptions?: WorldTls): Promise<SideChannel> {
+  const address = net.isIP(host) ? host : (await lookup(host)).address;
+  // under TLS never native: the addon's sockets are plain TCP (and its shared memory goes with it)
+  if (nativeBulkEnabled() && !tlsOptions && onThisHost(address)) return connectNative(address, port, token, worker, ACCEPT_MS);
+  return connectSocket(address, port, token, worker, tlsOptions && { tls: tlsOptions, name: net.isIP(host) ? undefined : host });
+}
+
+/**
+ * connectSide's SideLink: node's net socket, read in place (onread); or, under TLS, a TLS socket
+ * (read as 'data' chunks: tls.connect has no onread) whose peer certificate must chain to the
+ * agent's CA and name `host` (the peer's published host; a name is checked as that name).
+ */
+function connectSocket(host: string, port: number, token: Buffer, worker: string, secure?: { tls: WorldTls; name: string | undefined }): Promise<SideChannel> {
   const link = new SideLink(worker);
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port, onread: { buffer: () => link.readTarget(), callback: (n, buf) => { link.readDone(n, buf as Buffer); return true; } } });
+    const s = secure
+      ? tls.connect({ host, port, secureContext: secure.tls.context, ...(secure.name !== undefined ? { servername: secure.name } : {}) })
+      : net.connect({ host, port, onread: { buffer: () => link.readTarget(), callback: (n, buf) => { link.readDone(n, buf as Buffer); return true; } } });
     const fail = (e: Error) => { clearTimeout(timer); s.destroy(); reject(e); };
     const timer = setTimeout(() => fail(new Error(`side channel connect to ${host}:${port} timed out`)), ACCEPT_MS);
     timer.unref();
     s.once('error', fail);
-    s.once('connect', () => {
+    s.once(secure ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       s.off('error', fail);
       const hello = Buffer.alloc(HELLO_BYTES);
@@ -307,7 +354,7 @@ export function connectSide(host: string, port: number, token: Buffer, worker: s
       hello.writeUInt32LE(1, 4);
       token.copy(hello, 8, 0, 24);
       s.write(hello);
-      resolve(link.attach(s, true));
+      resolve(link.attach(s, !secure));
     });
   });
 }

@@ -54,7 +54,8 @@ export function fromWireError(w: WireError): RpcError {
 
 export const errors = {
   invalidOption: (option: string, value: unknown, why: string) =>
-    new RpcError(Status.INVALID_ARGUMENT, '', `invalid option ${option}=${JSON.stringify(value)}: ${why}`),
+    // JSON has no Infinity or NaN (it would print null): numbers are shown as numbers
+    new RpcError(Status.INVALID_ARGUMENT, '', `invalid option ${option}=${typeof value === 'number' ? String(value) : JSON.stringify(value)}: ${why}`),
   /** A bad secret (authToken): the message names the option and what is wrong, never the value. */
   invalidSecretOption: (option: string, why: string) =>
     new RpcError(Status.INVALID_ARGUMENT, '', `invalid option ${option} (value not shown): ${why}`),
@@ -77,6 +78,10 @@ export const errors = {
     new RpcError(Status.DEADLINE_EXCEEDED, to, `${what} from "${self}" to "${to}" timed out after ${ms} ms`),
   peerLost: (self: string, to: string, detail: string) =>
     new RpcError(Status.UNAVAILABLE, to, `connection from "${self}" to worker "${to}" lost: ${detail}`),
+  /** Heartbeats found `to` silent (heartbeat.ts): a call in flight to it, or made while it stays lost, fails so. */
+  peerSilent: (self: string, to: string, silentMs: number, fn: string) =>
+    new RpcError(Status.UNAVAILABLE, to,
+      `worker "${to}" silent for ${(silentMs / 1000).toFixed(1)} s (no heartbeat): call "${fn}" from "${self}" failed`),
   notRunning: (self: string, state: string) =>
     new RpcError(Status.FAILED_PRECONDITION, self, `agent "${self}" is ${state}; start it with init() first`),
   shutDown: (self: string) =>

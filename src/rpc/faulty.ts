@@ -4,6 +4,10 @@
 // optimizer alike) through it first. A rule holds matching messages until the test releases them,
 // or fails them as a lost connection would; so a test can put the world in exactly the state it
 // is about ("the child's fork has not reached the owner yet") instead of hoping the timing does.
+// Inbound rules see what the agent receives from one worker: `silence` drops all of it (pings,
+// responses, requests, bulk data), so to this agent that worker has gone silent as a hung process
+// or a dead link would, without pausing anything; `tap` only counts it, so a test can wait for
+// the next heartbeat to arrive instead of sleeping.
 import { RpcError, Status } from './errors.js';
 
 /** Which messages a rule applies to: by function name (exact, or a pattern), and optionally by destination. */
@@ -20,6 +24,25 @@ export interface HeldMessages {
   arrived(n?: number): Promise<void>;
   /** Lets every held message go (in the order they were held) and stops holding new ones. */
   release(): void;
+}
+
+/** A rule on the messages this agent receives from one worker. */
+export interface InboundRule {
+  /** Messages from the worker seen by this rule so far. */
+  readonly count: number;
+  /** Resolves once `n` messages (default 1) have been seen. */
+  arrived(n?: number): Promise<void>;
+  /** Resolves at the next message seen after this call. */
+  next(): Promise<void>;
+  /** Removes the rule: a silenced worker is heard again from its next message on. */
+  restore(): void;
+}
+
+interface Inbound {
+  from: string;
+  drop: boolean;
+  count: number;
+  waiters: Array<{ n: number; resolve: () => void }>;
 }
 
 interface Rule {
@@ -40,6 +63,47 @@ function matches(m: MessageMatch, to: string, fn: string): boolean {
 
 export class FaultInjector {
   private readonly rules: Rule[] = [];
+  private readonly inbound: Inbound[] = [];
+
+  /** Drops every message this agent receives from worker `from` until restored (see the header). */
+  silence(from: string): InboundRule {
+    return this.addInbound(from, true);
+  }
+
+  /** Counts the messages this agent receives from worker `from`, dropping none. */
+  tap(from: string): InboundRule {
+    return this.addInbound(from, false);
+  }
+
+  /** @internal Called by the agent for each message received from `from`; false: drop it. */
+  receive(from: string): boolean {
+    let keep = true;
+    for (const r of this.inbound) {
+      if (r.from !== from) continue;
+      r.count++;
+      if (r.drop) keep = false;
+      for (const w of r.waiters.filter((x) => r.count >= x.n)) {
+        r.waiters.splice(r.waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+    return keep;
+  }
+
+  private addInbound(from: string, drop: boolean): InboundRule {
+    const rule: Inbound = { from, drop, count: 0, waiters: [] };
+    this.inbound.push(rule);
+    const arrived = (n = 1) => (rule.count >= n ? Promise.resolve() : new Promise<void>((resolve) => rule.waiters.push({ n, resolve })));
+    return {
+      get count() { return rule.count; },
+      arrived,
+      next: () => arrived(rule.count + 1),
+      restore: () => {
+        const at = this.inbound.indexOf(rule);
+        if (at >= 0) this.inbound.splice(at, 1);
+      },
+    };
+  }
 
   /** Holds the messages that match until `release()`. */
   hold(match: MessageMatch): HeldMessages {

@@ -23,6 +23,8 @@ export const enum Kind {
   SideOpen = 6,
   /** Callee's answer to SideOpen: aux = port (0: refused), payload = the token to connect with. */
   SideReady = 7,
+  /** Heartbeat (heartbeat.ts), either direction on an Exchange stream: no call, no payload; only says "alive". */
+  Ping = 8,
 }
 
 /** The part of a gRPC stream that frames are written to. */
@@ -74,6 +76,17 @@ export function frameSegments(kind: Kind, callId: number, name: string, payload:
   return segs;
 }
 
+/** The one Ping frame, made once: every heartbeat pushes these same bytes. */
+export const PING_FRAME: readonly Uint8Array[] = [frameHead(Kind.Ping, 0, '', 0)];
+
+/**
+ * A message that is one Ping frame and nothing else. Such a message says the peer is alive but is
+ * not traffic: the shutdown barrier's quiescence count must not see heartbeats as activity.
+ */
+export function isPingOnly(msg: Buffer): boolean {
+  return msg.length === HEAD && msg[0] === Kind.Ping;
+}
+
 export function parseFrames(msg: Buffer, worker: string): Frame[] {
   const out: Frame[] = [];
   let at = 0;
@@ -85,7 +98,7 @@ export function parseFrames(msg: Buffer, worker: string): Frame[] {
     const nameEnd = at + HEAD + nameLen;
     const payStart = nameEnd + pad8(nameLen);
     const end = payStart + payloadLen + pad8(payloadLen);
-    if (kind < Kind.Request || kind > Kind.SideReady) throw errors.codec(worker, `unknown frame kind ${kind}`);
+    if (kind < Kind.Request || kind > Kind.Ping) throw errors.codec(worker, `unknown frame kind ${kind}`);
     if (payStart + payloadLen > msg.length) throw errors.codec(worker, `frame truncated: needs ${payStart + payloadLen} bytes, message has ${msg.length}`);
     out.push({
       kind,
@@ -121,7 +134,7 @@ export class FrameBatcher {
 
   constructor(private readonly stream: Sink, private readonly maxBatchBytes: number) {}
 
-  push(segments: Uint8Array[]): void {
+  push(segments: readonly Uint8Array[]): void {
     for (const s of segments) { this.queue.push(s); this.queued += s.byteLength; }
     if (this.queued >= this.maxBatchBytes) { this.flush(); return; }
     if (!this.scheduled) {

@@ -4,7 +4,9 @@
 // from the tensors' memory (sendmsg); payloads are received straight into pooled, page-aligned
 // blocks handed over as external ArrayBuffers; on one host, payloads from 256 KiB go through the
 // receiver's shared-memory arena instead (one copy; PSRPC_SHM=0 turns it off). A JS end and a
-// native end interoperate over TCP (the JS end skips the control frames that offer shared memory).
+// native end interoperate over TCP (the JS end skips the control frames that offer shared memory);
+// the connecting end of a link to a peer not on this host is always JS (bulk-socket.ts
+// connectSide), so the shared-memory handshake only ever runs between processes of one host.
 import { loadAddon } from '../tensor/native.js';
 import type { Encoded } from './codec.js';
 import { errors } from './errors.js';

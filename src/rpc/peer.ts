@@ -8,16 +8,22 @@
 // too large for the stream is parked by the callee and fetched over Bulk. The side channel and
 // the Exchange stream fail together. Every call has a deadline: a peer that
 // stops answering fails the call with DEADLINE_EXCEEDED, a broken connection fails every call in
-// flight on it with UNAVAILABLE. With an auth token, every stream this peer opens carries it in its
+// flight on it with UNAVAILABLE, and so does a peer that heartbeats find silent (heartbeat.ts:
+// failSilent; the stream stays open for it to be heard again). With an auth token, every stream this peer opens carries it in its
 // metadata (AUTH_METADATA_KEY); a callee that refuses it fails the calls with UNAUTHENTICATED.
+// With TLS (tls.ts) the channel and both side links are TLS; a failed handshake (no TLS, another
+// CA, a certificate that does not name the callee's published host, no accepted client
+// certificate) fails the calls with UNAVAILABLE naming the callee, as an unreachable peer does.
 import * as grpc from '@grpc/grpc-js';
 import { BulkReader, writeBulk } from './bulk.js';
 import { connectSide, SIDE_MIN_BYTES, sideChannelEnabled, SideOffer, type Offer, type SideChannel, type SideHead } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, fromWireError, type RpcError, type WireError } from './errors.js';
-import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
+import { FrameBatcher, frameSegments, isPingOnly, Kind, parseFrames, type Frame } from './frame.js';
+import type { PingSink } from './heartbeat.js';
 import { AUTH_METADATA_KEY } from './options.js';
 import { BULK_PATH, channelOptions, EXCHANGE_PATH } from './proto.js';
+import type { WorldTls } from './tls.js';
 
 export interface WorkerInfo {
   name: string;
@@ -38,6 +44,18 @@ interface Pending {
   resolve(payload: Buffer): void;
   reject(err: RpcError): void;
   timer?: NodeJS.Timeout;
+  /** The function called (for the errors of calls failed as a whole, see failSilent). */
+  name: string;
+}
+
+/** How a peer reports what it receives to its agent's failure detection (heartbeat.ts). */
+export interface PeerHooks {
+  /** Whether heartbeats are on: then an Exchange stream is kept open for the pings even for calls that travel over Bulk. */
+  readonly beating: boolean;
+  /** Something arrived from the peer; false: drop it unread (a FaultInjector silences the peer). */
+  heard(): boolean;
+  /** An Exchange stream opened: `out` gets the heartbeat's pings until the returned function runs. */
+  link(out: PingSink): () => void;
 }
 
 const identity = (b: Buffer) => b;
@@ -69,6 +87,8 @@ export class Peer {
   private sideOffer?: Offer;
   /** @internal Waiting in sideLinksUp() for both side links; set only while someone waits. */
   private sideWaiters?: Array<() => void>;
+  /** Unlinks the current Exchange stream from the heartbeat. */
+  private unlink?: () => void;
 
   constructor(
     private readonly self: string,
@@ -77,8 +97,20 @@ export class Peer {
     private readonly onTraffic: () => void,
     /** The world's shared secret (InitOptions.authToken), sent with every stream; undefined: none. */
     private readonly authToken?: string,
+    /**
+     * The host this agent's own server is bound to (Agent.listenHost; a wildcard: every interface):
+     * the reverse link's listener binds it, never wider. Undefined: the local address of link A.
+     */
+    private readonly bindHost?: string,
+    /** Failure detection and inbound fault injection (heartbeat.ts, faulty.ts); undefined: neither. */
+    private readonly hooks?: PeerHooks,
+    /**
+     * TLS (tls.ts): the channel and both side links use it, the callee's certificate checked
+     * against the host in `info.address`; undefined: plain TCP.
+     */
+    private readonly tls?: WorldTls,
   ) {
-    this.client = new grpc.Client(info.address, grpc.credentials.createInsecure(), channelOptions(limits.maxMessageBytes + 64 * 1024));
+    this.client = new grpc.Client(info.address, tls?.channel ?? grpc.credentials.createInsecure(), channelOptions(limits.maxMessageBytes + 64 * 1024));
   }
 
   /** Calls in flight to this peer. */
@@ -109,7 +141,7 @@ export class Peer {
     const id = this.nextId;
     this.nextId = (this.nextId + 1) >>> 0 || 1;
     return new Promise<Buffer>((resolve, reject) => {
-      const p: Pending = { resolve, reject };
+      const p: Pending = { resolve, reject, name };
       if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
         p.timer = setTimeout(() => {
           if (this.pending.delete(id)) reject(errors.timeout(this.self, this.info.name, `call "${name}"`, timeoutMs));
@@ -123,7 +155,8 @@ export class Peer {
         this.openExchange().push(frameSegments(Kind.Request, id, name, payload));
       } else {
         // opening the Exchange stream negotiates the side channel for the large calls that follow
-        if (sideChannelEnabled()) this.openExchange();
+        // and carries the heartbeat's pings both ways, which must flow while this upload runs
+        if (sideChannelEnabled() || this.hooks?.beating) this.openExchange();
         this.bulkCall(Kind.Request, id, name, payload, timeoutMs);
       }
     });
@@ -142,6 +175,7 @@ export class Peer {
       case Kind.SideReady: this.connectSide(stream, f); break;
       case Kind.Response: this.settle(f.callId, (p) => p.resolve(f.payload)); break;
       case Kind.Error: this.settle(f.callId, (p) => p.reject(decodeErrorFrame(f.payload, this.info.name))); break;
+      case Kind.Ping: break; // heard already: the message arrived
       case Kind.ResponseBulk: {
         if (!this.pending.has(f.callId)) return;
         this.bulkCall(Kind.Fetch, f.callId, '', null, 0, f.aux);
@@ -165,8 +199,10 @@ export class Peer {
     const batcher = new FrameBatcher(stream, this.limits.inlineBytes);
     this.exchange = stream;
     this.batcher = batcher;
+    this.unlink = this.hooks?.link(batcher);
     stream.on('data', (msg: Buffer) => {
-      this.onTraffic();
+      if (this.hooks && !this.hooks.heard()) return;
+      if (!isPingOnly(msg)) this.onTraffic();
       let frames: Frame[];
       try {
         frames = parseFrames(msg, this.info.name);
@@ -186,7 +222,7 @@ export class Peer {
     return batcher;
   }
 
-  /** The callee's host as this side reaches it (brackets of an IPv6 literal removed). */
+  /** The callee's host as it published it (its advertised host; brackets of an IPv6 literal removed). */
   private host(): string {
     const a = this.info.address;
     const h = a.slice(0, a.lastIndexOf(':'));
@@ -196,7 +232,7 @@ export class Peer {
   /** SideReady arrived: connect; until connected (or if refused) large calls go over Bulk. */
   private connectSide(stream: grpc.ClientDuplexStream<Buffer, Buffer>, f: Frame): void {
     if (f.aux === 0 || this.side) return;
-    connectSide(this.host(), f.aux, Buffer.from(f.payload), this.self).then((link) => {
+    connectSide(this.host(), f.aux, Buffer.from(f.payload), this.self, this.tls).then((link) => {
       if (this.closed || this.exchange !== stream || this.side) { link.close(); return; }
       this.side = link;
       link.onMessage = (h, payload) => this.onSideMessage(h, payload);
@@ -208,7 +244,9 @@ export class Peer {
 
   /** Offers the callee a reverse link for requests (see sideOut); without it, requests use `side`. */
   private offerReverse(link: SideChannel): void {
-    const host = link.localAddress;
+    // the callee connects to the host we published (service.ts connectReverse): listen where our
+    // server listens, which covers it
+    const host = this.bindHost !== undefined ? this.bindHost.replace(/^\[(.*)\]$/, '$1') : link.localAddress;
     if (!host) return;
     // This offer's port and token travel on link A, which itself was opened with the token the
     // callee sent on our (authenticated) Exchange stream: see the callee's openSide (service.ts).
@@ -218,7 +256,7 @@ export class Peer {
       out.onMessage = (h, payload) => this.onSideMessage(h, payload);
       out.onClose = (why) => link.close(why);
       this.noteSideLinks();
-    }).then((offer) => {
+    }, this.tls).then((offer) => {
       if (this.side !== link) { offer.close(); return; }
       this.sideOffer = offer;
       link.send(Kind.SideReady, 0, String(offer.port), offer.token);
@@ -226,6 +264,7 @@ export class Peer {
   }
 
   private onSideMessage(h: SideHead, payload: Buffer): void {
+    if (this.hooks && !this.hooks.heard()) return;
     this.onTraffic();
     switch (h.kind) {
       case Kind.Response: this.settle(h.callId, (p) => p.resolve(payload)); break;
@@ -247,6 +286,8 @@ export class Peer {
     if (this.exchange !== stream) return;
     this.exchange = undefined;
     this.batcher = undefined;
+    this.unlink?.();
+    this.unlink = undefined;
     const side = this.side;
     const out = this.sideOut;
     this.side = undefined;
@@ -267,6 +308,7 @@ export class Peer {
     let reader: BulkReader | undefined;
     const fail = (err: RpcError) => { this.settle(id, (p) => p.reject(err)); stream.cancel(); };
     stream.on('data', (msg: Buffer) => {
+      if (this.hooks && !this.hooks.heard()) return;
       this.onTraffic();
       try {
         if (!reader) reader = new BulkReader(msg, this.info.name);
@@ -293,6 +335,21 @@ export class Peer {
       ? writeBulk(stream, kind, id, name, payload, this.limits.chunkBytes)
       : new Promise<void>((resolve) => { stream.write(Buffer.concat(frameSegments(kind, id, name, null, fetchId))); resolve(); });
     send.then(() => stream.end(), (e: Error) => fail(errors.peerLost(this.self, this.info.name, e.message)));
+  }
+
+  /**
+   * Heartbeats found this peer silent: every call in flight fails with `err(its function)` and its
+   * Bulk streams are cancelled. The Exchange stream stays open: a peer that was only stalled is
+   * heard on it again, and its late answers to the failed calls are dropped (settle ignores them).
+   */
+  failSilent(err: (fn: string) => RpcError): void {
+    for (const [id, p] of [...this.pending]) this.settle(id, (q) => q.reject(err(p.name)));
+    for (const s of this.bulk) s.cancel();
+  }
+
+  /** Opens the Exchange stream if there is none (heartbeat.ts probes a watched peer this way). */
+  probe(): void {
+    if (!this.closed && !this.exchange) this.openExchange();
   }
 
   /** Fails every call in flight and closes the channel. */

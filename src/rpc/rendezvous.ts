@@ -8,6 +8,9 @@
 // Authentication: the host's methods are served on the agent's server, whose authInterceptor
 // (service.ts) refuses a call without the world's auth token before join() or barrier() sees it,
 // so such a caller never takes a slot. A MasterLink sends the token with every call.
+//
+// TLS (tls.ts): the host is served on the agent's TLS server and a MasterLink connects with the
+// agent's TLS credentials, so a joiner that cannot complete the handshake never reaches join().
 import * as grpc from '@grpc/grpc-js';
 import { errors, RpcError, Status } from './errors.js';
 import { AUTH_METADATA_KEY } from './options.js';
@@ -108,9 +111,14 @@ export class RendezvousHost {
 export class MasterLink {
   private readonly client: grpc.Client & Record<string, Function>;
 
-  constructor(private readonly self: string, readonly master: string, private readonly authToken?: string) {
+  /** Said after "unreachable" under TLS: grpc-js's waitForReady does not say why a connection failed. */
+  private readonly tlsHint: string;
+
+  /** `credentials`: TLS (tls.ts WorldTls.channel; the master's certificate must name `master`'s host); undefined: plain. */
+  constructor(private readonly self: string, readonly master: string, private readonly authToken?: string, credentials?: grpc.ChannelCredentials) {
     const Ctor = RendezvousClient();
-    this.client = new Ctor(master, grpc.credentials.createInsecure(), channelOptions(4 * 1024 * 1024)) as grpc.Client & Record<string, Function>;
+    this.client = new Ctor(master, credentials ?? grpc.credentials.createInsecure(), channelOptions(4 * 1024 * 1024)) as grpc.Client & Record<string, Function>;
+    this.tlsHint = credentials ? ` (TLS is on: the master's certificate must chain to tls.ca and name the host of ${master}, and under mutual TLS the master must accept this worker's certificate)` : '';
   }
 
   private unary<Req, Res>(method: string, req: Req, deadline: number): Promise<Res> {
@@ -127,7 +135,7 @@ export class MasterLink {
   private waitReady(deadline: number, timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.waitForReady(deadline, (err) => {
-        if (err) reject(errors.masterUnreachable(this.self, this.master, timeoutMs, err.message));
+        if (err) reject(errors.masterUnreachable(this.self, this.master, timeoutMs, err.message + this.tlsHint));
         else resolve();
       });
     });
@@ -159,7 +167,7 @@ export class MasterLink {
       return new RpcError(Status.DEADLINE_EXCEEDED, this.self, `${what} through master ${this.master} got no answer within ${timeoutMs} ms`);
     }
     if (e.code === Status.UNAUTHENTICATED) return errors.authRejected(this.self, 'master', `master ${this.master}`, what);
-    if (e.code === Status.UNAVAILABLE) return errors.masterUnreachable(this.self, this.master, timeoutMs, e.details);
+    if (e.code === Status.UNAVAILABLE) return errors.masterUnreachable(this.self, this.master, timeoutMs, e.details + this.tlsHint);
     return new RpcError(e.code, 'master', e.details || e.message);
   }
 

@@ -14,18 +14,29 @@ import { BulkReader, writeBulk } from './bulk.js';
 import { connectSide, SIDE_MIN_BYTES, SideOffer, type Offer, type SideChannel, type SideHead } from './bulk-socket.js';
 import type { Encoded } from './codec.js';
 import { errors, Status, toWireError } from './errors.js';
-import { FrameBatcher, frameSegments, Kind, parseFrames, type Frame } from './frame.js';
+import { FrameBatcher, frameSegments, isPingOnly, Kind, parseFrames, type Frame } from './frame.js';
+import type { PingSink } from './heartbeat.js';
 import { AUTH_METADATA_KEY } from './options.js';
 import type { TransportLimits } from './peer.js';
+import type { WorldTls } from './tls.js';
 
 export interface Dispatcher {
   readonly worker: string;
   /** Host this agent's gRPC server listens on; side-channel listeners never bind wider than it. */
   readonly listenHost: string;
+  /** The host `worker` published at the rendezvous (its advertised host, no brackets); undefined if unknown. */
+  peerHost(worker: string): string | undefined;
   /** Runs the named function on the encoded arguments; resolves to the encoded result. */
   dispatch(from: string, name: string, payload: Buffer): Promise<Encoded>;
   /** Counts a message in or out (for the shutdown barrier's quiescence check). */
   traffic(): void;
+  /**
+   * Something arrived from worker `from` (failure detection, heartbeat.ts); false: drop it unread
+   * (a FaultInjector silences `from`). Absent: everything is kept.
+   */
+  heard?(from: string): boolean;
+  /** An Exchange stream from `from` opened: `out` gets the heartbeat's pings until the returned function runs. */
+  linkExchange?(from: string, out: PingSink): () => void;
 }
 
 const PARK_MS = 5 * 60_000;
@@ -60,7 +71,8 @@ export function authInterceptor(worker: string, token: string): grpc.ServerInter
   });
 }
 
-export function agentImplementation(d: Dispatcher, limits: TransportLimits): grpc.UntypedServiceImplementation {
+/** `tls`: the agent's TLS settings (tls.ts), which its side-channel listeners and reverse links use too; undefined: plain TCP. */
+export function agentImplementation(d: Dispatcher, limits: TransportLimits, tls?: WorldTls): grpc.UntypedServiceImplementation {
   // responses too large for the Exchange stream wait here until the caller fetches them over Bulk
   const parked = new Map<number, { payload: Encoded; timer: NodeJS.Timeout }>();
   let nextPark = 1;
@@ -77,6 +89,8 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
   const Exchange = (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
     const from = fromOf(call);
     const out = new FrameBatcher(call, limits.inlineBytes);
+    // pings go back to the caller on this stream, so that it hears us while its calls run
+    const unlink = d.linkExchange?.(from, out);
     // the bulk side channel of this stream (bulk-socket.ts): large requests arrive on it and
     // large responses leave on it; it lives and dies with this stream
     let side: SideChannel | undefined;
@@ -94,15 +108,18 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
       if (gone) { link.close(); return; }
       side = link;
       const onMessage = (h: SideHead, payload: Buffer) => {
+        if (d.heard && !d.heard(from)) return;
         d.traffic();
         if (h.kind === Kind.Request) answerOn(link, h.callId, h.name, payload);
         else if (h.kind === Kind.SideReady && !sideIn) connectReverse(link, h.name, payload);
         else link.send(Kind.Error, h.callId, '', errorPayload(errors.codec(d.worker, `unexpected frame kind ${h.kind} in a request`)));
       };
       const connectReverse = (link: SideChannel, port: string, token: Buffer) => {
-        const host = link.remoteAddress;
+        // the caller's published (advertised) host, where its reverse listener is reachable; its
+        // address as seen on link A only for a caller this agent does not know yet
+        const host = d.peerHost(from) ?? link.remoteAddress;
         if (!host || !/^\d{1,5}$/.test(port)) return;
-        connectSide(host, Number(port), Buffer.from(token), d.worker).then((rev) => {
+        connectSide(host, Number(port), Buffer.from(token), d.worker, tls).then((rev) => {
           if (gone || side !== link || sideIn) { rev.close(); return; }
           sideIn = rev;
           rev.onMessage = onMessage;
@@ -116,13 +133,13 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
     // connection to the port is accepted only with that token (bulk-socket.ts SideOffer, the
     // native accept_one: constant-time compares). With an auth token, authInterceptor admitted this
     // stream only after checking it, so a caller without the auth token never learns an offer.
-    const openSide = (host: string) => {
+    const openSide = () => {
       if (offer || side) { out.push(frameSegments(Kind.SideReady, 0, '', null, 0)); return; }
-      // Bind where our gRPC server already listens, not wherever the caller says: a caller must not
-      // be able to open a listener on an interface this agent was not exposed on. Only a wildcard
-      // server (already on every interface) takes the caller's view of our address.
-      const wildcard = ['0.0.0.0', '::', '[::]', ''].includes(d.listenHost);
-      SideOffer.listen(wildcard ? host : d.listenHost.replace(/^\[(.*)\]$/, '$1'), d.worker, attach).then(
+      // Bind where our gRPC server already listens, not wherever the caller says (SideOpen names
+      // the host it reached us at; unused): a caller must not be able to open a listener on an
+      // interface this agent was not exposed on. A wildcard server gets a wildcard listener: the
+      // caller connects to our advertised host, which may be any of our interfaces.
+      SideOffer.listen(d.listenHost.replace(/^\[(.*)\]$/, '$1'), d.worker, attach, tls).then(
         (o) => {
           if (gone) { o.close(); return; }
           offer = o;
@@ -133,6 +150,7 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
     };
     const cleanup = () => {
       gone = true;
+      unlink?.();
       offer?.close();
       side?.close();
       sideIn?.close();
@@ -149,7 +167,9 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
       );
     };
     call.on('data', (msg: Buffer) => {
-      d.traffic();
+      if (d.heard && !d.heard(from)) return;
+      // a heartbeat alone is not activity: the shutdown barrier waits for traffic to stop
+      if (!isPingOnly(msg)) d.traffic();
       let frames: Frame[];
       try {
         frames = parseFrames(msg, d.worker);
@@ -159,7 +179,8 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
       }
       for (const f of frames) {
         if (f.kind === Kind.Request) answer(f);
-        else if (f.kind === Kind.SideOpen) openSide(f.name);
+        else if (f.kind === Kind.Ping) continue; // heard already: the message arrived
+        else if (f.kind === Kind.SideOpen) openSide();
         else out.push(frameSegments(Kind.Error, f.callId, '', errorPayload(errors.codec(d.worker, `unexpected frame kind ${f.kind} in a request`))));
       }
     });
@@ -197,6 +218,7 @@ export function agentImplementation(d: Dispatcher, limits: TransportLimits): grp
       }
     };
     call.on('data', (msg: Buffer) => {
+      if (d.heard && !d.heard(from)) return;
       d.traffic();
       try {
         if (!reader) reader = new BulkReader(msg, d.worker);
