@@ -129,8 +129,8 @@ export class PsClient {
    * by it. Resolves to false when the scaled gradient overflowed: zeros were pushed instead (the
    * sync rounds stay aligned) and the caller skips the step and lowers its scale.
    */
-  pushPull(scale = 1): Promise<boolean> {
-    return this.pushWith<PullReply>(PS_FUNCTIONS.pushPull, scale, (i, r) => this.land(i, r));
+  pushPull(scale = 1, checkpoint = -1): Promise<boolean> {
+    return this.pushWith<PullReply>(PS_FUNCTIONS.pushPull, scale, (i, r) => this.land(i, r), checkpoint);
   }
 
   /** Pushes the gradient shards (resolves when applied; false: overflowed, see pushPull). */
@@ -139,12 +139,14 @@ export class PsClient {
   }
 
   /** One push call per server (`fn`: push or pushPull) with the encoded gradient shards; false: overflowed. */
-  private async pushWith<R>(fn: string, scale: number, reply: (i: number, r: R) => void): Promise<boolean> {
+  private async pushWith<R>(fn: string, scale: number, reply: (i: number, r: R) => void, checkpoint = -1): Promise<boolean> {
     const { grads, overflow } = this.encode(scale);
     const s = overflow ? 1 : scale;
+    // checkpoint >= 0: every server checkpoints once this push's step is taken, as number `checkpoint`
+    const tail = checkpoint >= 0 ? [s, checkpoint] : s === 1 ? [] : [s];
     await this.each((i) => {
       if (this.remote(i)) this.bytes += grads[i]!.byteLength;
-      return this.agent.call<R>(this.servers[i]!, fn, [this.trainer, this.versions[i], grads[i], ...(s === 1 ? [] : [s])]).then((r) => reply(i, r));
+      return this.agent.call<R>(this.servers[i]!, fn, [this.trainer, this.versions[i], grads[i], ...tail]).then((r) => reply(i, r));
     });
     return !overflow;
   }
@@ -152,6 +154,16 @@ export class PsClient {
   /** Pulls every shard into the flat parameter buffer. `asTrainer` false: a plain read (no ssp wait). */
   pull(asTrainer = true): Promise<void> {
     return this.each((i) => this.agent.call<PullReply>(this.servers[i]!, PS_FUNCTIONS.pull, asTrainer ? [this.trainer] : []).then((r) => this.land(i, r)));
+  }
+
+  /** Every server writes checkpoint `id` now and resolves when it is on disk (the end of training's). */
+  async checkpoint(id: number): Promise<void> {
+    await this.each((i) => this.agent.call(this.servers[i]!, PS_FUNCTIONS.checkpoint, [id]));
+  }
+
+  /** The largest version over the servers. */
+  get maxVersion(): number {
+    return Math.max(...this.versions);
   }
 
   /** Leaves every server, so none waits for this trainer any more. */

@@ -30,6 +30,7 @@
 // the joins after `joinTimeoutMs`, counted from the first join.
 import { Liveness, releaseReceived, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
 import { createOptimizer, fromWire, getBackend, layoutDifference, Tensor, toWire, type Optimizer } from '../tensor/index.js';
+import type { ShardSnapshot, WriteResult } from './checkpoint.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { CONSISTENCY_MODELS, PS_FUNCTIONS, WIRE_PRECISIONS, type WirePrecision, type Gradients, type ParameterServerOptions, type PullReply, type PushReply, type ServerOptimizerOptions, type ServerStats } from './protocol.js';
@@ -53,7 +54,7 @@ interface Waiter {
 
 export class ParameterServer {
   readonly name: string;
-  readonly options: Required<Omit<ParameterServerOptions, 'optimizer' | 'placement' | 'clock'>> & Pick<ParameterServerOptions, 'placement'> & { optimizer: ServerOptimizerOptions };
+  readonly options: Required<Omit<ParameterServerOptions, 'optimizer' | 'placement' | 'clock' | 'checkpoints' | 'restore' | 'log'>> & Pick<ParameterServerOptions, 'placement'> & { optimizer: ServerOptimizerOptions };
   readonly metrics: ServerMetrics;
   /** Steps taken. */
   version = 0;
@@ -80,13 +81,27 @@ export class ParameterServer {
   private joinTimer?: ClockTimer;
   private readonly clock: Clock;
   private readonly liveness: Liveness;
-  // sync round state
-  private roundGrads: Float32Array[] = [];
+  // sync round state: each push's gradient with its trainer (averaged in name order: the sum is
+  // the same whatever order the pushes arrived in)
+  private roundGrads: Array<{ trainer: string; grad: Float32Array }> = [];
+  /** The checkpoint a push of this round asked for (-1: none). */
+  private roundCheckpoint = -1;
+  private readonly sink?: ParameterServerOptions['checkpoints'];
+  private readonly restore?: ParameterServerOptions['restore'];
+  private readonly log: (line: string) => void;
+  /** The last queued checkpoint write (they run one after the other), and how many are queued. */
+  private writes: Promise<unknown> = Promise.resolve();
+  private queuedWrites = 0;
+  /** Checkpoints written and failed, steps that waited for a write, and the last write's figures. */
+  readonly checkpointCounts = { written: 0, failed: 0, waited: 0, lastId: -1, lastBytes: 0, lastMs: 0, copyMs: 0 };
   private roundWaiters: Waiter[] = [];
   private scratch?: Float32Array;
   // ssp state
   private blocked: Array<{ trainer: TrainerState; waiter: Waiter }> = [];
   private counts = { pushes: 0, pulls: 0, maxLead: 0 };
+  /** Trainers whose agents the RPC layer's heartbeats report lost (dropped as soon as anyone waits on them). */
+  private readonly lost = new Set<string>();
+  private readonly unsubscribe: Array<() => void> = [];
   private closed = false;
   private doneResolve!: () => void;
   /** Resolves once the expected trainers have joined and every one of them has left (or was dropped). */
@@ -111,7 +126,10 @@ export class ParameterServer {
     // build a throwaway optimizer now so bad hyper-parameters fail at construction, not at the first push
     createOptimizer([new Tensor(new Float32Array(1), [1])], o.optimizer);
     this.name = name;
-    const { clock: _clock, ...rest } = o;
+    const { clock: _clock, checkpoints: _c, restore: _r, log: _l, ...rest } = o;
+    this.sink = o.checkpoints;
+    this.restore = o.restore;
+    this.log = o.log ?? ((line) => process.stderr.write(line + '\n'));
     this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs };
     this.clock = o.clock ?? systemClock;
     this.liveness = new Liveness({ timeoutMs: liveTimeoutMs, clock: this.clock, onSilent: (silent) => this.dropSilent(silent) });
@@ -156,6 +174,7 @@ export class ParameterServer {
   async join(trainer: string, layout: ParameterSpec[], values: Float32Array, precision: WirePrecision = 'float32'): Promise<PullReply> {
     this.checkOpen();
     this.checkTrainerName(trainer);
+    this.lost.delete(trainer);
     if (!WIRE_PRECISIONS.includes(precision)) throw errors.badOption(this.name, `precision (of trainer "${trainer}"'s join)`, precision, `expected one of ${WIRE_PRECISIONS.join(', ')}`);
     if (this.placementReady) await this.placementReady;
     this.initialise(trainer, layout, values, precision);
@@ -205,15 +224,86 @@ export class ParameterServer {
    * been applied (sync: when the round's step is taken). `grads` is only read until then. `scale`:
    * the loss scale the trainer multiplied its gradient by (fp16); the server divides by it.
    */
-  async push(trainer: string, version: number, grads: Gradients, scale = 1): Promise<PushReply> {
-    const t = await this.apply(trainer, version, grads, scale);
+  async push(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1): Promise<PushReply> {
+    const t = await this.apply(trainer, version, grads, scale, checkpoint);
     return { version: this.version, clock: t.clock };
   }
 
   /** push, then pull: one round trip per server per step. */
-  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1): Promise<PullReply> {
-    const t = await this.apply(trainer, version, grads, scale);
+  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1): Promise<PullReply> {
+    const t = await this.apply(trainer, version, grads, scale, checkpoint);
     return this.reply(t);
+  }
+
+  /**
+   * Writes checkpoint `id` of this shard now (after the writes queued before it) and resolves when
+   * it is on disk: the end of training's checkpoint. Refused without a checkpoint directory.
+   */
+  async checkpoint(id: number): Promise<WriteResult> {
+    this.checkOpen();
+    if (!this.sink) throw new RpcError(Status.FAILED_PRECONDITION, this.name, `parameter server "${this.name}": no checkpoint directory (--checkpoint-dir) was given`);
+    if (!this.shardInfo) throw errors.notInitialised(this.name);
+    if (!Number.isSafeInteger(id) || id < 0) throw errors.wrongType(this.name, 'checkpoint number', id, 'an integer >= 0');
+    const r = await this.enqueueWrite(id).done;
+    if (!r) throw new RpcError(Status.INTERNAL, this.name, `parameter server "${this.name}": checkpoint ${id} could not be written (see its log)`);
+    return r;
+  }
+
+  /** This shard, its optimizer state and version, copied (a memory copy: training goes on meanwhile). */
+  snapshot(id: number): ShardSnapshot {
+    const shard = this.shardInfo;
+    if (!shard || !this.layoutSpecs) throw errors.notInitialised(this.name);
+    return {
+      id, shard: this.options.shard, shards: this.options.shards, start: shard.start, length: shard.length,
+      total: this.layoutSpecs.reduce((n, p) => n + p.size, 0), version: this.version, layout: this.layoutSpecs.map((p) => ({ ...p })),
+      consistency: this.options.consistency, trainers: this.options.trainers, optimizer: this.options.optimizer.kind,
+      values: this.data.slice(), state: this.optimizer!.exportState(this.param!),
+    };
+  }
+
+  /**
+   * Checkpoint `id` was asked for by a push whose step was just taken: the shard is copied now and
+   * written in the background. Resolves at once, unless an earlier checkpoint is still being
+   * written: then once that one is on disk (checkpoints asked for faster than the disk takes them
+   * hold the steps back rather than pile up copies in memory).
+   */
+  private requestCheckpoint(id: number): Promise<void> | undefined {
+    if (!this.sink || id < 0) return undefined;
+    const { before } = this.enqueueWrite(id);
+    if (this.queuedWrites <= 1) return undefined;
+    this.checkpointCounts.waited++;
+    if (this.checkpointCounts.waited === 1) {
+      this.log(`${this.name}: checkpoint ${id} is asked for while the previous one is still being written; steps wait for it (a longer --checkpoint-every or --checkpoint-steps avoids this)`);
+    }
+    return before.then(() => {});
+  }
+
+  /** Copies the shard as checkpoint `id` and queues its write after the ones before it. */
+  private enqueueWrite(id: number): { before: Promise<unknown>; done: Promise<WriteResult | null> } {
+    const t0 = performance.now();
+    const snap = this.snapshot(id);
+    this.checkpointCounts.copyMs = performance.now() - t0;
+    const before = this.writes;
+    this.queuedWrites++;
+    const done = before.then(() => this.sink!.writeShard(snap)).then((r) => {
+      const c = this.checkpointCounts;
+      c.written++;
+      c.lastId = id;
+      c.lastBytes = r.bytes;
+      c.lastMs = r.ms;
+      return r;
+    }, (e: unknown) => {
+      this.checkpointCounts.failed++;
+      this.log(`${this.name}: checkpoint ${id} failed: ${e instanceof Error ? e.message : String(e)} (training goes on; the previous checkpoint stays the latest)`);
+      return null;
+    }).finally(() => { this.queuedWrites--; });
+    this.writes = done;
+    return { before, done };
+  }
+
+  /** Resolves once every queued checkpoint is on disk (or failed). */
+  async flushCheckpoints(): Promise<void> {
+    await this.writes;
   }
 
   /** Removes `trainer` from the live set; a sync round or ssp wait no longer waits for it. */
@@ -249,12 +339,19 @@ export class ParameterServer {
   register(agent: Agent): this {
     agent.register(PS_FUNCTIONS.join, (trainer: string, layout: ParameterSpec[], values: Float32Array, precision?: WirePrecision) => this.join(trainer, layout, values, precision ?? 'float32'));
     agent.register(PS_FUNCTIONS.pull, (trainer?: string) => this.pull(trainer));
-    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number) => this.push(trainer, version, grads, scale ?? 1));
-    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number) => this.pushPull(trainer, version, grads, scale ?? 1));
+    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number) => this.push(trainer, version, grads, scale ?? 1, checkpoint ?? -1));
+    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number) => this.pushPull(trainer, version, grads, scale ?? 1, checkpoint ?? -1));
+    agent.register(PS_FUNCTIONS.checkpoint, (id: number) => this.checkpoint(id));
     agent.register(PS_FUNCTIONS.leave, (trainer: string) => this.leave(trainer));
     agent.register(PS_FUNCTIONS.layout, () => this.layout());
     agent.register(PS_FUNCTIONS.placement, () => this.placementPlan());
     agent.register(PS_FUNCTIONS.stats, () => this.stats());
+    // heartbeats (src/rpc/heartbeat.ts) say within seconds that a trainer's process is gone or
+    // silent; liveTimeoutMs stays the backstop for agents without them
+    this.unsubscribe.push(
+      agent.onPeerLost((w) => { if (this.trainers.has(w)) { this.lost.add(w); this.dropSilent([w]); } }),
+      agent.onPeerRecovered((w) => { this.lost.delete(w); }),
+    );
     return this;
   }
 
@@ -271,7 +368,9 @@ export class ParameterServer {
     this.roundGrads = [];
     this.blocked = [];
     this.joinTimer?.cancel();
+    await this.flushCheckpoints();
     this.liveness.stop();
+    for (const u of this.unsubscribe.splice(0)) u();
     this.doneResolve();
     await this.metrics.close();
   }
@@ -309,14 +408,46 @@ export class ParameterServer {
     if (values.length !== shard.length) {
       throw errors.wrongLength(this.name, `initial values for shard ${this.options.shard} of ${this.options.shards} (${total} elements in all)`, values.length, shard.length);
     }
+    // checked before anything is set: a refused join leaves the server uninitialised
+    const restored = this.restore ? this.restoredRange(trainer, layout, shard) : undefined;
+    const data = restored ? restored.values as Float32Array<ArrayBuffer> : Float32Array.from(values);
+    const param = new Tensor(data, [data.length]);
+    const optimizer = createOptimizer([param], this.options.optimizer);
+    if (restored?.state) optimizer.importState(param, restored.state);
     this.layoutSpecs = layout.map((p) => ({ name: p.name, size: p.size, ...(p.shape ? { shape: [...p.shape] } : {}) }));
     this.initialisedBy = trainer;
     this.wire = precision;
     if (precision !== 'float32') this.wireValues = new Uint16Array(shard.length);
     this.shardInfo = shard;
-    this.data = Float32Array.from(values);
-    this.param = new Tensor(this.data, [this.data.length]);
-    this.optimizer = createOptimizer([this.param], this.options.optimizer);
+    this.data = data;
+    this.param = param;
+    this.optimizer = optimizer;
+    if (restored) {
+      this.version = restored.version;
+      this.metrics.version.set(this.version);
+    }
+  }
+
+  /** This shard's range of the checkpoint to start from, after checking it is this model's. */
+  private restoredRange(trainer: string, layout: ParameterSpec[], shard: Shard) {
+    const cp = this.restore!;
+    const saved = cp.manifest.layout.map(({ offset: _o, ...p }) => p);
+    const why = layoutDifference(saved, layout);
+    if (why) {
+      throw new RpcError(Status.FAILED_PRECONDITION, this.name,
+        `parameter server "${this.name}": trainer "${trainer}"'s model is not the one checkpoint ${cp.id} (${cp.dir}) was written for: ${why}`);
+    }
+    if (cp.manifest.trainers !== this.options.trainers) {
+      // a trainer's data share and its steps per epoch depend on the number of trainers: the step
+      // count the checkpoint holds would put each trainer at another point of its epochs
+      throw new RpcError(Status.FAILED_PRECONDITION, this.name,
+        `parameter server "${this.name}": checkpoint ${cp.id} was written by a job of ${cp.manifest.trainers} trainer(s); resume it with as many (this one has ${this.options.trainers}; the number of servers may change)`);
+    }
+    if (cp.manifest.optimizer !== this.options.optimizer.kind) {
+      throw new RpcError(Status.FAILED_PRECONDITION, this.name,
+        `parameter server "${this.name}": checkpoint ${cp.id} holds ${cp.manifest.optimizer} state, this server runs ${this.options.optimizer.kind}`);
+    }
+    return cp.read(shard.start, shard.length);
   }
 
   private releaseJoins(): void {
@@ -382,7 +513,7 @@ export class ParameterServer {
     return () => out;
   }
 
-  private async apply(trainer: string, version: number, grads: Gradients, scale: number): Promise<TrainerState> {
+  private async apply(trainer: string, version: number, grads: Gradients, scale: number, checkpoint: number): Promise<TrainerState> {
     this.checkOpen();
     if (!this.shardInfo) throw errors.notInitialised(this.name);
     const t = this.liveTrainer(trainer);
@@ -390,6 +521,7 @@ export class ParameterServer {
     // refused before anything is read or counted: the round keeps the first push's gradient
     if (this.options.consistency === 'sync' && t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
     const gradient = this.gradientOf(t, grads, scale);
+    if (!Number.isSafeInteger(checkpoint) || checkpoint < -1) throw errors.wrongType(this.name, 'checkpoint number of a push', checkpoint, 'an integer >= 0 (or absent)');
     this.liveness.seen(trainer);
     this.counts.pushes++;
     this.metrics.pushes.inc();
@@ -397,9 +529,11 @@ export class ParameterServer {
     this.metrics.staleness.observe(Math.max(0, this.version - version));
     if (this.options.consistency === 'sync') {
       t.pushedRound = this.version;
-      this.roundGrads.push(gradient());
+      this.roundGrads.push({ trainer, grad: gradient() });
+      if (checkpoint > this.roundCheckpoint) this.roundCheckpoint = checkpoint;
       const answered = new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
       this.maybeFinishRound();
+      if (this.lost.size > 0) this.dropSilent([...this.lost]);
       await answered;
       // the round has stepped: the pushed gradient is dead, and its payload can be reused now
       if (ArrayBuffer.isView(grads)) releaseReceived(grads);
@@ -412,6 +546,8 @@ export class ParameterServer {
     this.step(gradient());
     if (ArrayBuffer.isView(grads)) releaseReceived(grads);
     t.clock++;
+    const wait = this.requestCheckpoint(checkpoint);
+    if (wait) await wait;
     this.wakeBlocked();
     return t;
   }
@@ -428,10 +564,12 @@ export class ParameterServer {
     if (this.roundGrads.length === 0) return;
     if (this.joinedCount < this.options.trainers) return;
     for (const t of this.trainers.values()) if (t.live && t.pushedRound !== this.version) return;
-    const grads = this.roundGrads;
+    const grads = this.roundGrads.sort((a, b) => (a.trainer < b.trainer ? -1 : a.trainer > b.trainer ? 1 : 0)).map((p) => p.grad);
     const waiters = this.roundWaiters;
+    const checkpoint = this.roundCheckpoint;
     this.roundGrads = [];
     this.roundWaiters = [];
+    this.roundCheckpoint = -1;
     let g: Float32Array;
     if (grads.length === 1) {
       g = grads[0]!;
@@ -446,7 +584,10 @@ export class ParameterServer {
       return;
     }
     for (const t of this.trainers.values()) if (t.pushedRound === this.version - 1) t.clock++;
-    for (const w of waiters) w.resolve();
+    // the round's state, before any trainer sees it: every server takes the same round's
+    const wait = this.requestCheckpoint(checkpoint);
+    if (wait) void wait.then(() => { for (const w of waiters) w.resolve(); });
+    else for (const w of waiters) w.resolve();
   }
 
   private slowestClock(): number {
@@ -457,7 +598,9 @@ export class ParameterServer {
 
   private async sspGate(t: TrainerState): Promise<void> {
     while (t.live && t.clock - this.slowestClock() > this.options.staleness) {
-      await new Promise<void>((resolve, reject) => this.blocked.push({ trainer: t, waiter: { resolve, reject } }));
+      const woken = new Promise<void>((resolve, reject) => this.blocked.push({ trainer: t, waiter: { resolve, reject } }));
+      if (this.lost.size > 0) this.dropSilent([...this.lost]);
+      await woken;
     }
   }
 

@@ -2,7 +2,13 @@
 // shapes of what those functions take and answer. Trainers (client.ts) and the server share it.
 import type { Clock } from '../rpc/index.js';
 import type { OptimizerSpec, WireDType } from '../tensor/index.js';
+import type { LoadedCheckpoint, ShardSnapshot, WriteResult } from './checkpoint.js';
 import type { ParameterSpec, Placement } from './shard-plan.js';
+
+/** Where a server's checkpoints go (a CheckpointStore; tests pass a double). */
+export interface CheckpointSink {
+  writeShard(snap: ShardSnapshot): Promise<WriteResult>;
+}
 
 export const CONSISTENCY_MODELS = ['sync', 'async', 'ssp'] as const;
 export type ConsistencyModel = (typeof CONSISTENCY_MODELS)[number];
@@ -36,6 +42,15 @@ export interface ParameterServerOptions {
    * dropped, in ms (default 60,000).
    */
   liveTimeoutMs?: number;
+  /**
+   * Checkpoints: a push carrying a checkpoint number makes the server copy its shard and optimizer
+   * state when that push's step is taken (sync: the round's) and write it here, off the hot path.
+   */
+  checkpoints?: CheckpointSink;
+  /** A checkpoint to start from: the first join's layout must match it; the shard, its optimizer state and version come from it. */
+  restore?: LoadedCheckpoint;
+  /** Where checkpoint lines are said (default stderr). */
+  log?: (line: string) => void;
   /** Time source for the join deadline and the liveness watchdog (default: the system clock; tests pass a ManualClock). */
   clock?: Clock;
 }
@@ -95,6 +110,7 @@ export const PS_FUNCTIONS = {
   layout: 'ps.layout',
   placement: 'ps.placement',
   stats: 'ps.stats',
+  checkpoint: 'ps.checkpoint',
 } as const;
 
 export type { ParameterSpec };
