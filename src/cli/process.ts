@@ -13,8 +13,9 @@
 // `samples` and `samplesPerSecond` summed, the longest loop's `trainSeconds`). Every other trainer
 // writes its own figures (`trainers: 1`, `testAccuracy` null): give each trainer its own --json
 // file (psrun does) and read the first trainer's for the whole run.
+import { readFileSync } from 'node:fs';
 import { Agent } from '../rpc/index.js';
-import { ParameterServer, placementFromEnv, RemoteModelHost, type Placement, type ServerStats } from '../server/index.js';
+import { CheckpointStore, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
 import type { TrainerReport } from '../trainer/centralized.js';
 import { evaluate, type Classifier } from '../trainer/evaluate.js';
 import type { TrainOptions } from '../trainer/options.js';
@@ -39,8 +40,37 @@ function worldStrategy(opts: TrainOptions): WorldStrategy {
   return spec;
 }
 
-async function startAgent(place: WorldPlace): Promise<Agent> {
-  return Agent.start({ name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master });
+/**
+ * This process's agent. The auth token: --auth-token, else PSRPC_AUTH_TOKEN (psrun sets one per
+ * job), else none; every process of a world needs the same one. Where it listens and the host it
+ * publishes: --listen / --advertise, else PSRPC_LISTEN / PSRPC_ADVERTISE, else the RPC layer's
+ * defaults (127.0.0.1:0, the listen host), which only reach ranks on this host. TLS: --tls-cert,
+ * --tls-key, --tls-ca (else PSRPC_TLS_CERT, PSRPC_TLS_KEY, PSRPC_TLS_CA), --tls-require-client-cert.
+ */
+async function startAgent(place: WorldPlace, opts: Pick<TrainOptions, 'authToken' | 'listen' | 'advertise' | 'heartbeatMs' | 'deadAfterMs' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsRequireClientCert'>): Promise<Agent> {
+  const authToken = opts.authToken ?? (process.env.PSRPC_AUTH_TOKEN || undefined);
+  const listen = opts.listen ?? (process.env.PSRPC_LISTEN || undefined);
+  const advertise = opts.advertise ?? (process.env.PSRPC_ADVERTISE || undefined);
+  // TLS: the files are read here; the RPC layer checks what is in them (without ever printing the key)
+  const cert = opts.tlsCert ?? (process.env.PSRPC_TLS_CERT || undefined);
+  const key = opts.tlsKey ?? (process.env.PSRPC_TLS_KEY || undefined);
+  const ca = opts.tlsCa ?? (process.env.PSRPC_TLS_CA || undefined);
+  const pem = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new Error(`${flag} ${path}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  };
+  if ((cert === undefined) !== (key === undefined)) throw new Error(cert === undefined ? '--tls-key needs --tls-cert (the certificate of that key)' : '--tls-cert needs --tls-key (the certificate\'s private key)');
+  if (cert === undefined && (ca !== undefined || opts.tlsRequireClientCert === true)) throw new Error(`${ca !== undefined ? '--tls-ca' : '--tls-require-client-cert'} needs --tls-cert and --tls-key (this process's certificate and key)`);
+  const tls = cert === undefined ? undefined : { cert: pem('--tls-cert', cert), key: pem('--tls-key', key!), ...(ca !== undefined ? { ca: pem('--tls-ca', ca) } : {}), requireClientCert: opts.tlsRequireClientCert === true };
+  return Agent.start({
+    name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master,
+    ...(authToken !== undefined ? { authToken } : {}), ...(listen !== undefined ? { listen } : {}), ...(advertise !== undefined ? { advertise } : {}),
+    ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}), ...(opts.deadAfterMs !== undefined ? { deadAfterMs: opts.deadAfterMs } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  });
 }
 
 export interface ServerProcessOptions {
@@ -62,7 +92,10 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
   const placement = process.env.PSRPC_SHARDS
     ? new Promise<Placement | undefined>((resolve, reject) => { settle = { resolve, reject }; })
     : undefined;
+  const ckpt = await serverCheckpoints(opts, place.name, log);
   const server = new ParameterServer({
+    ...ckpt,
+    log,
     name: place.name,
     shard: place.index,
     shards: place.servers,
@@ -72,7 +105,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     optimizer: optimizerSpec(opts),
     ...(placement ? { placement } : {}),
   });
-  const agent = await startAgent(place);
+  const agent = await startAgent(place, opts);
   try {
     server.register(agent);
     if (extra.metricsPort !== undefined) {
@@ -99,6 +132,39 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
 }
 
 /**
+ * A server's checkpoints (--checkpoint-dir): the store it writes to and, with --resume, the latest
+ * complete checkpoint it starts from (none: it starts from the beginning, and says so).
+ *
+ * PSRPC_FAULT_KILL_AFTER_CHECKPOINT=N (tests and bench:faults only): the process kills itself with
+ * SIGKILL as soon as its shard of checkpoint N is on disk, in the first run of the job only
+ * (PSRPC_RESTART_COUNT unset or 0): a server dying at a known step, without racing a clock.
+ */
+async function serverCheckpoints(opts: TrainOptions, name: string, log: (line: string) => void): Promise<{ checkpoints?: CheckpointSink; restore?: LoadedCheckpoint }> {
+  if (opts.checkpointDir === undefined) return {};
+  const store = new CheckpointStore(opts.checkpointDir, { keep: opts.checkpointKeep, log });
+  let restore: LoadedCheckpoint | undefined;
+  if (opts.resume) {
+    restore = (await store.latest()) ?? undefined;
+    if (restore) log(`${name}: resuming from checkpoint ${restore.id} (${restore.dir})`);
+    else log(`${name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning`);
+  }
+  const killAt = process.env.PSRPC_FAULT_KILL_AFTER_CHECKPOINT;
+  const firstRun = (process.env.PSRPC_RESTART_COUNT ?? '0') === '0';
+  if (killAt === undefined || !firstRun) return { checkpoints: store, ...(restore ? { restore } : {}) };
+  const sink: CheckpointSink = {
+    async writeShard(snap) {
+      const r = await store.writeShard(snap);
+      if (String(snap.id) === killAt) {
+        log(`${name}: PSRPC_FAULT_KILL_AFTER_CHECKPOINT=${killAt}: killing this process`);
+        process.kill(process.pid, 'SIGKILL');
+      }
+      return r;
+    },
+  };
+  return { checkpoints: sink, ...(restore ? { restore } : {}) };
+}
+
+/**
  * A server that hosts the one shared model (built from the same flags and seed as every
  * trainer's local copy, so the first trainer can load the final values into its own) until every
  * trainer has left. Returns stats in the ParameterServer's shape (steps = forwards served).
@@ -107,7 +173,7 @@ async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promi
   // the dataset's shapes, without loading its samples: the host only runs the model
   const { model } = await loadModel(opts, await datasetShape(opts.dataset, { seed: opts.seed, rank: place.rank, worldSize: place.trainers + place.servers }), { rank: place.rank, role: 'server', workers: place.trainers });
   const host = new RemoteModelHost({ name: place.name, model: model as Classifier, trainers: place.trainers });
-  const agent = await startAgent(place);
+  const agent = await startAgent(place, opts);
   try {
     host.register(agent);
     await agent.rendezvous();
@@ -139,7 +205,7 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
   const data = await loadTrainingData(opts, { shard });
   const primary = place.index === 0;
 
-  const agent = await startAgent(place);
+  const agent = await startAgent(place, opts);
   let ownResolve!: (r: TrainerReport) => void;
   let ownReject!: (e: unknown) => void;
   const ownDone = new Promise<TrainerReport>((resolve, reject) => { ownResolve = resolve; ownReject = reject; });

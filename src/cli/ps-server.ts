@@ -6,7 +6,7 @@
 // The process logic lives in src/cli/process.ts, next to the trainer's, because a world's
 // ranks, names and options are one contract; this file is only the command line.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { addTrainFlags, consistencyConflict, type TrainOptions } from '../trainer/options.js';
+import { addTrainFlags, checkpointConflict, consistencyConflict, type TrainOptions } from '../trainer/options.js';
 import type { ServersStrategy } from '../trainer/strategy.js';
 import { runServerProcess } from './process.js';
 import { findStrategy, worldStrategies } from './strategies.js';
@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const opts = cmd.opts<ServerFlags>();
-  const conflict = consistencyConflict(opts.strategy, opts.consistency);
+  const conflict = consistencyConflict(opts.strategy, opts.consistency) ?? checkpointConflict(opts);
   if (conflict) {
     process.stderr.write(`error: ${conflict}\n`);
     return 1;

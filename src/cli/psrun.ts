@@ -2,6 +2,7 @@
 // starting anything (one clear line and exit 1 on a problem), runs it with the Launcher, prints
 // the job's result line and writes `--json`. Ctrl-C / SIGTERM / SIGHUP stop every child first.
 // The launcher, the topologies and the job's result live in src/launch/; this is the command line.
+import { randomBytes } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatResult, writeResult } from '../trainer/result.js';
 import type { CommandResolver } from '../launch/commands.js';
@@ -32,6 +33,12 @@ function seconds(flag: string) {
   };
 }
 
+function restarts(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > 1000) throw new InvalidArgumentError(`--max-restarts must be an integer in [0, 1000], got '${value}'`);
+  return n;
+}
+
 /** `--shards ps0=0.75,ps1=0.25`: a fraction of the parameters per server. */
 function shardSpec(value: string): Record<string, number> {
   const out: Record<string, number> = {};
@@ -54,6 +61,9 @@ export function psrunCommand(): Command {
     .addOption(new Option('--shards <spec>', 'fraction of the parameters per server, e.g. ps0=0.75,ps1=0.25').argParser(shardSpec))
     .addOption(new Option('--kill-grace <seconds>', 'seconds between SIGTERM and SIGKILL when stopping').argParser(seconds('--kill-grace')).default(5))
     .addOption(new Option('--server-exit-grace <seconds>', 'seconds servers get to exit after the trainers finished').argParser(seconds('--server-exit-grace')).default(30))
+    .addOption(new Option('--max-restarts <n>', 'start the job again this many times after a process fails (from the latest checkpoint with --checkpoint-dir)').argParser(restarts).default(0))
+    .addOption(new Option('--auth-token <token>', 'the job\'s shared secret (default: env PSRPC_AUTH_TOKEN, else a new random one per job)'))
+    .addOption(new Option('--no-auth', 'run the job without authentication'))
     .addOption(new Option('--dry-run', 'print the processes and their command lines, start nothing'));
   for (const opt of trainFlagTable().values()) {
     // psrun runs the multi-process strategies; its default is the first of them. It offers every
@@ -79,6 +89,9 @@ interface PsrunFlags {
   shards?: Record<string, number>;
   killGrace: number;
   serverExitGrace: number;
+  maxRestarts: number;
+  authToken?: string;
+  auth: boolean;
   dryRun?: boolean;
   json?: string;
   progress: 'auto' | 'bar' | 'lines' | 'none';
@@ -186,6 +199,9 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
     progress: f.progress,
     killGraceMs: f.killGrace * 1000,
     serverExitGraceMs: f.serverExitGrace * 1000,
+    maxRestarts: f.maxRestarts,
+    // one token per job: a process that is not part of it cannot call into it
+    authToken: f.auth ? (f.authToken ?? ((deps.env ?? process.env).PSRPC_AUTH_TOKEN || randomBytes(24).toString('base64url'))) : undefined,
     clock: deps.clock,
     startTime,
   });

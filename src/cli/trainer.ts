@@ -3,7 +3,7 @@
 // A one-process strategy runs its own `run`; a world strategy runs this process's rank through
 // the trainer process role (src/cli/process.ts says what each trainer's --json holds).
 import { Command, CommanderError } from 'commander';
-import { addTrainFlags, consistencyConflict, type TrainOptions } from '../trainer/options.js';
+import { addTrainFlags, checkpointConflict, consistencyConflict, type TrainOptions } from '../trainer/options.js';
 import { findStrategy } from '../trainer/strategies/index.js';
 import { formatResult, writeResult, type TrainResult } from '../trainer/result.js';
 import { strategyOf } from './strategies.js';
@@ -27,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const opts = cmd.opts<TrainOptions>();
-  const conflict = consistencyConflict(opts.strategy, opts.consistency) ?? findStrategy(opts.strategy)?.check?.(opts) ?? null;
+  const conflict = consistencyConflict(opts.strategy, opts.consistency) ?? checkpointConflict(opts) ?? findStrategy(opts.strategy)?.check?.(opts) ?? null;
   if (conflict) {
     process.stderr.write(`error: ${conflict}\n`);
     return 1;

@@ -29,6 +29,8 @@ export interface JobResult extends TrainResult {
   aggregation: 'sum' | 'first';
   /** Each trainer's own figures, in rank order. */
   perTrainer: TrainerFigures[];
+  /** psrun --max-restarts: times the job was restarted after a process failed (absent: none). The figures are the last run's. */
+  restarts?: number;
 }
 
 function num(name: string, r: Record<string, unknown>, key: string): number {

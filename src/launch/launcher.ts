@@ -10,7 +10,7 @@
 // 0, servers that do not exit on their own within `serverExitGraceMs` are stopped (a warning, not
 // a failure: the training result exists). The trainers' result files are then combined.
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, type Clock, type ClockTimer } from '../rpc/clock.js';
@@ -52,6 +52,15 @@ export interface LauncherOptions {
   startTime?: number;
   /** The environment children inherit (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Times the whole job is started again after a process fails (default 0). With --checkpoint-dir
+   * every process of a restart gets --resume, so the job goes on from the latest checkpoint.
+   */
+  maxRestarts?: number;
+  /** Where restarts are said (default: stderr). */
+  log?: (line: string) => void;
+  /** The job's auth token, handed to every process as PSRPC_AUTH_TOKEN (unset: whatever the environment has). */
+  authToken?: string;
 }
 
 export interface ProcessFailure {
@@ -75,6 +84,9 @@ export interface LaunchOutcome {
   error?: string;
   /** Servers still running after the trainers finished, stopped by psrun. */
   lingering: string[];
+  /** Times the job was restarted after a failure, and the failures that caused them. */
+  restarts: number;
+  restartedAfter: ProcessFailure[];
 }
 
 interface Running {
@@ -99,14 +111,16 @@ export class Launcher {
   private readonly spawnFn: SpawnFn;
   private readonly out: TextOutput;
   private readonly err: TextOutput;
-  private readonly running: Running[] = [];
+  private running: Running[] = [];
   private stopping = false;
+  /** The restart the processes being started belong to (0: the first run). */
+  private restart = 0;
   private readonly clock: Clock;
   private killTimer?: ClockTimer;
   private serverTimer?: ClockTimer;
   private failure?: ProcessFailure;
   private interrupted?: NodeJS.Signals;
-  private readonly lingering: string[] = [];
+  private lingering: string[] = [];
   private mux?: LogMux;
   private display?: JobDisplay;
 
@@ -134,7 +148,6 @@ export class Launcher {
     const commands = new Map<Role, ResolvedCommand>();
     for (const p of this.processes) if (!commands.has(p.role)) commands.set(p.role, this.resolve(p.role));
     const host = this.opts.host ?? '127.0.0.1';
-    const port = this.opts.port || (await freePort(host));
     const resultDir = await mkdtemp(join(tmpdir(), 'psrun-'));
 
     const mode = this.displayMode();
@@ -149,13 +162,39 @@ export class Launcher {
       return mode === 'lines';
     }));
 
+    const restartedAfter: ProcessFailure[] = [];
+    const maxRestarts = this.opts.maxRestarts ?? 0;
+    const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
     try {
-      for (const spec of this.processes) {
-        if (this.stopping) break;
-        this.start(spec, commands.get(spec.role)!, host, port, resultDir, mux);
+      let port = this.opts.port || (await freePort(host));
+      for (;;) {
+        for (const spec of this.processes) {
+          if (this.stopping) break;
+          this.start(spec, commands.get(spec.role)!, host, port, resultDir, mux);
+        }
+        // No process is added after the loop, so this waits for every one of them.
+        await Promise.all(this.running.map((r) => r.done));
+        this.killTimer?.cancel();
+        this.serverTimer?.cancel();
+        if (!this.failure || this.interrupted || this.restart >= maxRestarts) break;
+        // A process failed: start the whole job again, from the latest checkpoint if there is one.
+        const f = this.failure;
+        restartedAfter.push(f);
+        this.restart++;
+        const what = f.error ? `could not run (${f.error})` : `exited with ${describeExit(f.code, f.signal)}`;
+        const from = t.options.checkpointDir !== undefined ? `from the latest checkpoint in ${t.options.checkpointDir}` : 'from the beginning (no --checkpoint-dir)';
+        log(`psrun: ${f.name} (${f.role}, rank ${f.rank}) ${what}; restarting the job ${from} (restart ${this.restart} of ${maxRestarts})`);
+        for (const l of f.lastLines.slice(-5)) log(`  ${f.name} | ${l}`);
+        this.running = [];
+        this.stopping = false;
+        this.failure = undefined;
+        this.lingering = [];
+        this.killTimer = undefined;
+        this.serverTimer = undefined;
+        await rm(resultDir, { recursive: true, force: true });
+        await mkdir(resultDir, { recursive: true });
+        port = this.opts.port || (await freePort(host));
       }
-      // No process is added after the loop, so this waits for every one of them.
-      await Promise.all(this.running.map((r) => r.done));
     } catch (e) {
       await rm(resultDir, { recursive: true, force: true });
       throw e;
@@ -165,7 +204,7 @@ export class Launcher {
       display.stop();
     }
 
-    const outcome: LaunchOutcome = { exitCode: 0, lingering: this.lingering };
+    const outcome: LaunchOutcome = { exitCode: 0, lingering: this.lingering, restarts: this.restart, restartedAfter };
     try {
       if (this.failure) {
         outcome.failure = this.failure;
@@ -192,6 +231,7 @@ export class Launcher {
           results.push({ name: spec.name, result });
         }
         outcome.result = combineResults(t, results, (performance.now() - started) / 1000);
+        if (this.restart > 0) outcome.result.restarts = this.restart;
       }
     } catch (e) {
       if (!(e instanceof LaunchError)) throw e;
@@ -237,6 +277,8 @@ export class Launcher {
     if (t.staleness !== undefined) args.push('--staleness', String(t.staleness));
     args.push(...trainFlagArgs(t.train));
     if (spec.role === 'trainer') args.push('--progress', 'lines', '--json', join(resultDir, `${spec.name}.json`));
+    // a restart goes on from the latest checkpoint
+    if (this.restart > 0 && t.options.checkpointDir !== undefined && !t.options.resume) args.push('--resume');
     args.push(...spec.args);
     return args;
   }
@@ -253,7 +295,10 @@ export class Launcher {
       LOCAL_WORLD_SIZE: String(t.servers.length + t.trainers.length),
       PSRPC_NAME: spec.name,
       PSRPC_SERVERS: String(t.servers.length),
+      // torchelastic's TORCHELASTIC_RESTART_COUNT: how many times the job was restarted before this run
+      PSRPC_RESTART_COUNT: String(this.restart),
     };
+    if (this.opts.authToken !== undefined) env.PSRPC_AUTH_TOKEN = this.opts.authToken;
     if (t.shards) env.PSRPC_SHARDS = JSON.stringify(t.shards);
     else delete env.PSRPC_SHARDS;
     return { ...env, ...spec.env };

@@ -9,7 +9,9 @@ import { Command, InvalidArgumentError, type Option } from 'commander';
 import { addTrainFlags, type TrainOptions } from '../trainer/options.js';
 
 /** TrainOptions keys that psrun owns per process and never passes through from the user. */
-export const PER_PROCESS_KEYS = new Set(['json', 'progress', 'name', 'rank', 'worldSize', 'master', 'servers', 'trainers', 'topology']);
+// authToken: psrun hands it to its processes in the environment (PSRPC_AUTH_TOKEN), never on a
+// command line, which any user of the machine can read.
+export const PER_PROCESS_KEYS = new Set(['json', 'progress', 'name', 'rank', 'worldSize', 'master', 'listen', 'advertise', 'servers', 'trainers', 'topology', 'authToken']);
 
 /** Keys that describe the topology (top level of a topology file), not the training run. */
 export const TOPOLOGY_KEYS = new Set(['strategy', 'consistency', 'staleness']);

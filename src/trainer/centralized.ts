@@ -24,6 +24,7 @@ import { runLoop, supervisedStep, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
 import { trainerSampler } from './setup.js';
+import { resumePosition } from './checkpoint.js';
 
 /** Where a trainer stands in the world. */
 export interface TrainerContext {
@@ -82,6 +83,8 @@ export interface TrainedWorker {
   client: PsClient;
   /** Rank 0 with a test split and `opts.evalEvery > 0`: test accuracy over training time. */
   curve?: CurvePoint[];
+  /** Rank 0 with --checkpoint-dir: every server writes the end of training's checkpoint (call after the final pull). */
+  finalCheckpoint?: () => Promise<void>;
 }
 
 /**
@@ -104,10 +107,24 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   const layout = flat.entries.map((e) => ({ name: e.name, size: e.size, shape: e.shape }));
   const client = new PsClient(agent, ctx.servers, layout, flat.params, flat.grads, agent.name, wireDType(opts.precision));
   await client.join();
+  const start = resumePosition(opts, client.version, ctx.trainers, loader.length);
+  if (start.step > 0) {
+    process.stderr.write(`${agent.name}: resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}): the servers start from their checkpoint at version ${client.version}\n`);
+  }
+  const checkpoint = checkpointTrigger(opts, ctx.rank, client);
+  const fault = faultStep(agent.name);
+  let step = start.step;
   const scaler = new LossScaler(opts.precision === 'fp16');
+  const next = (): number => {
+    if (++step === fault) {
+      process.stderr.write(`${agent.name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${step}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    }
+    return checkpoint.next();
+  };
   const update = scaler.enabled
-    ? async () => { scaler.update(!(await client.pushPull(scaler.scale))); }
-    : () => client.pushPull();
+    ? async () => { scaler.update(!(await client.pushPull(scaler.scale, next()))); }
+    : () => client.pushPull(1, next());
 
   // The first trainer's curve is taken on its own copy of the parameters (those of its last pull).
   const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts, true, undefined, resolved.metric) : undefined;
@@ -116,6 +133,7 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
     run = await runLoop({
       opts, loader, label: ctx.label ?? agent.name, curve, curveScale: ctx.trainers,
       step: supervisedStep(model, resolved.loss, mctx.inputShape, 'cpu', update),
+      start,
     });
   } catch (e) {
     // leave after a failure, so the other trainers' sync rounds go on without this one
@@ -133,5 +151,46 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
     resolved,
     client,
     ...(curve ? { curve: curve.points } : {}),
+    ...(checkpoint.enabled ? { finalCheckpoint: () => client.checkpoint(checkpoint.finalId()) } : {}),
+  };
+}
+
+/**
+ * PSRPC_FAULT_KILL_TRAINER_AT_STEP=NAME:N (tests and bench:faults only): trainer NAME kills itself
+ * with SIGKILL before pushing step N, in the first run of the job only (PSRPC_RESTART_COUNT unset
+ * or 0): a trainer dying at a known step, without racing a clock. -1: no fault.
+ */
+function faultStep(name: string): number {
+  const spec = process.env.PSRPC_FAULT_KILL_TRAINER_AT_STEP;
+  if (!spec || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return -1;
+  const m = /^(.+):(\d+)$/.exec(spec);
+  return m && m[1] === name ? Number(m[2]) : -1;
+}
+
+/**
+ * The first trainer decides when the servers checkpoint: a push carries the checkpoint's number
+ * every --checkpoint-steps steps and once --checkpoint-every seconds have passed since the last
+ * one. Numbers are the servers' version after the push's step (sync: the same on every server),
+ * kept increasing.
+ */
+function checkpointTrigger(opts: TrainOptions, rank: number, client: PsClient, now = () => performance.now()) {
+  const enabled = opts.checkpointDir !== undefined && rank === 0;
+  const everyMs = opts.checkpointEvery * 1000;
+  let due = now() + everyMs;
+  let last = -1;
+  return {
+    enabled,
+    next(): number {
+      if (!enabled) return -1;
+      const bySteps = opts.checkpointSteps > 0 && (client.version + 1) % opts.checkpointSteps === 0;
+      const byTime = everyMs > 0 && now() >= due;
+      if (!bySteps && !byTime) return -1;
+      if (byTime) due = now() + everyMs;
+      last = Math.max(last + 1, client.maxVersion + 1);
+      return last;
+    },
+    finalId(): number {
+      return Math.max(last, client.maxVersion);
+    },
   };
 }

@@ -11,6 +11,7 @@ import { buildModel, modelContext, resolveModel } from './model.js';
 import { resolveOptions, type TrainOptions } from './options.js';
 import { resultOf, type TrainResult } from './result.js';
 import { buildOptimizer, chooseDevice, loadTrainingData } from './setup.js';
+import { ModelCheckpoints, resumePosition } from './checkpoint.js';
 
 /**
  * The model as evaluate() can use it: evaluate builds host tensors, so on another device the
@@ -52,12 +53,29 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
   const optimizer = buildOptimizer(model.parameters(), opts);
   // As PyTorch's reference loop: a fresh seeded order every epoch, the short last batch dropped.
   const loader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast: true });
+  const ckpt = opts.checkpointDir !== undefined ? new ModelCheckpoints(opts, model, optimizer, log) : undefined;
+  let step = 0;
+  if (ckpt && opts.resume) {
+    const cp = await ckpt.store.latest();
+    if (cp) step = ckpt.restore(cp);
+    log(cp ? `local: resuming from checkpoint ${cp.id} (${cp.dir})` : `local: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning`);
+  }
+  const start = resumePosition(opts, step, 1, loader.length, true);
+  step = start.step;
   const evaluated = onDevice(model, device);
   const curve = opts.evalEvery > 0 ? new AccuracyCurve(evaluated, test, opts, true, undefined, resolved.metric) : undefined;
   const run = await runLoop({
     opts, loader, label: 'local', curve,
-    step: supervisedStep(model, resolved.loss, ctx.inputShape, device, () => optimizer.step()),
+    step: supervisedStep(model, resolved.loss, ctx.inputShape, device, ckpt
+      ? () => { optimizer.step(); return ckpt.afterStep(++step) ?? Promise.resolve(); }
+      : () => optimizer.step()),
+    start,
   });
+  if (ckpt) {
+    // always one at the end: the trained model, on disk before the command returns
+    await ckpt.write(step);
+    await ckpt.flush();
+  }
   const testAccuracy = evaluate(evaluated, test, resolved.metric);
   return {
     ...resultOf(opts, {

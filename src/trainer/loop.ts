@@ -37,6 +37,12 @@ export interface LoopSpec {
   whose?: string;
   /** Time source when there is no curve (default performance.now). */
   now?: () => number;
+  /**
+   * Where a resumed run starts: `batch` batches into epoch `epoch` (a checkpoint's position). The
+   * batches before it are passed over without a step, so the sampler's order is the same as in an
+   * uninterrupted run.
+   */
+  start?: { epoch: number; batch: number };
 }
 
 export interface LoopResult {
@@ -55,7 +61,12 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
   const { opts, loader, curve } = spec;
   const scale = spec.curveScale ?? 1;
   const now = spec.now ?? (() => performance.now());
-  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs, label: spec.label });
+  const start = spec.start ?? { epoch: 0, batch: 0 };
+  if (!(Number.isSafeInteger(start.epoch) && Number.isSafeInteger(start.batch) && start.epoch >= 0 && start.batch >= 0 && start.batch < Math.max(1, loader.length))) {
+    throw new RangeError(`training loop: start at batch ${start.batch} of epoch ${start.epoch} is outside the ${loader.length} batches of an epoch`);
+  }
+  const skipped = Math.min(loader.samples * opts.epochs, start.epoch * loader.samples + start.batch * loader.batchSize);
+  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs - skipped, label: spec.label });
   // the time is read before the preparation, so the preparation stays off the training clock
   const point = async (samples: number): Promise<void> => {
     const at = curve!.clock.now();
@@ -70,12 +81,17 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
   const t0 = now();
   try {
     if (curve) await point(0);
-    epochs: for (let epoch = 0; epoch < opts.epochs; epoch++) {
+    epochs: for (let epoch = start.epoch; epoch < opts.epochs; epoch++) {
       loader.setEpoch(epoch);
       spec.beforeEpoch?.(epoch);
       lossSum = 0;
       lossCount = 0;
+      let pass = epoch === start.epoch ? start.batch : 0;
       for (const batch of loader) {
+        if (pass > 0) {
+          pass--;
+          continue;
+        }
         const r = spec.step(batch);
         const value = typeof r === 'number' ? r : await r;
         if (!Number.isFinite(value)) {

@@ -9,9 +9,9 @@ import type { ModelRef } from './model.js';
 import { BALANCES, SCHEDULES, type Balance, type ScheduleName } from '../pipeline/schedule-names.js';
 
 // the strategies' names and their consistency refusals come from the table of strategies
-import { findStrategy, STRATEGIES, type Strategy } from './strategies/index.js';
+import { checkpointConflict, findStrategy, STRATEGIES, type Strategy } from './strategies/index.js';
 
-export { consistencyConflict, STRATEGIES, type Strategy } from './strategies/index.js';
+export { checkpointConflict, consistencyConflict, STRATEGIES, type Strategy } from './strategies/index.js';
 export const CONSISTENCIES = ['sync', 'async', 'ssp'] as const;
 export type Consistency = (typeof CONSISTENCIES)[number];
 /** The built-in datasets; `--dataset` also takes idx:FOLDER, file:PATH and dataset modules (docs/DATA.md). */
@@ -78,6 +78,10 @@ export interface TrainOptions {
   worldSize?: number;
   /** host:port of the rendezvous, hosted by rank 0 (default: env MASTER_ADDR:MASTER_PORT). */
   master?: string;
+  /** host:port this process's agent listens on (default: env PSRPC_LISTEN, else 127.0.0.1:0; rank 0 listens on master). */
+  listen?: string;
+  /** The host peers connect to this process at (default: env PSRPC_ADVERTISE, else the listen host); needed with a wildcard listen. */
+  advertise?: string;
   /**
    * centralized: how many of the world's ranks are parameter servers; ranks [0, servers) are
    * servers (ps0..), the rest trainers (trainer0..). partitioned: ignored, every rank is a worker.
@@ -115,6 +119,36 @@ export interface TrainOptions {
   split?: number[];
   /** pipeline: run each stage's forward again during backward instead of keeping its activations. */
   recompute: boolean;
+  /** Where checkpoints are written (and read with `resume`); unset: none (docs/FAULTS.md). */
+  checkpointDir?: string;
+  /** Seconds between two checkpoints during training (0: only the one at the end). */
+  checkpointEvery: number;
+  /** A checkpoint every N steps as well (0: off); deterministic, for tests and step-based schedules. */
+  checkpointSteps: number;
+  /** Complete checkpoints kept (older ones are removed). */
+  checkpointKeep: number;
+  /** Continue from the latest complete checkpoint in checkpointDir (none there: start from the beginning, and say so). */
+  resume: boolean;
+  /**
+   * The shared secret every gRPC call, the rendezvous and the bulk sockets must carry (default:
+   * env PSRPC_AUTH_TOKEN; psrun makes one per job). Unset: no authentication.
+   */
+  authToken?: string;
+  /** Ms between two heartbeat pings of this process's agent (0: no heartbeats; unset: the RPC layer's 1000). */
+  heartbeatMs?: number;
+  /** Ms of silence after which a peer counts as lost and calls to it fail (0: never; unset: the RPC layer's 5000). */
+  deadAfterMs?: number;
+  /**
+   * PEM file of this process's TLS certificate, which must name the host it advertises (default:
+   * env PSRPC_TLS_CERT); with tlsKey, TLS on every connection (docs/FAULTS.md). Unset: plain TCP.
+   */
+  tlsCert?: string;
+  /** PEM file of tlsCert's private key, unencrypted (default: env PSRPC_TLS_KEY). */
+  tlsKey?: string;
+  /** PEM file of the CA the peers' certificates must chain to (default: env PSRPC_TLS_CA, else the system's roots). */
+  tlsCa?: string;
+  /** Mutual TLS: this process accepts only clients presenting a certificate signed by tlsCa. */
+  tlsRequireClientCert: boolean;
 }
 
 export const DEFAULTS: TrainOptions = {
@@ -154,6 +188,11 @@ export const DEFAULTS: TrainOptions = {
   replicas: 1,
   balance: 'flops',
   recompute: false,
+  checkpointEvery: 0,
+  checkpointSteps: 0,
+  checkpointKeep: 3,
+  resume: false,
+  tlsRequireClientCert: false,
 };
 
 function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -232,6 +271,8 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--rank <n>', 'this process\'s rank in the world (default: env RANK)').argParser(integer('--rank', 0)))
     .addOption(new Option('--world-size <n>', 'processes in the world, servers and trainers (default: env WORLD_SIZE)').argParser(integer('--world-size', 1)))
     .addOption(new Option('--master <host:port>', 'rendezvous address, hosted by rank 0 (default: env MASTER_ADDR:MASTER_PORT)'))
+    .addOption(new Option('--listen <host:port>', 'where this process listens, e.g. 0.0.0.0:0 (default: env PSRPC_LISTEN, else 127.0.0.1:0; rank 0 listens on --master)'))
+    .addOption(new Option('--advertise <host>', 'the host peers connect to, required with a wildcard --listen (default: env PSRPC_ADVERTISE, else the listen host)'))
     .addOption(new Option('--servers <n>', 'centralized: ranks [0, n) are parameter servers, the rest trainers').argParser(integer('--servers', 0, 4096)).default(d.servers))
     .addOption(new Option('--precision <format>', 'gradients and parameters on the wire (collectives, parameter servers); fp32 master weights').choices(PRECISIONS).default(d.precision))
     .addOption(new Option('--bucket-kb <n>', 'ddp: gradient bucket cap in KiB (first bucket at most 1024)').argParser(integer('--bucket-kb', 1, 1 << 22)).default(d.bucketKb))
@@ -246,7 +287,19 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--replicas <n>', 'pipeline: pipelines side by side, gradients all-reduced per stage').argParser(integer('--replicas', 1, 256)).default(d.replicas))
     .addOption(new Option('--balance <cost>', 'pipeline: what the automatic cut balances: flops or params').choices(BALANCES).default(d.balance))
     .addOption(new Option('--split <indices>', 'pipeline: the cut by hand: child index where each stage after the first starts (e.g. 4 or 3,6)').argParser(splitIndices))
-    .addOption(new Option('--recompute', 'pipeline: recompute each stage\'s forward during backward instead of keeping activations').default(d.recompute));
+    .addOption(new Option('--recompute', 'pipeline: recompute each stage\'s forward during backward instead of keeping activations').default(d.recompute))
+    .addOption(new Option('--checkpoint-dir <dir>', 'write checkpoints to DIR (at the end, and every --checkpoint-every seconds)'))
+    .addOption(new Option('--checkpoint-every <seconds>', 'seconds between checkpoints during training (0: only at the end)').argParser(real('--checkpoint-every', 0, 1e6)).default(d.checkpointEvery))
+    .addOption(new Option('--checkpoint-steps <n>', 'also a checkpoint every N steps (0: off)').argParser(integer('--checkpoint-steps', 0)).default(d.checkpointSteps))
+    .addOption(new Option('--checkpoint-keep <n>', 'complete checkpoints kept').argParser(integer('--checkpoint-keep', 1, 1000)).default(d.checkpointKeep))
+    .addOption(new Option('--resume', 'continue from the latest checkpoint in --checkpoint-dir').default(d.resume))
+    .addOption(new Option('--auth-token <token>', 'shared secret every process of the world must present (default: env PSRPC_AUTH_TOKEN)'))
+    .addOption(new Option('--heartbeat-ms <ms>', 'ms between heartbeat pings to connected peers (0: no heartbeats; default 1000)').argParser(integer('--heartbeat-ms', 0, 2 ** 31 - 1)))
+    .addOption(new Option('--dead-after-ms <ms>', 'ms of silence after which a peer is lost and calls to it fail (0: never; default 5000, at least 2 x --heartbeat-ms)').argParser(integer('--dead-after-ms', 0, 2 ** 31 - 1)))
+    .addOption(new Option('--tls-cert <file>', 'PEM certificate of this process, naming the host it advertises; with --tls-key: TLS on every connection (default: env PSRPC_TLS_CERT)'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert, unencrypted (default: env PSRPC_TLS_KEY)'))
+    .addOption(new Option('--tls-ca <file>', 'PEM CA certificate(s) the peers\' certificates must chain to (default: env PSRPC_TLS_CA, else the system\'s roots)'))
+    .addOption(new Option('--tls-require-client-cert', 'mutual TLS: accept only clients presenting a certificate signed by --tls-ca').default(d.tlsRequireClientCert));
 }
 
 /** --split 3,6: child indices, increasing (checked against the model when it is split). */
@@ -278,6 +331,12 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (o.split !== undefined && (!Array.isArray(o.split) || o.split.some((i) => !Number.isSafeInteger(i) || i < 0))) throw new RangeError(`option split must be an array of child indices, got ${JSON.stringify(o.split)}`);
   if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new RangeError(`option lr must be a positive number, got ${o.lr}`);
   if (!(STRATEGIES as readonly string[]).includes(o.strategy)) throw new RangeError(`option strategy must be one of ${STRATEGIES.join(', ')}, got '${o.strategy}'`);
+  if (o.checkpointDir !== undefined && (typeof o.checkpointDir !== 'string' || o.checkpointDir.length === 0)) throw new RangeError(`option checkpointDir must be a non-empty path, got ${JSON.stringify(o.checkpointDir)}`);
+  if (!(o.checkpointEvery >= 0) || !Number.isFinite(o.checkpointEvery)) throw new RangeError(`option checkpointEvery must be a number of seconds >= 0, got ${String(o.checkpointEvery)}`);
+  if (!Number.isSafeInteger(o.checkpointSteps) || o.checkpointSteps < 0) throw new RangeError(`option checkpointSteps must be an integer >= 0, got ${String(o.checkpointSteps)}`);
+  if (!Number.isSafeInteger(o.checkpointKeep) || o.checkpointKeep < 1) throw new RangeError(`option checkpointKeep must be an integer >= 1, got ${String(o.checkpointKeep)}`);
+  const ckpt = checkpointConflict(o);
+  if (ckpt) throw new RangeError(ckpt);
   const refusal = findStrategy(o.strategy)?.check?.(o);
   if (refusal) throw new RangeError(refusal);
   try {

@@ -47,6 +47,8 @@ interface StrategyBase {
    * model cannot be cut into the stages asked for). psrun checks it before any process starts.
    */
   checkModel?(model: Module, ctx: ModelContext, opts: TrainOptions): Promise<string | null>;
+  /** It writes checkpoints (--checkpoint-dir) and resumes from them (--resume). */
+  checkpoints?: boolean;
   /** The consistency model its result reports: what the run did (null: no servers). */
   resultConsistency(opts: TrainOptions): Consistency | null;
 }

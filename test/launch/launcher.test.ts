@@ -270,7 +270,7 @@ test('envFor: the inherited environment plus torchrun\'s variables, the shards, 
   const [ps0, ps1] = l.processes;
   t.deepEqual(l.envFor(ps0!, 'h', 7), {
     PATH: '/bin', MASTER_ADDR: 'h', MASTER_PORT: '7', RANK: 'mine', WORLD_SIZE: '3', LOCAL_RANK: '0', LOCAL_WORLD_SIZE: '3',
-    PSRPC_NAME: 'ps0', PSRPC_SERVERS: '2', PSRPC_SHARDS: '{"ps0":0.5,"ps1":0.5}', EXTRA: 'yes',
+    PSRPC_NAME: 'ps0', PSRPC_SERVERS: '2', PSRPC_RESTART_COUNT: '0', PSRPC_SHARDS: '{"ps0":0.5,"ps1":0.5}', EXTRA: 'yes',
   });
   t.is(l.envFor(ps1!, 'h', 7).RANK, '1');
   t.is(l.envFor(ps1!, 'h', 7).EXTRA, undefined);

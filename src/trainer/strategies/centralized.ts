@@ -9,6 +9,7 @@ export const centralized: ServersStrategy = {
   world: 'servers',
   serverRole: 'shard',
   consistencies: ANY_CONSISTENCY,
+  checkpoints: true,
   resultConsistency: (opts) => opts.consistency,
   async train(opts, ctx) {
     const { trainCentralized } = await import('../centralized.js');
@@ -28,6 +29,7 @@ export function fromServers(run: TrainedWorker): WorldTraining {
     parameters: run.model.parameterCount(),
     async finish() {
       await run.client.pull(false);
+      if (run.finalCheckpoint) await run.finalCheckpoint();
       await run.client.leave();
       return run.model;
     },

@@ -70,4 +70,32 @@ export function consistencyConflict(strategy: string, consistency: string): stri
   return spec.refusal?.(consistency) ?? `strategy ${strategy} runs under consistency ${spec.consistencies.join(' or ')} only, got consistency ${consistency}`;
 }
 
+/** The checkpoint flags of a run (a part of TrainOptions). */
+export interface CheckpointFlags {
+  strategy: string;
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  checkpointSteps?: number;
+  resume?: boolean;
+}
+
+/**
+ * Why these checkpoint flags cannot run, or null: a flag that needs --checkpoint-dir without it,
+ * or a strategy that does not write checkpoints (said rather than silently training without).
+ */
+export function checkpointConflict(o: CheckpointFlags): string | null {
+  if (o.checkpointDir === undefined) {
+    if (o.resume) return '--resume needs --checkpoint-dir (the directory to resume from)';
+    if ((o.checkpointSteps ?? 0) > 0) return '--checkpoint-steps needs --checkpoint-dir';
+    if ((o.checkpointEvery ?? 0) > 0) return '--checkpoint-every needs --checkpoint-dir';
+    return null;
+  }
+  const spec = table.get(o.strategy);
+  if (spec && !spec.checkpoints) {
+    const yes = [...table.values()].filter((s) => s.checkpoints).map((s) => s.name);
+    return `--checkpoint-dir: strategy ${o.strategy} does not write checkpoints yet (${yes.join(' and ')} ${yes.length === 1 ? 'does' : 'do'}; docs/FAULTS.md)`;
+  }
+  return null;
+}
+
 for (const spec of [local, centralized, remoteForward, partitioned, ddp, zero, fsdp, pipeline]) registerStrategy(spec);

@@ -6,6 +6,7 @@ export const local: SingleProcessStrategy = {
   description: 'one process trains the model on the whole training split',
   world: 'single',
   consistencies: ANY_CONSISTENCY,
+  checkpoints: true,
   resultConsistency: () => null,
   run: async (opts) => (await import('../local.js')).trainLocal(opts),
 };

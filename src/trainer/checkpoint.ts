@@ -1,0 +1,143 @@
+// Checkpoints of a model trained in one process (the `local` strategy): the parameters, buffers
+// and optimizer state of the whole model as a one-shard checkpoint in the servers' format
+// (src/server/checkpoint.ts: safetensors + manifest, atomic, checksummed, the last K kept), so one
+// reader serves both, and the manifest names every parameter with its offset and shape.
+//
+// The checkpoint's number is the step count; a resumed run starts at that step's epoch and batch
+// (the loader's order is a function of the seed and the epoch), so it ends where the run never
+// interrupted ends, bit for bit.
+import { CheckpointStore, type LoadedCheckpoint, type ShardSnapshot } from '../server/index.js';
+import type { Module, Optimizer, OptimizerState, Tensor } from '../tensor/index.js';
+import type { TrainOptions } from './options.js';
+
+export class ModelCheckpoints {
+  readonly store: CheckpointStore;
+  private readonly named: [string, Tensor][];
+  private readonly total: number;
+  /** The last queued write (one at a time: a checkpoint asked for meanwhile waits for it). */
+  private writes: Promise<unknown> = Promise.resolve();
+  private due: number;
+  private pending = 0;
+  private readonly everyMs: number;
+  /** Checkpoints written, and the last one's figures. */
+  readonly counts = { written: 0, lastId: -1, lastBytes: 0, lastMs: 0 };
+
+  constructor(
+    private readonly opts: Pick<TrainOptions, 'checkpointDir' | 'checkpointEvery' | 'checkpointSteps' | 'checkpointKeep' | 'optimizer'>,
+    private readonly model: Module,
+    private readonly optimizer: Optimizer<unknown>,
+    private readonly log: (line: string) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.store = new CheckpointStore(opts.checkpointDir!, { keep: opts.checkpointKeep, log });
+    this.named = model.namedParameters();
+    for (const [name, p] of this.named) {
+      if (p.device !== 'cpu') throw new RangeError(`--checkpoint-dir: parameter ${name} is on ${p.device}; checkpoints of a model off the CPU are not written yet (use --device cpu)`);
+    }
+    this.total = this.named.reduce((n, [, p]) => n + p.size, 0);
+    this.everyMs = opts.checkpointEvery * 1000;
+    this.due = this.now() + this.everyMs;
+  }
+
+  /**
+   * After step `step` (the count of steps taken): when a checkpoint is due, copies the model and
+   * queues its write; returns a promise only when the previous write is still going (the step
+   * waits for it rather than piling copies up), undefined otherwise.
+   */
+  afterStep(step: number): Promise<void> | undefined {
+    const bySteps = this.opts.checkpointSteps > 0 && step % this.opts.checkpointSteps === 0;
+    const byTime = this.everyMs > 0 && this.now() >= this.due;
+    if (!bySteps && !byTime) return undefined;
+    if (byTime) this.due = this.now() + this.everyMs;
+    const busy = this.pending > 0;
+    const before = this.writes;
+    void this.write(step).catch(() => { /* said by write */ });
+    return busy ? before.then(() => {}) : undefined;
+  }
+
+  /** Writes checkpoint `step` (after the queued ones) and resolves when it is on disk. */
+  write(step: number): Promise<void> {
+    const snap = this.snapshot(step);
+    this.pending++;
+    const done = this.writes.then(() => this.store.writeShard(snap)).then((r) => {
+      Object.assign(this.counts, { written: this.counts.written + 1, lastId: step, lastBytes: r.bytes, lastMs: r.ms });
+    }).finally(() => { this.pending--; });
+    this.writes = done.catch((e: unknown) => this.log(`checkpoint ${step} failed: ${e instanceof Error ? e.message : String(e)} (training goes on; the previous checkpoint stays the latest)`));
+    return done;
+  }
+
+  /** The model, its buffers and its optimizer state at step `step`, copied. */
+  snapshot(step: number): ShardSnapshot {
+    const values = new Float32Array(this.total);
+    const states: Array<OptimizerState | null> = this.named.map(([, p]) => this.optimizer.exportState(p));
+    const first = states.find((s) => s !== null) ?? null;
+    const arrays: Record<string, Float32Array> = {};
+    if (first) for (const k of Object.keys(first.arrays)) arrays[k] = new Float32Array(this.total);
+    let at = 0;
+    for (const [i, [, p]] of this.named.entries()) {
+      values.set(p.storage as Float32Array, at);
+      const s = states[i];
+      if (s) for (const [k, v] of Object.entries(s.arrays)) arrays[k]?.set(v, at);
+      at += p.size;
+    }
+    const buffers: Record<string, Float32Array> = {};
+    for (const [name, b] of this.model.namedBuffers()) buffers[name] = (b.storage as Float32Array).slice();
+    return {
+      id: step, shard: 0, shards: 1, start: 0, length: this.total, total: this.total, version: step,
+      layout: this.named.map(([name, p]) => ({ name, size: p.size, shape: [...p.shape] })),
+      consistency: 'local', trainers: 1, optimizer: this.opts.optimizer,
+      values, state: first ? { arrays, scalars: first.scalars } : null, buffers,
+    };
+  }
+
+  /** Loads checkpoint `cp` into the model and the optimizer; returns its step. Refuses another model, naming the difference. */
+  restore(cp: LoadedCheckpoint): number {
+    const saved = cp.manifest.layout;
+    const mine = this.named.map(([name, p]) => `${name}[${p.shape.join('x')}]`).join(', ');
+    const theirs = saved.map((p) => `${p.name}[${(p.shape ?? [p.size]).join('x')}]`).join(', ');
+    if (mine !== theirs) throw new RangeError(`--resume: checkpoint ${cp.id} (${cp.dir}) was written for another model: it has ${theirs}; this model has ${mine}`);
+    if (cp.manifest.optimizer !== this.opts.optimizer) throw new RangeError(`--resume: checkpoint ${cp.id} holds ${cp.manifest.optimizer} state; this run uses --optimizer ${this.opts.optimizer}`);
+    const r = cp.read(0, this.total);
+    const buffers = cp.buffers();
+    const state = new Map<string, Float32Array>();
+    let at = 0;
+    for (const [name, p] of this.named) {
+      state.set(name, r.values.subarray(at, at + p.size));
+      at += p.size;
+    }
+    for (const [name, b] of this.model.namedBuffers()) {
+      const v = buffers.get(name);
+      if (!v || v.length !== b.size) throw new RangeError(`--resume: checkpoint ${cp.id} has no buffer ${name} of ${b.size} elements`);
+      state.set(name, v);
+    }
+    // checked completely (importState throws before setting anything) before the model changes
+    if (r.state) {
+      at = 0;
+      for (const [, p] of this.named) {
+        const arrays: Record<string, Float32Array> = {};
+        for (const [k, v] of Object.entries(r.state.arrays)) arrays[k] = v.subarray(at, at + p.size);
+        this.optimizer.importState(p, { arrays, scalars: r.state.scalars });
+        at += p.size;
+      }
+    }
+    this.model.loadStateDict(state);
+    return r.version;
+  }
+
+  /** Resolves once every queued write is on disk (or failed, and said so). */
+  async flush(): Promise<void> {
+    await this.writes;
+  }
+}
+
+/**
+ * Where a trainer starts, from the step count a checkpoint says was taken: `version` steps in
+ * all, shared by `trainers` (sync and one process: every trainer took `version` steps; async and
+ * ssp: the servers' steps shared evenly, so a trainer may repeat or skip the few batches by which
+ * it was ahead or behind the others). Clamped to the end of training.
+ */
+export function resumePosition(opts: Pick<TrainOptions, 'consistency' | 'epochs'>, version: number, trainers: number, batches: number, local = false): { step: number; epoch: number; batch: number } {
+  const done = local || opts.consistency === 'sync' ? version : Math.floor(version / trainers);
+  const step = Math.min(done, batches * opts.epochs);
+  return { step, epoch: Math.floor(step / batches), batch: step % batches };
+}

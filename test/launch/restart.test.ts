@@ -1,0 +1,79 @@
+// psrun --max-restarts with --checkpoint-dir, end to end with the real ps-server and trainer: a
+// process dies at a known point (the fault hooks PSRPC_FAULT_KILL_AFTER_CHECKPOINT and
+// PSRPC_FAULT_KILL_TRAINER_AT_STEP: no clock is raced), psrun starts the job again with --resume,
+// and the sync run ends with the parameters of the run that was never interrupted, bit for bit.
+import test from 'ava';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/psrun.js';
+import { Capture } from './fixture.js';
+
+// 2 trainers x 512 samples / 64 = 8 steps an epoch, 16 in all; a checkpoint every 4 steps
+const JOB = ['--servers', '1', '--trainers', '2', '--dataset', 'synthetic', '--train-samples', '1024', '--test-samples', '256', '--epochs', '2',
+  '--batch-size', '64', '--momentum', '0.9', '--checkpoint-steps', '4', '--progress', 'none', '--kill-grace', '2'];
+
+async function run(dir: string, extra: string[], env: Record<string, string> = {}) {
+  const json = join(dir, 'result.json');
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await main(['node', 'psrun', ...JOB, '--checkpoint-dir', join(dir, 'ckpt'), '--json', json, ...extra],
+    { stdout, stderr, handleSignals: false, env: { ...process.env, ...env } });
+  return { code, out: stdout.text + stderr.text, result: code === 0 ? JSON.parse(readFileSync(json, 'utf8')) : undefined };
+}
+
+const finalShard = (dir: string) => readFileSync(join(dir, 'ckpt', 'ckpt-000000016', 'shard-0-of-1.safetensors'));
+
+let reference: Buffer | undefined;
+async function uninterrupted(): Promise<Buffer> {
+  if (reference) return reference;
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-ref-'));
+  try {
+    const r = await run(dir, []);
+    if (r.code !== 0) throw new Error(r.out);
+    // the last 3 complete checkpoints are kept
+    if (readdirSync(join(dir, 'ckpt')).join() !== 'ckpt-000000008,ckpt-000000012,ckpt-000000016') throw new Error(readdirSync(join(dir, 'ckpt')).join());
+    return (reference = finalShard(dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test.serial('the server killed right after checkpoint 8: the job restarts, resumes at step 8 and ends as the uninterrupted run, bit for bit', async (t) => {
+  const ref = await uninterrupted();
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-restart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await run(dir, ['--max-restarts', '1'], { PSRPC_FAULT_KILL_AFTER_CHECKPOINT: '8' });
+  t.is(r.code, 0, r.out);
+  t.regex(r.out, /psrun: ps0 \(ps-server, rank 0\) exited with signal SIGKILL; restarting the job from the latest checkpoint in .* \(restart 1 of 1\)/);
+  t.regex(r.out, /ps0: resuming from checkpoint 8 /);
+  t.regex(r.out, /trainer1: resuming at step 8 \(epoch 1, batch 0\)/);
+  t.is(r.result.restarts, 1);
+  t.true(finalShard(dir).equals(ref), 'the final parameters and optimizer state equal the uninterrupted run\'s');
+});
+
+test.serial('a trainer killed before step 11: the job restarts from checkpoint 8 and ends as the uninterrupted run, bit for bit', async (t) => {
+  const ref = await uninterrupted();
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-restart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await run(dir, ['--max-restarts', '2'], { PSRPC_FAULT_KILL_TRAINER_AT_STEP: 'trainer2:11' });
+  t.is(r.code, 0, r.out);
+  t.regex(r.out, /psrun: trainer2 \(trainer, rank 2\) exited with signal SIGKILL; restarting the job from the latest checkpoint .* \(restart 1 of 2\)/);
+  t.regex(r.out, /trainer2: resuming at step 8 /);
+  t.is(r.result.restarts, 1);
+  t.true(finalShard(dir).equals(ref));
+});
+
+test.serial('without --max-restarts a failure still stops the job; the checkpoints written stay for a later --resume', async (t) => {
+  const ref = await uninterrupted();
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-restart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const failed = await run(dir, [], { PSRPC_FAULT_KILL_AFTER_CHECKPOINT: '12' });
+  t.is(failed.code, 1);
+  t.regex(failed.out, /ps0 \(ps-server, rank 0\) exited with signal SIGKILL; stopped the other processes/);
+  // the user runs it again with --resume: it goes on from checkpoint 12
+  const resumed = await run(dir, ['--resume']);
+  t.is(resumed.code, 0, resumed.out);
+  t.regex(resumed.out, /ps0: resuming from checkpoint 12 /);
+  t.true(finalShard(dir).equals(ref));
+});
