@@ -1,0 +1,170 @@
+// npm run bench:faults: what a failure costs a psrun job (docs/FAULTS.md).
+//
+//  1. samples/s with and without checkpoints: the same sync job, `--checkpoint-every S` against no
+//     checkpoint directory, interleaved, medians over rounds (the issue's target: at most 3% lost).
+//  2. a server and a trainer killed at a random moment (SIGKILL from outside, at a uniformly random
+//     time between 20% and 80% of the training time of the uninterrupted runs): psrun --max-restarts 1 restarts the job from the latest
+//     checkpoint. Measured from psrun's own output, timestamped as it arrives: kill -> psrun's
+//     restart line (detection), kill -> the first trainer's "resuming" line (resume), the job's exit
+//     status and its test accuracy against the uninterrupted run's.
+//  3. checkpoint size on disk and the time to write one (the servers' own figure, from the files'
+//     timestamps is too coarse: measured by writing the same shard with CheckpointStore here).
+//
+// Flags: --rounds N (default 3), --epochs N (default 6), --every S (default 2), --json FILE.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointStore } from '../src/server/index.js';
+import { flagsOrExit, flagValue, median } from './peer.js';
+
+interface Flags { rounds: number; epochs: number; every: number; json?: string }
+
+const flags = flagsOrExit<Flags>((argv) => {
+  const num = (name: string, d: number, min: number) => {
+    const v = flagValue(argv, name);
+    const n = v === undefined ? d : Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got '${v}'`);
+    return n;
+  };
+  return { rounds: num('--rounds', 3, 1), epochs: num('--epochs', 6, 1), every: num('--every', 2, 0.1), json: flagValue(argv, '--json') };
+});
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const PSRUN = join(ROOT, 'bin', 'psrun.js');
+
+interface Line { at: number; text: string }
+interface Run { code: number | null; lines: Line[]; result?: Record<string, any>; started: number }
+
+/** Runs psrun (the built commands), timestamping every output line; `during` may act on the running job. */
+function psrun(args: string[], during?: (started: number, lines: Line[]) => void): Promise<Run> {
+  return new Promise((resolve) => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-faults-'));
+    const json = join(dir, 'r.json');
+    const started = performance.now();
+    const child = spawn(process.execPath, [PSRUN, ...args, '--progress', 'lines', '--json', json], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: Line[] = [];
+    for (const s of [child.stdout, child.stderr]) {
+      let rest = '';
+      s.setEncoding('utf8');
+      s.on('data', (chunk: string) => {
+        const at = performance.now();
+        const parts = (rest + chunk).split('\n');
+        rest = parts.pop()!;
+        for (const text of parts) lines.push({ at, text });
+      });
+    }
+    during?.(started, lines);
+    child.on('close', (code) => {
+      let result: Record<string, any> | undefined;
+      try { result = JSON.parse(readFileSync(json, 'utf8')); } catch { /* failed run */ }
+      rmSync(dir, { recursive: true, force: true });
+      resolve({ code, lines, result, started });
+    });
+  });
+}
+
+/** The pid of the job's process named `name` (psrun's children: node .../bin/<role>.js --name NAME ...). */
+function pidOf(name: string): number | null {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      const i = cmd.indexOf('--name');
+      if (i >= 0 && cmd[i + 1] === name && cmd.some((a) => a.endsWith('ps-server.js') || a.endsWith('trainer.js'))) return Number(d);
+    } catch { /* gone */ }
+  }
+  return null;
+}
+
+const job = (epochs: number) => ['--servers', '1', '--trainers', '2', '--epochs', String(epochs), '--momentum', '0.9'];
+
+async function main(): Promise<void> {
+  const ckRoot = mkdtempSync(join(tmpdir(), 'bench-faults-ck-'));
+  const out: Record<string, unknown> = { epochs: flags.epochs, every: flags.every, rounds: flags.rounds };
+  try {
+    // 1. the cost of checkpoints
+    const plain: number[] = [];
+    const ckpt: number[] = [];
+    const accuracy: number[] = [];
+    let ckDir = '';
+    for (let r = 0; r < flags.rounds; r++) {
+      const a = await psrun(job(flags.epochs));
+      ckDir = join(ckRoot, `cost-${r}`);
+      const b = await psrun([...job(flags.epochs), '--checkpoint-dir', ckDir, '--checkpoint-every', String(flags.every)]);
+      if (a.code !== 0 || b.code !== 0) throw new Error(`a run failed:\n${[...a.lines, ...b.lines].map((l) => l.text).slice(-20).join('\n')}`);
+      plain.push(a.result!.samplesPerSecond);
+      ckpt.push(b.result!.samplesPerSecond);
+      accuracy.push(a.result!.testAccuracy);
+      console.log(`round ${r + 1}: samples/s without checkpoints ${a.result!.samplesPerSecond.toFixed(0)}, with --checkpoint-every ${flags.every} ${b.result!.samplesPerSecond.toFixed(0)}; ${readdirSync(ckDir).length} checkpoints kept`);
+    }
+    const cost = 1 - median(ckpt) / median(plain);
+    // how long training lasts: the kills below land in [20%, 80%] of it
+    const trainMs = 1000 * (plain.length > 0 ? (flags.epochs * 60_000) / median(plain) : 10);
+    out.samplesPerSecond = { without: median(plain), with: median(ckpt), cost };
+    console.log(`checkpoints every ${flags.every} s cost ${(cost * 100).toFixed(1)}% of samples/s (median ${median(ckpt).toFixed(0)} vs ${median(plain).toFixed(0)}; target <= 3%)`);
+
+    // 3. size and write time of one checkpoint of this job's model
+    const latest = readdirSync(ckDir).sort().at(-1)!;
+    const shardPath = join(ckDir, latest, 'shard-0-of-1.safetensors');
+    const bytes = statSync(shardPath).size;
+    const cp = (await new CheckpointStore(ckDir, { log: () => {} }).latest())!;
+    const range = cp.read(0, cp.manifest.total);
+    const store = new CheckpointStore(join(ckRoot, 'write'), { keep: 1, log: () => {} });
+    const writes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await store.writeShard({ id: i, shard: 0, shards: 1, start: 0, length: cp.manifest.total, total: cp.manifest.total, version: i,
+        layout: cp.manifest.layout.map(({ offset: _o, ...p }) => p), consistency: 'sync', trainers: 2, optimizer: cp.manifest.optimizer, values: range.values, state: range.state });
+      writes.push(r.ms);
+    }
+    out.checkpoint = { parameters: cp.manifest.total, bytes, writeMs: median(writes) };
+    console.log(`checkpoint: ${cp.manifest.total} parameters + optimizer state, ${(bytes / 1024).toFixed(0)} KiB, written (fsync, rename) in ${median(writes).toFixed(1)} ms (median of 5)`);
+
+    // 2. kills at a random moment
+    const uninterrupted = median(accuracy);
+    const killRuns: Array<Record<string, unknown>> = [];
+    for (const victim of ['ps0', 'trainer1']) {
+      for (let r = 0; r < flags.rounds; r++) {
+        let killedAt = 0;
+        let killDelay = 0;
+        const run = await psrun([...job(flags.epochs), '--checkpoint-dir', join(ckRoot, `kill-${victim}-${r}`), '--checkpoint-every', String(flags.every), '--max-restarts', '1'], (started, lines) => {
+          // somewhere in the middle of training: after the first checkpoint could exist, before the end
+          const trainStart = () => lines.find((l) => / \d+\/\d+ samples loss=/.test(l.text))?.at;
+          const tick = setInterval(() => {
+            const t0 = trainStart();
+            if (t0 === undefined) return;
+            clearInterval(tick);
+            killDelay = trainMs * (0.2 + Math.random() * 0.6);
+            setTimeout(() => {
+              const pid = pidOf(victim);
+              if (pid === null) return;
+              killedAt = performance.now();
+              process.kill(pid, 'SIGKILL');
+            }, killDelay);
+          }, 20);
+          void started;
+        });
+        const restartLine = run.lines.find((l) => l.text.includes('restarting the job'));
+        const resumeLine = run.lines.find((l) => l.at > (restartLine?.at ?? Infinity) && /trainer1: resuming at step/.test(l.text));
+        const rec = {
+          victim, code: run.code, killed: killedAt > 0,
+          detectMs: restartLine && killedAt ? restartLine.at - killedAt : null,
+          resumeMs: resumeLine && killedAt ? resumeLine.at - killedAt : null,
+          resumedAt: resumeLine?.text.replace(/.*resuming at (step \d+).*/, '$1') ?? null,
+          testAccuracy: run.result?.testAccuracy ?? null,
+          accuracyDelta: run.result ? run.result.testAccuracy - uninterrupted : null,
+        };
+        killRuns.push(rec);
+        console.log(`kill ${victim} ${(killDelay / 1000).toFixed(1)} s into training: exit ${rec.code}, detected in ${rec.detectMs?.toFixed(0) ?? '-'} ms, resumed (${rec.resumedAt}) ${rec.resumeMs?.toFixed(0) ?? '-'} ms after the kill, accuracy ${rec.testAccuracy?.toFixed(4) ?? '-'} (uninterrupted ${uninterrupted.toFixed(4)})`);
+      }
+    }
+    out.kills = killRuns;
+    const ok = killRuns.filter((k) => k.code === 0 && typeof k.accuracyDelta === 'number' && Math.abs(k.accuracyDelta as number) <= 0.01).length;
+    console.log(`kills: ${ok} of ${killRuns.length} jobs finished with status 0 and accuracy within 0.01; median detection ${median(killRuns.map((k) => k.detectMs as number).filter(Number.isFinite)).toFixed(0)} ms, median resume ${median(killRuns.map((k) => k.resumeMs as number).filter(Number.isFinite)).toFixed(0)} ms (targets 5,000 and 10,000 ms)`);
+    if (flags.json) (await import('node:fs')).writeFileSync(flags.json, JSON.stringify(out, null, 2) + '\n');
+  } finally {
+    rmSync(ckRoot, { recursive: true, force: true });
+  }
+}
+
+await main();
