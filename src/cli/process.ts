@@ -105,6 +105,12 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     optimizer: optimizerSpec(opts),
     ...(placement ? { placement } : {}),
   });
+  // stopped by psrun (another process failed): the checkpoints already copied reach the disk
+  // before this process goes, so a restart resumes from the newest one taken
+  const onTerm = (sig: NodeJS.Signals) => {
+    void server.flushCheckpoints().finally(() => process.kill(process.pid, sig));
+  };
+  if (opts.checkpointDir !== undefined) process.once('SIGTERM', onTerm);
   const agent = await startAgent(place, opts);
   try {
     server.register(agent);
@@ -125,6 +131,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     await server.done;
     await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
   } finally {
+    process.off('SIGTERM', onTerm);
     await agent.shutdown({ graceful: false }).catch(() => {});
     await server.close();
   }
