@@ -24,7 +24,7 @@ import { runLoop, supervisedStep, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
 import { trainerSampler } from './setup.js';
-import { resumePosition } from './checkpoint.js';
+import { faultStep, resumePosition } from './checkpoint.js';
 
 /** Where a trainer stands in the world. */
 export interface TrainerContext {
@@ -153,18 +153,6 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
     ...(curve ? { curve: curve.points } : {}),
     ...(checkpoint.enabled ? { finalCheckpoint: () => client.checkpoint(checkpoint.finalId()) } : {}),
   };
-}
-
-/**
- * PSRPC_FAULT_KILL_TRAINER_AT_STEP=NAME:N (tests and bench:faults only): trainer NAME kills itself
- * with SIGKILL before pushing step N, in the first run of the job only (PSRPC_RESTART_COUNT unset
- * or 0): a trainer dying at a known step, without racing a clock. -1: no fault.
- */
-function faultStep(name: string): number {
-  const spec = process.env.PSRPC_FAULT_KILL_TRAINER_AT_STEP;
-  if (!spec || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return -1;
-  const m = /^(.+):(\d+)$/.exec(spec);
-  return m && m[1] === name ? Number(m[2]) : -1;
 }
 
 /**

@@ -27,6 +27,8 @@ export class ModelCheckpoints {
     private readonly model: Module,
     private readonly optimizer: Optimizer<unknown>,
     private readonly log: (line: string) => void,
+    /** Who trained: 'local' (one process), or 'sync' with the number of ddp ranks. */
+    private readonly job: { consistency: string; trainers: number } = { consistency: 'local', trainers: 1 },
     private readonly now: () => number = () => performance.now(),
   ) {
     this.store = new CheckpointStore(opts.checkpointDir!, { keep: opts.checkpointKeep, log });
@@ -37,6 +39,18 @@ export class ModelCheckpoints {
     this.total = this.named.reduce((n, [, p]) => n + p.size, 0);
     this.everyMs = opts.checkpointEvery * 1000;
     this.due = this.now() + this.everyMs;
+    // stopped by psrun (another process failed): the checkpoints already copied reach the disk
+    // before this process goes, so a restart resumes from the newest one taken
+    process.once('SIGTERM', this.onTerm);
+  }
+
+  private readonly onTerm = (sig: NodeJS.Signals): void => {
+    void this.writes.finally(() => process.kill(process.pid, sig));
+  };
+
+  /** Stops flushing on SIGTERM (training is over: the final checkpoint was awaited). */
+  dispose(): void {
+    process.off('SIGTERM', this.onTerm);
   }
 
   /**
@@ -85,7 +99,7 @@ export class ModelCheckpoints {
     return {
       id: step, shard: 0, shards: 1, start: 0, length: this.total, total: this.total, version: step,
       layout: this.named.map(([name, p]) => ({ name, size: p.size, shape: [...p.shape] })),
-      consistency: 'local', trainers: 1, optimizer: this.opts.optimizer,
+      consistency: this.job.consistency, trainers: this.job.trainers, optimizer: this.opts.optimizer,
       values, state: first ? { arrays, scalars: first.scalars } : null, buffers,
     };
   }
@@ -96,6 +110,7 @@ export class ModelCheckpoints {
     const mine = this.named.map(([name, p]) => `${name}[${p.shape.join('x')}]`).join(', ');
     const theirs = saved.map((p) => `${p.name}[${(p.shape ?? [p.size]).join('x')}]`).join(', ');
     if (mine !== theirs) throw new RangeError(`--resume: checkpoint ${cp.id} (${cp.dir}) was written for another model: it has ${theirs}; this model has ${mine}`);
+    if (cp.manifest.trainers !== this.job.trainers) throw new RangeError(`--resume: checkpoint ${cp.id} was written by a job of ${cp.manifest.trainers} rank(s); resume it with as many (this one has ${this.job.trainers}): each rank's data share depends on it`);
     if (cp.manifest.optimizer !== this.opts.optimizer) throw new RangeError(`--resume: checkpoint ${cp.id} holds ${cp.manifest.optimizer} state; this run uses --optimizer ${this.opts.optimizer}`);
     const r = cp.read(0, this.total);
     const buffers = cp.buffers();
@@ -140,4 +155,16 @@ export function resumePosition(opts: Pick<TrainOptions, 'consistency' | 'epochs'
   const done = local || opts.consistency === 'sync' ? version : Math.floor(version / trainers);
   const step = Math.min(done, batches * opts.epochs);
   return { step, epoch: Math.floor(step / batches), batch: step % batches };
+}
+
+/**
+ * PSRPC_FAULT_KILL_TRAINER_AT_STEP=NAME:N (tests and bench:faults only): trainer NAME kills itself
+ * with SIGKILL before pushing step N, in the first run of the job only (PSRPC_RESTART_COUNT unset
+ * or 0): a trainer dying at a known step, without racing a clock. -1: no fault.
+ */
+export function faultStep(name: string): number {
+  const spec = process.env.PSRPC_FAULT_KILL_TRAINER_AT_STEP;
+  if (!spec || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return -1;
+  const m = /^(.+):(\d+)$/.exec(spec);
+  return m && m[1] === name ? Number(m[2]) : -1;
 }

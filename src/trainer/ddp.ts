@@ -25,6 +25,7 @@ import { dataParallelExtras, GradSync, LossScaler, makeBuckets, optimizerStateBy
 import { runLoop } from './loop.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec } from './setup.js';
+import { faultStep, ModelCheckpoints, resumePosition } from './checkpoint.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
 export type { DataParallelReport } from './data-parallel.js';
@@ -87,6 +88,20 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     reduce = (_b, view) => pg.reduceScatter(view, { op: 'avg', dtype });
   }
   const optimizerElements = segments.reduce((n, [a, e]) => n + e - a, 0);
+  // ddp checkpoints: every replica is the same, so rank 0 writes it; every rank reads it back on
+  // --resume (the optimizer state is each rank's own), then the start broadcast changes nothing
+  const ckpt = mode === 'ddp' && opts.checkpointDir !== undefined
+    ? new ModelCheckpoints(opts, model, optimizer, (l) => process.stderr.write(l + '\n'), { consistency: 'sync', trainers: ctx.trainers })
+    : undefined;
+  let done = 0;
+  if (ckpt && opts.resume) {
+    const cp = await ckpt.store.latest();
+    if (cp) done = ckpt.restore(cp);
+    if (ctx.rank === 0) process.stderr.write(cp ? `${agent.name}: resuming from checkpoint ${cp.id} (${cp.dir})\n` : `${agent.name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning\n`);
+  }
+  const start = resumePosition(opts, done, ctx.trainers, loader.length, true);
+  done = start.step;
+  const fault = faultStep(agent.name);
   // zero stage 1 exchanges after backward: hooks launch nothing until finish
   const overlap = mode === 'ddp' || opts.zeroStage === 2;
   const sync = new GradSync(flat, buckets, reduce, opts.findUnusedParameters);
@@ -132,12 +147,18 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     if (last && overlap) sync.arm(factor);
     else sync.disarm();
     l.backward();
+    if (++done === fault) {
+      process.stderr.write(`${agent.name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${done}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    }
     if (last) {
       if (!overlap) sync.arm(factor);
       if (await exchange()) {
         optimizer.step();
         if (mode === 'zero') await gatherParams();
       }
+      // at a window's end only, so a resumed run starts at a window's first batch
+      if (ckpt && ctx.rank === 0) await ckpt.afterStep(done);
     }
     return l.item();
   };
@@ -147,11 +168,17 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
   try {
     result = await runLoop({
       opts, loader, label: agent.name, curve, curveScale: ctx.trainers,
-      beforeEpoch: () => { inEpoch = 0; },
+      beforeEpoch: (epoch) => { inEpoch = epoch === start.epoch ? start.batch : 0; },
       step,
+      start,
     });
   } finally {
     sync.dispose();
+    ckpt?.dispose();
+  }
+  if (ckpt && ctx.rank === 0) {
+    await ckpt.write(done);
+    await ckpt.flush();
   }
   // every collective has completed on every rank (each op waits for its peers' messages)
   pg.close();

@@ -80,3 +80,27 @@ test.serial('without --max-restarts a failure still stops the job; the checkpoin
   t.regex(resumed.out, /ps0: resuming from checkpoint 12 /);
   t.true(finalShard(dir).equals(ref));
 });
+
+// ddp: rank 0 writes the replica, every rank reads it back (each has its own optimizer state)
+const DDP = ['--strategy', 'ddp', '--servers', '0', '--trainers', '2', '--dataset', 'synthetic', '--train-samples', '1024', '--test-samples', '256',
+  '--epochs', '2', '--batch-size', '64', '--momentum', '0.9', '--checkpoint-steps', '4', '--progress', 'none', '--kill-grace', '2'];
+
+async function runDdp(dir: string, extra: string[], env: Record<string, string> = {}) {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await main(['node', 'psrun', ...DDP, '--checkpoint-dir', join(dir, 'ckpt'), ...extra], { stdout, stderr, handleSignals: false, env: { ...process.env, ...env } });
+  return { code, out: stdout.text + stderr.text };
+}
+
+test.serial('ddp: a rank killed before step 7 restarts the job from checkpoint 4, which ends as the uninterrupted run, bit for bit', async (t) => {
+  const ref = mkdtempSync(join(tmpdir(), 'psrun-ddp-ref-'));
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-ddp-'));
+  t.teardown(() => { rmSync(ref, { recursive: true, force: true }); rmSync(dir, { recursive: true, force: true }); });
+  const a = await runDdp(ref, []);
+  t.is(a.code, 0, a.out);
+  const b = await runDdp(dir, ['--max-restarts', '1'], { PSRPC_FAULT_KILL_TRAINER_AT_STEP: 'trainer2:7' });
+  t.is(b.code, 0, b.out);
+  t.regex(b.out, /psrun: trainer2 \(trainer, rank 1\) exited with signal SIGKILL; restarting the job/);
+  t.regex(b.out, /trainer1: resuming from checkpoint 4 /);
+  t.true(finalShard(dir).equals(finalShard(ref)));
+});

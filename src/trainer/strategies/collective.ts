@@ -8,6 +8,7 @@ export function collectiveStrategy(spec: {
   description: string;
   serverless: string;
   check?: (opts: TrainOptions) => string | null;
+  checkpoints?: boolean;
   train: (opts: TrainOptions, ctx: WorldTrainerContext) => Promise<WorldTraining>;
 }): PeersStrategy {
   return {
@@ -19,6 +20,7 @@ export function collectiveStrategy(spec: {
     refusal: (c) => `strategy ${spec.name} is synchronous (every step reduces all ranks' gradients), got consistency ${c}: use centralized for async or ssp`,
     resultConsistency: () => 'sync',
     ...(spec.check ? { check: spec.check } : {}),
+    ...(spec.checkpoints ? { checkpoints: true } : {}),
     host: {
       serves: 'collective messages',
       async start(agent) {
