@@ -15,7 +15,7 @@
 // file (psrun does) and read the first trainer's for the whole run.
 import { readFileSync } from 'node:fs';
 import { Agent } from '../rpc/index.js';
-import { CheckpointStore, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
+import { openCheckpoints, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
 import type { TrainerReport } from '../trainer/centralized.js';
 import { evaluate, type Classifier } from '../trainer/evaluate.js';
 import type { TrainOptions } from '../trainer/options.js';
@@ -148,13 +148,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
  */
 async function serverCheckpoints(opts: TrainOptions, name: string, log: (line: string) => void): Promise<{ checkpoints?: CheckpointSink; restore?: LoadedCheckpoint }> {
   if (opts.checkpointDir === undefined) return {};
-  const store = new CheckpointStore(opts.checkpointDir, { keep: opts.checkpointKeep, log });
-  let restore: LoadedCheckpoint | undefined;
-  if (opts.resume) {
-    restore = (await store.latest()) ?? undefined;
-    if (restore) log(`${name}: resuming from checkpoint ${restore.id} (${restore.dir})`);
-    else log(`${name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning`);
-  }
+  const { store, restore } = await openCheckpoints(opts.checkpointDir, { keep: opts.checkpointKeep, resume: opts.resume, name, log });
   const killAt = process.env.PSRPC_FAULT_KILL_AFTER_CHECKPOINT;
   const firstRun = (process.env.PSRPC_RESTART_COUNT ?? '0') === '0';
   if (killAt === undefined || !firstRun) return { checkpoints: store, ...(restore ? { restore } : {}) };

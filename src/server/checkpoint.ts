@@ -225,6 +225,18 @@ async function listCheckpoints(dir: string): Promise<Array<{ id: number; path: s
   return out.sort((a, b) => b.id - a.id);
 }
 
+/**
+ * A server's checkpoints: the store it writes to in `dir` and, with `resume`, the latest complete
+ * checkpoint there to start from (none: it starts from the beginning, and says so).
+ */
+export async function openCheckpoints(dir: string, o: { keep: number; resume: boolean; name: string; log: (line: string) => void }): Promise<{ store: CheckpointStore; restore?: LoadedCheckpoint }> {
+  const store = new CheckpointStore(dir, { keep: o.keep, log: o.log });
+  if (!o.resume) return { store };
+  const restore = await store.latest();
+  o.log(restore ? `${o.name}: resuming from checkpoint ${restore.id} (${restore.dir})` : `${o.name}: --resume: no complete checkpoint in ${dir}; starting from the beginning`);
+  return { store, ...(restore ? { restore } : {}) };
+}
+
 export class CheckpointStore {
   readonly keep: number;
   private readonly log: (line: string) => void;

@@ -6,7 +6,7 @@
 // the calls to a worker's own shard stay in the process but go through the same 16-bit conversions
 // (and fp16 loss scaling) as the others, so every shard sees the same arithmetic.
 import type { Agent } from '../rpc/index.js';
-import { ParameterServer } from '../server/index.js';
+import { openCheckpoints, ParameterServer, type ParameterServerOptions } from '../server/index.js';
 import { trainCentralized, type TrainedWorker, type TrainerContext } from './centralized.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec } from './setup.js';
@@ -16,7 +16,8 @@ import { optimizerSpec } from './setup.js';
  * Creates worker `rank`'s shard server (sync, N = `workers` trainers) and registers it on `agent`.
  * Do it before the world's rendezvous completes, so no worker can call it before it exists.
  */
-export function partitionServer(agent: Agent, opts: TrainOptions, rank: number, workers: number, extra: { liveTimeoutMs?: number } = {}): ParameterServer {
+export function partitionServer(agent: Agent, opts: TrainOptions, rank: number, workers: number,
+  extra: Pick<ParameterServerOptions, 'liveTimeoutMs' | 'checkpoints' | 'restore'> = {}): ParameterServer {
   return new ParameterServer({
     name: agent.name,
     shard: rank,
@@ -26,6 +27,13 @@ export function partitionServer(agent: Agent, opts: TrainOptions, rank: number, 
     optimizer: optimizerSpec(opts),
     ...extra,
   }).register(agent);
+}
+
+/** --checkpoint-dir: the shard server's checkpoints, and with --resume the one it starts from (as a ps-server's). */
+export async function partitionCheckpoints(opts: TrainOptions, name: string, log = (line: string) => process.stderr.write(line + '\n')): Promise<Pick<ParameterServerOptions, 'checkpoints' | 'restore'>> {
+  if (opts.checkpointDir === undefined) return {};
+  const { store, restore } = await openCheckpoints(opts.checkpointDir, { keep: opts.checkpointKeep, resume: opts.resume, name, log });
+  return { checkpoints: store, ...(restore ? { restore } : {}) };
 }
 
 export interface PartitionedContext extends Omit<TrainerContext, 'servers'> {

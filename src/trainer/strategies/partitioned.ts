@@ -10,11 +10,13 @@ export const partitioned: PeersStrategy = {
   serverless: 'each trainer serves 1/N of the parameters',
   consistencies: ['sync'],
   refusal: (c) => `strategy partitioned is synchronous (every worker's shard steps once per round with the averaged gradients), got consistency ${c}: use centralized for async or ssp`,
+  checkpoints: true,
   resultConsistency: () => 'sync',
   host: {
     serves: 'their own shards',
     async start(agent, opts, place) {
-      return (await import('../partitioned.js')).partitionServer(agent, opts, place.index, place.trainers);
+      const { partitionServer, partitionCheckpoints } = await import('../partitioned.js');
+      return partitionServer(agent, opts, place.index, place.trainers, await partitionCheckpoints(opts, agent.name));
     },
   },
   async train(opts, ctx) {
