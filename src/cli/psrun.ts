@@ -3,6 +3,7 @@
 // the job's result line and writes `--json`. Ctrl-C / SIGTERM / SIGHUP stop every child first.
 // The launcher, the topologies and the job's result live in src/launch/; this is the command line.
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatResult, writeResult } from '../trainer/result.js';
 import type { CommandResolver } from '../launch/commands.js';
@@ -170,6 +171,17 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
       return 1;
     }
     throw e;
+  }
+  // TLS files every process would read: one that cannot be read is refused here, once, before
+  // any process starts (each would otherwise fail with the same line)
+  for (const [flag, path] of [['--tls-cert', topology.options.tlsCert], ['--tls-key', topology.options.tlsKey], ['--tls-ca', topology.options.tlsCa]] as const) {
+    if (path === undefined) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (e) {
+      stderr.write(`error: ${flag} ${path}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})\n`);
+      return 1;
+    }
   }
   // A model that cannot be built is a bad flag like any other: refused here with its one line,
   // before any process starts (each process would otherwise fail the same way, one by one).
