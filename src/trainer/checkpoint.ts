@@ -8,6 +8,7 @@
 // interrupted ends, bit for bit.
 import { CheckpointStore, type LoadedCheckpoint, type ShardSnapshot } from '../server/index.js';
 import type { Module, Optimizer, OptimizerState, Tensor } from '../tensor/index.js';
+import type { ParameterSpec } from '../server/index.js';
 import type { TrainOptions } from './options.js';
 
 export class ModelCheckpoints {
@@ -167,4 +168,101 @@ export function faultStep(name: string): number {
   if (!spec || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return -1;
   const m = /^(.+):(\d+)$/.exec(spec);
   return m && m[1] === name ? Number(m[2]) : -1;
+}
+
+/** One segment of the flat parameters in a sharded checkpoint: [start, end), and its master tensor on the rank that owns it. */
+export interface Segment {
+  start: number;
+  end: number;
+  /** The owner's tensor of the segment (its optimizer's parameter); null on the other ranks. */
+  master: Tensor | null;
+}
+
+/**
+ * Checkpoints of zero (ZeRO): every rank owns the optimizer state of its segments of each bucket,
+ * so every rank writes one shard file per segment it owns (the parameters and the state of that
+ * range); the set is the segments of all ranks, tiling the flat parameters, and the manifest is
+ * written by whichever rank completes it. Triggered by step count only (--checkpoint-steps): the
+ * ranks must checkpoint the same step, which a clock of each rank's own cannot promise.
+ */
+export class SegmentCheckpoints {
+  readonly store: CheckpointStore;
+  private writes: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+
+  constructor(
+    private readonly opts: Pick<TrainOptions, 'checkpointDir' | 'checkpointSteps' | 'checkpointKeep' | 'optimizer'>,
+    private readonly layout: ParameterSpec[],
+    /** Every rank's segments, sorted by start, empty ones left out. */
+    private readonly segments: readonly Segment[],
+    private readonly optimizer: Optimizer<unknown>,
+    private readonly log: (line: string) => void,
+    private readonly job: { trainers: number },
+  ) {
+    this.store = new CheckpointStore(opts.checkpointDir!, { keep: opts.checkpointKeep, log });
+    process.once('SIGTERM', this.onTerm);
+  }
+
+  private readonly onTerm = (sig: NodeJS.Signals): void => {
+    void this.writes.finally(() => process.kill(process.pid, sig));
+  };
+
+  dispose(): void {
+    process.off('SIGTERM', this.onTerm);
+  }
+
+  private get total(): number {
+    return this.layout.reduce((n, p) => n + p.size, 0);
+  }
+
+  /** After step `step`: every --checkpoint-steps steps, this rank's segments are copied and queued (see ModelCheckpoints.afterStep). */
+  afterStep(step: number): Promise<void> | undefined {
+    if (!(this.opts.checkpointSteps > 0 && step % this.opts.checkpointSteps === 0)) return undefined;
+    const busy = this.pending > 0;
+    const before = this.writes;
+    void this.write(step).catch(() => { /* said by write */ });
+    return busy ? before.then(() => {}) : undefined;
+  }
+
+  /** Writes this rank's segments of checkpoint `step` and resolves when they are on disk. */
+  write(step: number): Promise<void> {
+    const snaps: ShardSnapshot[] = [];
+    for (const [i, s] of this.segments.entries()) {
+      if (!s.master) continue;
+      snaps.push({
+        id: step, shard: i, shards: this.segments.length, start: s.start, length: s.end - s.start, total: this.total, version: step,
+        layout: this.layout, consistency: 'sync', trainers: this.job.trainers, optimizer: this.opts.optimizer,
+        values: (s.master.storage as Float32Array).slice(), state: this.optimizer.exportState(s.master),
+      });
+    }
+    this.pending++;
+    const done = this.writes.then(async () => { for (const snap of snaps) await this.store.writeShard(snap); }).finally(() => { this.pending--; });
+    this.writes = done.catch((e: unknown) => this.log(`checkpoint ${step} failed: ${e instanceof Error ? e.message : String(e)} (training goes on; the previous checkpoint stays the latest)`));
+    return done;
+  }
+
+  /**
+   * Loads checkpoint `cp`: all the parameters into `flat` (every rank holds them all), and this
+   * rank's segments' masters and optimizer state. Returns its step.
+   */
+  restore(cp: LoadedCheckpoint, flat: Float32Array): number {
+    const mine = this.layout.map((p) => `${p.name}[${(p.shape ?? [p.size]).join('x')}]`).join(', ');
+    const theirs = cp.manifest.layout.map((p) => `${p.name}[${(p.shape ?? [p.size]).join('x')}]`).join(', ');
+    if (mine !== theirs) throw new RangeError(`--resume: checkpoint ${cp.id} (${cp.dir}) was written for another model: it has ${theirs}; this model has ${mine}`);
+    if (cp.manifest.trainers !== this.job.trainers) throw new RangeError(`--resume: checkpoint ${cp.id} was written by a job of ${cp.manifest.trainers} rank(s); resume it with as many (this one has ${this.job.trainers}): each rank's data share depends on it`);
+    if (cp.manifest.optimizer !== this.opts.optimizer) throw new RangeError(`--resume: checkpoint ${cp.id} holds ${cp.manifest.optimizer} state; this run uses --optimizer ${this.opts.optimizer}`);
+    const all = cp.read(0, this.total);
+    for (const s of this.segments) {
+      if (!s.master) continue;
+      const r = cp.read(s.start, s.end - s.start);
+      if (r.state) this.optimizer.importState(s.master, r.state);
+      (s.master.storage as Float32Array).set(r.values);
+    }
+    flat.set(all.values);
+    return all.version;
+  }
+
+  async flush(): Promise<void> {
+    await this.writes;
+  }
 }

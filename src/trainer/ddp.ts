@@ -25,7 +25,7 @@ import { dataParallelExtras, GradSync, LossScaler, makeBuckets, optimizerStateBy
 import { runLoop } from './loop.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec } from './setup.js';
-import { faultStep, ModelCheckpoints, resumePosition } from './checkpoint.js';
+import { faultStep, ModelCheckpoints, resumePosition, SegmentCheckpoints, type Segment } from './checkpoint.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
 export type { DataParallelReport } from './data-parallel.js';
@@ -90,14 +90,19 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
   const optimizerElements = segments.reduce((n, [a, e]) => n + e - a, 0);
   // ddp checkpoints: every replica is the same, so rank 0 writes it; every rank reads it back on
   // --resume (the optimizer state is each rank's own), then the start broadcast changes nothing
+  const say = (l: string) => process.stderr.write(l + '\n');
   const ckpt = mode === 'ddp' && opts.checkpointDir !== undefined
-    ? new ModelCheckpoints(opts, model, optimizer, (l) => process.stderr.write(l + '\n'), { consistency: 'sync', trainers: ctx.trainers })
+    ? new ModelCheckpoints(opts, model, optimizer, say, { consistency: 'sync', trainers: ctx.trainers })
+    : undefined;
+  // zero: every rank writes the segments it owns (their optimizer state is nowhere else)
+  const zck = mode === 'zero' && opts.checkpointDir !== undefined
+    ? new SegmentCheckpoints(opts, flat.entries.map((e) => ({ name: e.name, size: e.size, shape: [...e.shape] })), allSegments(buckets, pg.size, pg.rank, masters), optimizer, say, { trainers: ctx.trainers })
     : undefined;
   let done = 0;
-  if (ckpt && opts.resume) {
-    const cp = await ckpt.store.latest();
-    if (cp) done = ckpt.restore(cp);
-    if (ctx.rank === 0) process.stderr.write(cp ? `${agent.name}: resuming from checkpoint ${cp.id} (${cp.dir})\n` : `${agent.name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning\n`);
+  if ((ckpt || zck) && opts.resume) {
+    const cp = await (ckpt ?? zck)!.store.latest();
+    if (cp) done = ckpt ? ckpt.restore(cp) : zck!.restore(cp, flat.params);
+    if (ctx.rank === 0) say(cp ? `${agent.name}: resuming from checkpoint ${cp.id} (${cp.dir})` : `${agent.name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning`);
   }
   const start = resumePosition(opts, done, ctx.trainers, loader.length, true);
   done = start.step;
@@ -159,6 +164,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
       }
       // at a window's end only, so a resumed run starts at a window's first batch
       if (ckpt && ctx.rank === 0) await ckpt.afterStep(done);
+      if (zck) await zck.afterStep(done);
     }
     return l.item();
   };
@@ -175,10 +181,15 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
   } finally {
     sync.dispose();
     ckpt?.dispose();
+    zck?.dispose();
   }
   if (ckpt && ctx.rank === 0) {
     await ckpt.write(done);
     await ckpt.flush();
+  }
+  if (zck) {
+    await zck.write(done);
+    await zck.flush();
   }
   // every collective has completed on every rank (each op waits for its peers' messages)
   pg.close();
@@ -205,4 +216,22 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
       return model;
     },
   };
+}
+
+/**
+ * Every rank's segments of every bucket (zero's optimizer shards), sorted by start, the empty ones
+ * left out; this rank's carry their master tensors.
+ */
+function allSegments(buckets: readonly Bucket[], size: number, rank: number, masters: ReadonlyArray<[Tensor, number]>): Segment[] {
+  const mine = new Map(masters.map(([t, a]) => [a, t]));
+  const out: Segment[] = [];
+  for (const b of buckets) {
+    const bounds = segmentBounds(b.end - b.start, size);
+    for (let r = 0; r < size; r++) {
+      const start = b.start + bounds[r]!;
+      const end = b.start + bounds[r + 1]!;
+      if (end > start) out.push({ start, end, master: r === rank ? mine.get(start) ?? null : null });
+    }
+  }
+  return out.sort((x, y) => x.start - y.start);
 }
