@@ -179,7 +179,7 @@ export interface Segment {
 }
 
 /**
- * Checkpoints of zero (ZeRO): every rank owns the optimizer state of its segments of each bucket,
+ * Checkpoints of zero (ZeRO) and fsdp: every rank owns the optimizer state of its segments of each bucket (fsdp: unit),
  * so every rank writes one shard file per segment it owns (the parameters and the state of that
  * range); the set is the segments of all ranks, tiling the flat parameters, and the manifest is
  * written by whichever rank completes it. Triggered by step count only (--checkpoint-steps): the
@@ -198,6 +198,9 @@ export class SegmentCheckpoints {
     private readonly optimizer: Optimizer<unknown>,
     private readonly log: (line: string) => void,
     private readonly job: { trainers: number },
+    /** The model whose buffers (batch-norm statistics, the same on every rank) `writesBuffers` (rank 0) writes with its first segment. */
+    private readonly model?: Module,
+    private readonly writesBuffers = false,
   ) {
     this.store = new CheckpointStore(opts.checkpointDir!, { keep: opts.checkpointKeep, log });
     process.once('SIGTERM', this.onTerm);
@@ -235,6 +238,11 @@ export class SegmentCheckpoints {
         values: (s.master.storage as Float32Array).slice(), state: this.optimizer.exportState(s.master),
       });
     }
+    if (this.writesBuffers && this.model && snaps.length > 0) {
+      const buffers: Record<string, Float32Array> = {};
+      for (const [name, b] of this.model.namedBuffers()) buffers[name] = (b.storage as Float32Array).slice();
+      snaps[0]!.buffers = buffers;
+    }
     this.pending++;
     const done = this.writes.then(async () => { for (const snap of snaps) await this.store.writeShard(snap); }).finally(() => { this.pending--; });
     this.writes = done.catch((e: unknown) => this.log(`checkpoint ${step} failed: ${e instanceof Error ? e.message : String(e)} (training goes on; the previous checkpoint stays the latest)`));
@@ -245,20 +253,26 @@ export class SegmentCheckpoints {
    * Loads checkpoint `cp`: all the parameters into `flat` (every rank holds them all), and this
    * rank's segments' masters and optimizer state. Returns its step.
    */
-  restore(cp: LoadedCheckpoint, flat: Float32Array): number {
+  restore(cp: LoadedCheckpoint, flat?: Float32Array): number {
     const mine = this.layout.map((p) => `${p.name}[${(p.shape ?? [p.size]).join('x')}]`).join(', ');
     const theirs = cp.manifest.layout.map((p) => `${p.name}[${(p.shape ?? [p.size]).join('x')}]`).join(', ');
     if (mine !== theirs) throw new RangeError(`--resume: checkpoint ${cp.id} (${cp.dir}) was written for another model: it has ${theirs}; this model has ${mine}`);
     if (cp.manifest.trainers !== this.job.trainers) throw new RangeError(`--resume: checkpoint ${cp.id} was written by a job of ${cp.manifest.trainers} rank(s); resume it with as many (this one has ${this.job.trainers}): each rank's data share depends on it`);
     if (cp.manifest.optimizer !== this.opts.optimizer) throw new RangeError(`--resume: checkpoint ${cp.id} holds ${cp.manifest.optimizer} state; this run uses --optimizer ${this.opts.optimizer}`);
     const all = cp.read(0, this.total);
+    const saved = cp.buffers();
+    for (const [name, b] of this.model?.namedBuffers() ?? []) {
+      const v = saved.get(name);
+      if (!v || v.length !== b.size) throw new RangeError(`--resume: checkpoint ${cp.id} has no buffer ${name} of ${b.size} elements`);
+    }
     for (const s of this.segments) {
       if (!s.master) continue;
       const r = cp.read(s.start, s.end - s.start);
       if (r.state) this.optimizer.importState(s.master, r.state);
       (s.master.storage as Float32Array).set(r.values);
     }
-    flat.set(all.values);
+    for (const [name, b] of this.model?.namedBuffers() ?? []) (b.storage as Float32Array).set(saved.get(name)!);
+    flat?.set(all.values);
     return all.version;
   }
 

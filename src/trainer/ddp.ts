@@ -96,7 +96,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     : undefined;
   // zero: every rank writes the segments it owns (their optimizer state is nowhere else)
   const zck = mode === 'zero' && opts.checkpointDir !== undefined
-    ? new SegmentCheckpoints(opts, flat.entries.map((e) => ({ name: e.name, size: e.size, shape: [...e.shape] })), allSegments(buckets, pg.size, pg.rank, masters), optimizer, say, { trainers: ctx.trainers })
+    ? new SegmentCheckpoints(opts, flat.entries.map((e) => ({ name: e.name, size: e.size, shape: [...e.shape] })), allSegments(buckets, pg.size, pg.rank, masters), optimizer, say, { trainers: ctx.trainers }, model, ctx.rank === 0)
     : undefined;
   let done = 0;
   if ((ckpt || zck) && opts.resume) {

@@ -26,6 +26,7 @@ import { dataParallelExtras, optimizerStateBytes, rankSetup, wireDType, type Dat
 import { runLoop } from './loop.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec } from './setup.js';
+import { faultStep, resumePosition, SegmentCheckpoints, type Segment } from './checkpoint.js';
 import { fsdp } from './strategies/fsdp.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
@@ -79,6 +80,8 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
   const { loader, resolved, mctx, model } = await rankSetup(opts, ctx);
   const dtype = wireDType(opts.precision);
   const nameOf = new Map(model.namedParameters().map(([n, p]) => [p, n] as const));
+  // the flat layout a checkpoint names, before the parameters give their storage to the shards
+  const layout = model.namedParameters().map(([name, p]) => ({ name, size: p.size, shape: [...p.shape] }));
   const buffers = flattenBuffers(model);
   if (buffers.length > 0) await pg.broadcast(buffers, 0);
 
@@ -113,6 +116,20 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
   }
   for (const u of units) hold(u.master.size * 4);
   const optimizer = createOptimizer(units.map((u) => u.master).filter((m) => m.size > 0), optimizerSpec(opts));
+
+  // checkpoints: every rank writes the unit segments it owns (their values and optimizer state are nowhere else)
+  const ckpt = opts.checkpointDir !== undefined
+    ? new SegmentCheckpoints(opts, layout, unitSegments(units, pg.size, pg.rank), optimizer, (l) => process.stderr.write(l + '\n'), { trainers: ctx.trainers }, model, ctx.rank === 0)
+    : undefined;
+  let done = 0;
+  if (ckpt && opts.resume) {
+    const cp = await ckpt.store.latest();
+    if (cp) done = ckpt.restore(cp);
+    if (ctx.rank === 0) process.stderr.write(cp ? `${agent.name}: resuming from checkpoint ${cp.id} (${cp.dir})\n` : `${agent.name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning\n`);
+  }
+  const start = resumePosition(opts, done, ctx.trainers, loader.length, true);
+  done = start.step;
+  const fault = faultStep(agent.name);
 
   const gather = (u: Unit): Promise<void> => {
     if (u.full) return Promise.resolve();
@@ -196,11 +213,20 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
       }));
     }
     await Promise.all(reductions);
+    if (++done === fault) {
+      process.stderr.write(`${agent.name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${done}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    }
     optimizer.step();
+    if (ckpt) await ckpt.afterStep(done);
     return value;
   };
 
-  const result = await runLoop({ opts, loader, label: agent.name, step });
+  const result = await runLoop({ opts, loader, label: agent.name, step, start }).finally(() => ckpt?.dispose());
+  if (ckpt) {
+    await ckpt.write(done);
+    await ckpt.flush();
+  }
   const trainingPeak = peak;
   // the result: every rank gathers the whole model (a collective: all ranks take part)
   for (const u of units) await gather(u);
@@ -226,4 +252,20 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
       return model;
     },
   };
+}
+
+/** Every rank's segment of every unit, as offsets of the model's flat parameters (units in order); this rank's carry their masters. */
+function unitSegments(units: readonly Unit[], size: number, rank: number): Segment[] {
+  const out: Segment[] = [];
+  let base = 0;
+  for (const u of units) {
+    const bounds = segmentBounds(u.numel, size);
+    for (let r = 0; r < size; r++) {
+      const start = base + bounds[r]!;
+      const end = base + bounds[r + 1]!;
+      if (end > start) out.push({ start, end, master: r === rank ? u.master : null });
+    }
+    base += u.numel;
+  }
+  return out;
 }

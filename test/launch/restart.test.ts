@@ -105,13 +105,14 @@ test.serial('ddp: a rank killed before step 7 restarts the job from checkpoint 4
   t.true(finalShard(dir).equals(finalShard(ref)));
 });
 
-// partitioned and zero: every rank writes shards of its own (its shard server's, the optimizer
-// segments it owns), so the killed rank's queued shards of the newest checkpoint die with it, and a
+// partitioned, zero and fsdp: every rank writes shards of its own (its shard server's, the
+// optimizer segments it owns, its units' shards), so the killed rank's queued shards of the newest checkpoint die with it, and a
 // set missing a shard is skipped (said): the job resumes from 8 or 4 (from 0 if even 4's shards
 // were still being written: a very loaded machine); every way ends the same
 const sharded: Array<[string, string]> = [
   ['partitioned', 'every worker writes its shard server\'s shard'],
   ['zero', 'every rank writes the optimizer shards it owns'],
+  ['fsdp', 'every rank writes the unit shards it owns (parameters and optimizer state)'],
 ];
 for (const [strategy, what] of sharded) {
   test.serial(`${strategy}: ${what}; a rank killed before step 11 restarts the job from the newest complete checkpoint, ending as the uninterrupted run, bit for bit`, async (t) => {
