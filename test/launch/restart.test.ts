@@ -137,3 +137,32 @@ for (const [strategy, what] of sharded) {
     for (const f of files(ref)) t.true(readFileSync(join(dir, 'ckpt', 'ckpt-000000016', f)).equals(readFileSync(join(ref, 'ckpt', 'ckpt-000000016', f))), f);
   });
 }
+
+test.serial('a job checkpointed on 2 servers resumes on 3 and ends with the parameters of an uninterrupted 1-server run, bit for bit', async (t) => {
+  const { loadCheckpoint } = await import('../../src/server/index.js');
+  const base = JOB.filter((_, i, a) => a[i] !== '--servers' && a[i - 1] !== '--servers' && a[i] !== '--epochs' && a[i - 1] !== '--epochs');
+  const go = async (d: string, extra: string[]) => {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await main(['node', 'psrun', ...base, '--checkpoint-dir', join(d, 'ckpt'), ...extra], { stdout, stderr, handleSignals: false });
+    return { code, out: stdout.text + stderr.text };
+  };
+  const ref = mkdtempSync(join(tmpdir(), 'psrun-reshard-ref-'));
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-reshard-'));
+  t.teardown(() => { rmSync(ref, { recursive: true, force: true }); rmSync(dir, { recursive: true, force: true }); });
+  const a = await go(ref, ['--servers', '1', '--epochs', '2']);
+  t.is(a.code, 0, a.out);
+  // the first epoch on 2 servers (its checkpoint at the end: step 8), the second on 3
+  const b = await go(dir, ['--servers', '2', '--epochs', '1']);
+  t.is(b.code, 0, b.out);
+  const c = await go(dir, ['--servers', '3', '--epochs', '2', '--resume']);
+  t.is(c.code, 0, c.out);
+  t.regex(c.out, /ps2: resuming from checkpoint 8 /);
+  const one = await loadCheckpoint(join(ref, 'ckpt', 'ckpt-000000016'));
+  const three = await loadCheckpoint(join(dir, 'ckpt', 'ckpt-000000016'));
+  t.is(three.manifest.shards.length, 3);
+  const total = one.manifest.total;
+  const [x, y] = [one.read(0, total), three.read(0, total)];
+  t.deepEqual([...y.values], [...x.values]);
+  t.deepEqual([...y.state!.arrays.momentumBuffer!], [...x.state!.arrays.momentumBuffer!]);
+});
