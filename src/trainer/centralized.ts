@@ -24,7 +24,7 @@ import { runLoop, supervisedStep, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
 import { trainerSampler } from './setup.js';
-import { faultStep, resumePosition } from './checkpoint.js';
+import { faultAtStep, resumePosition } from './checkpoint.js';
 
 /** Where a trainer stands in the world. */
 export interface TrainerContext {
@@ -112,14 +112,11 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
     process.stderr.write(`${agent.name}: resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}): the servers start from their checkpoint at version ${client.version}\n`);
   }
   const checkpoint = checkpointTrigger(opts, ctx.rank, client);
-  const fault = faultStep(agent.name);
+  const fault = faultAtStep(agent.name);
   let step = start.step;
   const scaler = new LossScaler(opts.precision === 'fp16');
   const next = (): number => {
-    if (++step === fault) {
-      process.stderr.write(`${agent.name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${step}\n`);
-      process.kill(process.pid, 'SIGKILL');
-    }
+    fault(++step);
     return checkpoint.next();
   };
   const update = scaler.enabled

@@ -25,7 +25,7 @@ import { dataParallelExtras, GradSync, LossScaler, makeBuckets, optimizerStateBy
 import { runLoop } from './loop.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec } from './setup.js';
-import { faultStep, ModelCheckpoints, resumePosition, SegmentCheckpoints, type Segment } from './checkpoint.js';
+import { faultAtStep, ModelCheckpoints, resumePosition, SegmentCheckpoints, type Segment } from './checkpoint.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
 export type { DataParallelReport } from './data-parallel.js';
@@ -96,17 +96,16 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     : undefined;
   // zero: every rank writes the segments it owns (their optimizer state is nowhere else)
   const zck = mode === 'zero' && opts.checkpointDir !== undefined
-    ? new SegmentCheckpoints(opts, flat.entries.map((e) => ({ name: e.name, size: e.size, shape: [...e.shape] })), allSegments(buckets, pg.size, pg.rank, masters), optimizer, say, { trainers: ctx.trainers }, model, ctx.rank === 0)
+    ? new SegmentCheckpoints(opts, flat.entries.map((e) => ({ name: e.name, size: e.size, shape: [...e.shape] })), allSegments(buckets, pg.size, pg.rank, masters), optimizer, say, ctx.trainers, model, ctx.rank === 0, flat.params)
     : undefined;
   let done = 0;
-  if ((ckpt || zck) && opts.resume) {
-    const cp = await (ckpt ?? zck)!.store.latest();
-    if (cp) done = ckpt ? ckpt.restore(cp) : zck!.restore(cp, flat.params);
-    if (ctx.rank === 0) say(cp ? `${agent.name}: resuming from checkpoint ${cp.id} (${cp.dir})` : `${agent.name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning`);
-  }
+  const writer = ckpt ?? zck;
+  /** ddp: rank 0 writes the replica; zero: every rank its segments. */
+  const writes = writer !== undefined && (zck !== undefined || ctx.rank === 0);
+  if (writer && opts.resume) done = await writer.resume(agent.name, ctx.rank === 0);
   const start = resumePosition(opts, done, ctx.trainers, loader.length, true);
   done = start.step;
-  const fault = faultStep(agent.name);
+  const fault = faultAtStep(agent.name);
   // zero stage 1 exchanges after backward: hooks launch nothing until finish
   const overlap = mode === 'ddp' || opts.zeroStage === 2;
   const sync = new GradSync(flat, buckets, reduce, opts.findUnusedParameters);
@@ -152,10 +151,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     if (last && overlap) sync.arm(factor);
     else sync.disarm();
     l.backward();
-    if (++done === fault) {
-      process.stderr.write(`${agent.name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${done}\n`);
-      process.kill(process.pid, 'SIGKILL');
-    }
+    fault(++done);
     if (last) {
       if (!overlap) sync.arm(factor);
       if (await exchange()) {
@@ -163,8 +159,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
         if (mode === 'zero') await gatherParams();
       }
       // at a window's end only, so a resumed run starts at a window's first batch
-      if (ckpt && ctx.rank === 0) await ckpt.afterStep(done);
-      if (zck) await zck.afterStep(done);
+      if (writes) await writer!.afterStep(done);
     }
     return l.item();
   };
@@ -180,16 +175,11 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
     });
   } finally {
     sync.dispose();
-    ckpt?.dispose();
-    zck?.dispose();
+    writer?.dispose();
   }
-  if (ckpt && ctx.rank === 0) {
-    await ckpt.write(done);
-    await ckpt.flush();
-  }
-  if (zck) {
-    await zck.write(done);
-    await zck.flush();
+  if (writes) {
+    await writer!.write(done);
+    await writer!.flush();
   }
   // every collective has completed on every rank (each op waits for its peers' messages)
   pg.close();

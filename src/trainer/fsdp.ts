@@ -26,7 +26,7 @@ import { dataParallelExtras, optimizerStateBytes, rankSetup, wireDType, type Dat
 import { runLoop } from './loop.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec } from './setup.js';
-import { faultStep, resumePosition, SegmentCheckpoints, type Segment } from './checkpoint.js';
+import { faultAtStep, resumePosition, SegmentCheckpoints, type Segment } from './checkpoint.js';
 import { fsdp } from './strategies/fsdp.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
 
@@ -119,17 +119,13 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
 
   // checkpoints: every rank writes the unit segments it owns (their values and optimizer state are nowhere else)
   const ckpt = opts.checkpointDir !== undefined
-    ? new SegmentCheckpoints(opts, layout, unitSegments(units, pg.size, pg.rank), optimizer, (l) => process.stderr.write(l + '\n'), { trainers: ctx.trainers }, model, ctx.rank === 0)
+    ? new SegmentCheckpoints(opts, layout, unitSegments(units, pg.size, pg.rank), optimizer, (l) => process.stderr.write(l + '\n'), ctx.trainers, model, ctx.rank === 0)
     : undefined;
   let done = 0;
-  if (ckpt && opts.resume) {
-    const cp = await ckpt.store.latest();
-    if (cp) done = ckpt.restore(cp);
-    if (ctx.rank === 0) process.stderr.write(cp ? `${agent.name}: resuming from checkpoint ${cp.id} (${cp.dir})\n` : `${agent.name}: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning\n`);
-  }
+  if (ckpt && opts.resume) done = await ckpt.resume(agent.name, ctx.rank === 0);
   const start = resumePosition(opts, done, ctx.trainers, loader.length, true);
   done = start.step;
-  const fault = faultStep(agent.name);
+  const fault = faultAtStep(agent.name);
 
   const gather = (u: Unit): Promise<void> => {
     if (u.full) return Promise.resolve();
@@ -213,10 +209,7 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
       }));
     }
     await Promise.all(reductions);
-    if (++done === fault) {
-      process.stderr.write(`${agent.name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${done}\n`);
-      process.kill(process.pid, 'SIGKILL');
-    }
+    fault(++done);
     optimizer.step();
     if (ckpt) await ckpt.afterStep(done);
     return value;

@@ -55,11 +55,7 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
   const loader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast: true });
   const ckpt = opts.checkpointDir !== undefined ? new ModelCheckpoints(opts, model, optimizer, log) : undefined;
   let step = 0;
-  if (ckpt && opts.resume) {
-    const cp = await ckpt.store.latest();
-    if (cp) step = ckpt.restore(cp);
-    log(cp ? `local: resuming from checkpoint ${cp.id} (${cp.dir})` : `local: --resume: no complete checkpoint in ${opts.checkpointDir}; starting from the beginning`);
-  }
+  if (ckpt && opts.resume) step = await ckpt.resume('local', true);
   const start = resumePosition(opts, step, 1, loader.length, true);
   step = start.step;
   const evaluated = onDevice(model, device);
