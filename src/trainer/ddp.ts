@@ -173,6 +173,10 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, mode: 'ddp' | '
       step,
       start,
     });
+  } catch (e) {
+    // a peer died (the collective failed): the checkpoints already copied still reach the disk
+    await writer?.flush();
+    throw e;
   } finally {
     sync.dispose();
     writer?.dispose();

@@ -215,7 +215,10 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     return value;
   };
 
-  const result = await runLoop({ opts, loader, label: agent.name, step, start }).finally(() => ckpt?.dispose());
+  // a peer died (a collective failed): the checkpoints already copied still reach the disk
+  const result = await runLoop({ opts, loader, label: agent.name, step, start })
+    .catch(async (e: unknown) => { await ckpt?.flush(); throw e; })
+    .finally(() => ckpt?.dispose());
   if (ckpt) {
     await ckpt.write(done);
     await ckpt.flush();

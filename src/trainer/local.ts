@@ -66,7 +66,7 @@ export async function trainLocal(options: Partial<TrainOptions>, hooks: LocalRun
       ? () => { optimizer.step(); return ckpt.afterStep(++step) ?? Promise.resolve(); }
       : () => optimizer.step()),
     start,
-  }).finally(() => ckpt?.dispose());
+  }).catch(async (e: unknown) => { await ckpt?.flush(); throw e; }).finally(() => ckpt?.dispose());
   if (ckpt) {
     // always one at the end: the trained model, on disk before the command returns
     await ckpt.write(step);
