@@ -15,7 +15,7 @@
 // file (psrun does) and read the first trainer's for the whole run.
 import { readFileSync } from 'node:fs';
 import { Agent } from '../rpc/index.js';
-import { openCheckpoints, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
+import { flushOnSigterm, openCheckpoints, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
 import type { TrainerReport } from '../trainer/centralized.js';
 import { evaluate, type Classifier } from '../trainer/evaluate.js';
 import type { TrainOptions } from '../trainer/options.js';
@@ -107,10 +107,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
   });
   // stopped by psrun (another process failed): the checkpoints already copied reach the disk
   // before this process goes, so a restart resumes from the newest one taken
-  const onTerm = (sig: NodeJS.Signals) => {
-    void server.flushCheckpoints().finally(() => process.kill(process.pid, sig));
-  };
-  if (opts.checkpointDir !== undefined) process.once('SIGTERM', onTerm);
+  const unflush = opts.checkpointDir !== undefined ? flushOnSigterm(() => server.flushCheckpoints()) : () => {};
   const agent = await startAgent(place, opts);
   try {
     server.register(agent);
@@ -131,7 +128,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     await server.done;
     await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
   } finally {
-    process.off('SIGTERM', onTerm);
+    unflush();
     await agent.shutdown({ graceful: false }).catch(() => {});
     await server.close();
   }

@@ -243,6 +243,40 @@ async function listCheckpoints(dir: string): Promise<Array<{ id: number; path: s
 }
 
 /**
+ * Until the returned function is called, a SIGTERM (psrun stopping the survivors of a failure)
+ * first lets `flush` finish, so the checkpoints already copied reach the disk, then ends the
+ * process with that signal as it would have.
+ */
+export function flushOnSigterm(flush: () => Promise<unknown>): () => void {
+  const onTerm = (sig: NodeJS.Signals) => {
+    void flush().finally(() => process.kill(process.pid, sig));
+  };
+  process.once('SIGTERM', onTerm);
+  return () => { process.off('SIGTERM', onTerm); };
+}
+
+/**
+ * When a checkpoint is due: every `steps` steps (0: never) and once `everyMs` has passed since the
+ * last one by time (0: never). One schedule for the trainer that asks the servers and for the
+ * trainers that write their own.
+ */
+export class CheckpointSchedule {
+  private due: number;
+
+  constructor(private readonly steps: number, private readonly everyMs: number, private readonly now: () => number = () => performance.now()) {
+    this.due = now() + everyMs;
+  }
+
+  /** Whether step `step` (a count of steps taken) is due; a due time-based one starts the next period. */
+  isDue(step: number): boolean {
+    const bySteps = this.steps > 0 && step % this.steps === 0;
+    const byTime = this.everyMs > 0 && this.now() >= this.due;
+    if (byTime) this.due = this.now() + this.everyMs;
+    return bySteps || byTime;
+  }
+}
+
+/**
  * A server's checkpoints: the store it writes to in `dir` and, with `resume`, the latest complete
  * checkpoint there to start from (none: it starts from the beginning, and says so).
  */

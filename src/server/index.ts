@@ -11,6 +11,6 @@ export { RemoteModelHost, SharedModel, RF_FUNCTIONS } from './remote-model.js';
 export type { HostedModel, RemoteModelHostOptions, RemoteModelStats } from './remote-model.js';
 export { parsePlacement, placementFromEnv } from './shard-plan.js';
 export type { Placement } from './shard-plan.js';
-export { CheckpointStore, openCheckpoints, loadCheckpoint, checkpointDirName, CHECKPOINT_FORMAT } from './checkpoint.js';
+export { CheckpointSchedule, CheckpointStore, flushOnSigterm, openCheckpoints, loadCheckpoint, checkpointDirName, CHECKPOINT_FORMAT } from './checkpoint.js';
 export type { LoadedCheckpoint, Manifest, ManifestShard, RestoredRange, ShardSnapshot, WriteResult, CheckpointStoreOptions } from './checkpoint.js';
 export type { CheckpointSink } from './protocol.js';

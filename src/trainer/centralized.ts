@@ -16,7 +16,7 @@
 // and halves the scale.
 import { DataLoader, type Dataset } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
-import { PsClient } from '../server/index.js';
+import { CheckpointSchedule, PsClient } from '../server/index.js';
 import { flattenParameters, type Module, type Tensor } from '../tensor/index.js';
 import { AccuracyCurve, type CurvePoint } from './curve.js';
 import { LossScaler, wireDType } from './data-parallel.js';
@@ -158,19 +158,14 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
  * one. Numbers are the servers' version after the push's step (sync: the same on every server),
  * kept increasing.
  */
-function checkpointTrigger(opts: TrainOptions, rank: number, client: PsClient, now = () => performance.now()) {
+function checkpointTrigger(opts: TrainOptions, rank: number, client: PsClient) {
   const enabled = opts.checkpointDir !== undefined && rank === 0;
-  const everyMs = opts.checkpointEvery * 1000;
-  let due = now() + everyMs;
+  const schedule = new CheckpointSchedule(opts.checkpointSteps, opts.checkpointEvery * 1000);
   let last = -1;
   return {
     enabled,
     next(): number {
-      if (!enabled) return -1;
-      const bySteps = opts.checkpointSteps > 0 && (client.version + 1) % opts.checkpointSteps === 0;
-      const byTime = everyMs > 0 && now() >= due;
-      if (!bySteps && !byTime) return -1;
-      if (byTime) due = now() + everyMs;
+      if (!enabled || !schedule.isDue(client.version + 1)) return -1;
       last = Math.max(last + 1, client.maxVersion + 1);
       return last;
     },

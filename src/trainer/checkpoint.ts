@@ -12,7 +12,7 @@
 // and waits only when the previous write is still going (rather than piling copies up). On SIGTERM
 // (psrun stopping the survivors of a failure) the queued writes reach the disk before the process
 // goes, so a restart resumes from the newest checkpoint taken.
-import { CheckpointStore, type LoadedCheckpoint, type ParameterSpec, type ShardSnapshot } from '../server/index.js';
+import { CheckpointSchedule, CheckpointStore, flushOnSigterm, type LoadedCheckpoint, type ParameterSpec, type ShardSnapshot } from '../server/index.js';
 import type { Module, Optimizer, OptimizerState, Tensor } from '../tensor/index.js';
 import type { TrainOptions } from './options.js';
 
@@ -25,8 +25,8 @@ abstract class TrainerCheckpoints {
   /** The last queued write (they run one after another). */
   private writes: Promise<unknown> = Promise.resolve();
   private pending = 0;
-  private due: number;
-  private readonly everyMs: number;
+  private readonly schedule: CheckpointSchedule;
+  private readonly unflush: () => void;
 
   constructor(
     protected readonly opts: CheckpointOptions,
@@ -35,21 +35,16 @@ abstract class TrainerCheckpoints {
     protected readonly log: (line: string) => void,
     /** Who trained: 'local' (one process) or 'sync', and the number of ranks (their data shares depend on it). */
     protected readonly job: { consistency: string; trainers: number },
-    private readonly now: () => number = () => performance.now(),
+    now: () => number = () => performance.now(),
   ) {
     this.store = new CheckpointStore(opts.checkpointDir!, { keep: opts.checkpointKeep, log });
-    this.everyMs = opts.checkpointEvery * 1000;
-    this.due = this.now() + this.everyMs;
-    process.once('SIGTERM', this.onTerm);
+    this.schedule = new CheckpointSchedule(opts.checkpointSteps, opts.checkpointEvery * 1000, now);
+    this.unflush = flushOnSigterm(() => this.writes);
   }
-
-  private readonly onTerm = (sig: NodeJS.Signals): void => {
-    void this.writes.finally(() => process.kill(process.pid, sig));
-  };
 
   /** Stops flushing on SIGTERM (training is over). */
   dispose(): void {
-    process.off('SIGTERM', this.onTerm);
+    this.unflush();
   }
 
   protected get total(): number {
@@ -65,10 +60,7 @@ abstract class TrainerCheckpoints {
    * still going, undefined otherwise.
    */
   afterStep(step: number): Promise<void> | undefined {
-    const bySteps = this.opts.checkpointSteps > 0 && step % this.opts.checkpointSteps === 0;
-    const byTime = this.everyMs > 0 && this.now() >= this.due;
-    if (!bySteps && !byTime) return undefined;
-    if (byTime) this.due = this.now() + this.everyMs;
+    if (!this.schedule.isDue(step)) return undefined;
     const busy = this.pending > 0;
     const before = this.writes;
     void this.write(step).catch(() => { /* said by write */ });
