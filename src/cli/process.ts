@@ -14,7 +14,7 @@
 // writes its own figures (`trainers: 1`, `testAccuracy` null): give each trainer its own --json
 // file (psrun does) and read the first trainer's for the whole run.
 import { readFileSync } from 'node:fs';
-import { Agent } from '../rpc/index.js';
+import { Agent, RpcError, Status } from '../rpc/index.js';
 import { flushOnSigterm, openCheckpoints, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
 import type { TrainerReport } from '../trainer/centralized.js';
 import { evaluate, type Classifier } from '../trainer/evaluate.js';
@@ -65,8 +65,10 @@ async function startAgent(place: WorldPlace, opts: Pick<TrainOptions, 'authToken
   if ((cert === undefined) !== (key === undefined)) throw new Error(cert === undefined ? '--tls-key needs --tls-cert (the certificate of that key)' : '--tls-cert needs --tls-key (the certificate\'s private key)');
   if (cert === undefined && (ca !== undefined || opts.tlsRequireClientCert === true)) throw new Error(`${ca !== undefined ? '--tls-ca' : '--tls-require-client-cert'} needs --tls-cert and --tls-key (this process's certificate and key)`);
   const tls = cert === undefined ? undefined : { cert: pem('--tls-cert', cert), key: pem('--tls-key', key!), ...(ca !== undefined ? { ca: pem('--tls-ca', ca) } : {}), requireClientCert: opts.tlsRequireClientCert === true };
+  // PSRPC_REJOIN=1 (psrun, restarting this process alone): take the dead predecessor's place
+  const rejoin = process.env.PSRPC_REJOIN === '1';
   return Agent.start({
-    name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master,
+    name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master, ...(rejoin ? { rejoin } : {}),
     ...(authToken !== undefined ? { authToken } : {}), ...(listen !== undefined ? { listen } : {}), ...(advertise !== undefined ? { advertise } : {}),
     ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}), ...(opts.deadAfterMs !== undefined ? { deadAfterMs: opts.deadAfterMs } : {}),
     ...(tls !== undefined ? { tls } : {}),
@@ -103,6 +105,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     consistency: opts.consistency,
     staleness: opts.staleness,
     optimizer: optimizerSpec(opts),
+    restartTimeoutMs: opts.restartTimeout * 1000,
     ...(placement ? { placement } : {}),
   });
   // stopped by psrun (another process failed): the checkpoints already copied reach the disk
@@ -227,7 +230,7 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
     let result: TrainResult;
     if (primary) {
       // the others' reports arrive when they have finished (and left), so the final read sees the last step
-      const reports = await gatherReports(agent, place, run.report);
+      const reports = await gatherReports(agent, place, run.report, opts.restartTimeout * 1000);
       const model = await run.finish();
       result = buildResult(opts, spec, place, device, run, reports, { model, test: data.test, curve: run.curve });
     } else {
@@ -241,9 +244,22 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
   }
 }
 
-/** The first trainer's report followed by the others' (each answers once it has finished and left). */
-async function gatherReports(agent: Agent, place: WorldPlace, own: TrainerReport): Promise<TrainerReport[]> {
-  const others = await Promise.all(place.trainerNames.slice(1).map((n) => agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS })));
+/**
+ * The first trainer's report followed by the others' (each answers once it has finished and left).
+ * With `restartMs` (--restart-timeout), a trainer whose process died is waited for that long to
+ * rejoin (a restart), and its new process is asked.
+ */
+async function gatherReports(agent: Agent, place: WorldPlace, own: TrainerReport, restartMs: number): Promise<TrainerReport[]> {
+  const ask = async (n: string): Promise<TrainerReport> => {
+    for (;;) {
+      try {
+        return await agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS });
+      } catch (e) {
+        if (restartMs <= 0 || !(e instanceof RpcError) || e.code !== Status.UNAVAILABLE || !(await agent.awaitRejoin(n, restartMs))) throw e;
+      }
+    }
+  };
+  const others = await Promise.all(place.trainerNames.slice(1).map(ask));
   return [own, ...others];
 }
 

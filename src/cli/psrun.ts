@@ -62,7 +62,7 @@ export function psrunCommand(): Command {
     .addOption(new Option('--shards <spec>', 'fraction of the parameters per server, e.g. ps0=0.75,ps1=0.25').argParser(shardSpec))
     .addOption(new Option('--kill-grace <seconds>', 'seconds between SIGTERM and SIGKILL when stopping').argParser(seconds('--kill-grace')).default(5))
     .addOption(new Option('--server-exit-grace <seconds>', 'seconds servers get to exit after the trainers finished').argParser(seconds('--server-exit-grace')).default(30))
-    .addOption(new Option('--max-restarts <n>', 'start the job again this many times after a process fails (from the latest checkpoint with --checkpoint-dir)').argParser(restarts).default(0))
+    .addOption(new Option('--max-restarts <n>', 'restart after a failure this many times: a dead centralized trainer alone, while the others wait (--restart-timeout); anything else the whole job, from the latest checkpoint with --checkpoint-dir').argParser(restarts).default(0))
     .addOption(new Option('--auth-token <token>', 'the job\'s shared secret (default: env PSRPC_AUTH_TOKEN, else a new random one per job)'))
     .addOption(new Option('--no-auth', 'run the job without authentication'))
     .addOption(new Option('--dry-run', 'print the processes and their command lines, start nothing'));
@@ -212,6 +212,8 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
     killGraceMs: f.killGrace * 1000,
     serverExitGraceMs: f.serverExitGrace * 1000,
     maxRestarts: f.maxRestarts,
+    // a strategy whose servers take a restarted trainer back restarts a dead trainer alone
+    restartAlone: (spec) => spec.role === 'trainer' && findStrategy(topology.strategy)?.restartsTrainersAlone === true,
     // one token per job: a process that is not part of it cannot call into it
     authToken: f.auth ? (f.authToken ?? ((deps.env ?? process.env).PSRPC_AUTH_TOKEN || randomBytes(24).toString('base64url'))) : undefined,
     clock: deps.clock,

@@ -57,6 +57,15 @@ export interface LauncherOptions {
    * every process of a restart gets --resume, so the job goes on from the latest checkpoint.
    */
   maxRestarts?: number;
+  /**
+   * Which failed processes are started again alone, while the others wait for them (default:
+   * none: a failure restarts the whole job). psrun: the trainers of a strategy that can take a
+   * restarted trainer back (centralized). Such a process gets PSRPC_REJOIN=1 and no --resume; it
+   * takes its predecessor's place in the running world. Each counts against maxRestarts.
+   */
+  restartAlone?: (spec: ProcessSpec) => boolean;
+  /** --restart-timeout given to every process when maxRestarts > 0 and the job gives none (default 60 s). */
+  restartTimeoutS?: number;
   /** Where restarts are said (default: stderr). */
   log?: (line: string) => void;
   /** The job's auth token, handed to every process as PSRPC_AUTH_TOKEN (unset: whatever the environment has). */
@@ -84,7 +93,7 @@ export interface LaunchOutcome {
   error?: string;
   /** Servers still running after the trainers finished, stopped by psrun. */
   lingering: string[];
-  /** Times the job was restarted after a failure, and the failures that caused them. */
+  /** Restarts after a failure (of the whole job or of one process alone), and the failures that caused them. */
   restarts: number;
   restartedAfter: ProcessFailure[];
 }
@@ -123,6 +132,9 @@ export class Launcher {
   private lingering: string[] = [];
   private mux?: LogMux;
   private display?: JobDisplay;
+  private readonly restartedAfter: ProcessFailure[] = [];
+  /** What starting a process needs, for a process restarted alone. */
+  private startArgs?: { commands: Map<Role, ResolvedCommand>; host: string; port: number; resultDir: string; mux: LogMux };
 
   constructor(readonly topology: Topology, private readonly opts: LauncherOptions = {}) {
     // Built on first use, inside run(): finding the package root can fail, and that is a LaunchError
@@ -162,18 +174,23 @@ export class Launcher {
       return mode === 'lines';
     }));
 
-    const restartedAfter: ProcessFailure[] = [];
+    const restartedAfter = this.restartedAfter;
     const maxRestarts = this.opts.maxRestarts ?? 0;
     const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
     try {
       let port = this.opts.port || (await freePort(host));
       for (;;) {
+        this.startArgs = { commands, host, port, resultDir, mux };
         for (const spec of this.processes) {
           if (this.stopping) break;
           this.start(spec, commands.get(spec.role)!, host, port, resultDir, mux);
         }
-        // No process is added after the loop, so this waits for every one of them.
-        await Promise.all(this.running.map((r) => r.done));
+        // a process restarted alone is added when its predecessor's exit is handled, before that
+        // exit's promise settles: waiting again until no process was added waits for every one
+        for (let n = -1; n !== this.running.length;) {
+          n = this.running.length;
+          await Promise.all(this.running.map((r) => r.done));
+        }
         this.killTimer?.cancel();
         this.serverTimer?.cancel();
         if (!this.failure || this.interrupted || this.restart >= maxRestarts) break;
@@ -263,7 +280,7 @@ export class Launcher {
   }
 
   /** The command line of one process (exported through `commandLine` for tests and --dry-run). */
-  argsFor(spec: ProcessSpec, host: string, port: number, resultDir: string): string[] {
+  argsFor(spec: ProcessSpec, host: string, port: number, resultDir: string, alone = false): string[] {
     const t = this.topology;
     const args = [
       '--name', spec.name,
@@ -277,13 +294,15 @@ export class Launcher {
     if (t.staleness !== undefined) args.push('--staleness', String(t.staleness));
     args.push(...trainFlagArgs(t.train));
     if (spec.role === 'trainer') args.push('--progress', 'lines', '--json', join(resultDir, `${spec.name}.json`));
-    // a restart goes on from the latest checkpoint
-    if (this.restart > 0 && t.options.checkpointDir !== undefined && !t.options.resume) args.push('--resume');
+    // a restart of the job goes on from the latest checkpoint (a process restarted alone from the live servers)
+    if (!alone && this.restart > 0 && t.options.checkpointDir !== undefined && !t.options.resume) args.push('--resume');
+    // with restarts, servers and the first trainer wait for a restarted trainer
+    if ((this.opts.maxRestarts ?? 0) > 0 && t.train.restartTimeout === undefined) args.push('--restart-timeout', String(this.opts.restartTimeoutS ?? 60));
     args.push(...spec.args);
     return args;
   }
 
-  envFor(spec: ProcessSpec, host: string, port: number): NodeJS.ProcessEnv {
+  envFor(spec: ProcessSpec, host: string, port: number, alone = false): NodeJS.ProcessEnv {
     const t = this.topology;
     const env: NodeJS.ProcessEnv = {
       ...(this.opts.env ?? process.env),
@@ -299,17 +318,20 @@ export class Launcher {
       PSRPC_RESTART_COUNT: String(this.restart),
     };
     if (this.opts.authToken !== undefined) env.PSRPC_AUTH_TOKEN = this.opts.authToken;
+    // restarted alone: it takes its predecessor's place in the running world (rpc InitOptions.rejoin)
+    if (alone) env.PSRPC_REJOIN = '1';
+    else delete env.PSRPC_REJOIN;
     if (t.shards) env.PSRPC_SHARDS = JSON.stringify(t.shards);
     else delete env.PSRPC_SHARDS;
     return { ...env, ...spec.env };
   }
 
-  private start(spec: ProcessSpec, cmd: ResolvedCommand, host: string, port: number, resultDir: string, mux: LogMux): void {
-    const args = [...cmd.args, ...this.argsFor(spec, host, port, resultDir)];
+  private start(spec: ProcessSpec, cmd: ResolvedCommand, host: string, port: number, resultDir: string, mux: LogMux, alone = false): void {
+    const args = [...cmd.args, ...this.argsFor(spec, host, port, resultDir, alone)];
     let child: ChildProcess;
     try {
       child = this.spawnFn(cmd.command, args, {
-        env: this.envFor(spec, host, port),
+        env: this.envFor(spec, host, port, alone),
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       });
@@ -343,7 +365,9 @@ export class Launcher {
   private onExit(r: Running): void {
     if (this.stopping) return;
     if (r.code !== 0 || r.signal) {
-      this.fail({ name: r.spec.name, role: r.spec.role, rank: r.spec.rank, code: r.code, signal: r.signal, lastLines: this.mux?.tail(r.spec.name) ?? [] });
+      const f: ProcessFailure = { name: r.spec.name, role: r.spec.role, rank: r.spec.rank, code: r.code, signal: r.signal, lastLines: this.mux?.tail(r.spec.name) ?? [] };
+      if (this.restartAlone(f, r.spec)) return;
+      this.fail(f);
       return;
     }
     if (r.spec.role === 'trainer') this.display?.finish(r.spec.name);
@@ -356,6 +380,21 @@ export class Launcher {
         this.stopAll();
       });
     }
+  }
+
+  /** Starts a failed process again alone, if it may be and restarts are left; false: the job fails (or restarts whole). */
+  private restartAlone(f: ProcessFailure, spec: ProcessSpec): boolean {
+    const max = this.opts.maxRestarts ?? 0;
+    if (this.restart >= max || !this.startArgs || !this.opts.restartAlone?.(spec)) return false;
+    this.restart++;
+    this.restartedAfter.push(f);
+    const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
+    const wait = this.topology.train.restartTimeout ?? this.opts.restartTimeoutS ?? 60;
+    log(`psrun: ${f.name} (${f.role}, rank ${f.rank}) exited with ${describeExit(f.code, f.signal)}; restarting it alone (restart ${this.restart} of ${max}): the others wait for it up to ${wait} s (--restart-timeout)`);
+    for (const l of f.lastLines.slice(-5)) log(`  ${f.name} | ${l}`);
+    const a = this.startArgs;
+    this.start(spec, a.commands.get(spec.role)!, a.host, a.port, a.resultDir, a.mux, true);
+    return true;
   }
 
   private fail(f: ProcessFailure): void {

@@ -163,6 +163,7 @@ export class Agent implements Dispatcher {
     const listen = opts.isMaster ? opts.master : opts.listen;
     if (opts.isMaster) {
       agent.host = new RendezvousHost(opts.name, opts.worldSize);
+      agent.host.onRejoin = (w) => agent.replaceWorker(w);
       agent.server.addService(rendezvousService(), agent.host.implementation());
     }
     let port: number;
@@ -188,7 +189,7 @@ export class Agent implements Dispatcher {
         all = await new Promise<WorkerInfo[]>((resolve, reject) => this.host!.join({ worker: me, worldSize: this.worldSize }, (e, w) => (e ? reject(e) : resolve(w!))));
       } else {
         this.link = new MasterLink(this.name, this.opts.master, this.opts.authToken, this.opts.tls?.channel);
-        all = await this.link.join(me, this.worldSize, this.opts.timeoutMs);
+        all = await this.link.join(me, this.worldSize, this.opts.timeoutMs, this.opts.rejoin);
       }
     } catch (e) {
       await this.shutdown({ graceful: false });
@@ -215,6 +216,44 @@ export class Agent implements Dispatcher {
 
   workers(): WorkerInfo[] {
     return [...this.byRank];
+  }
+
+  /** Whether this agent joined as a restarted process in place of a worker that died (InitOptions.rejoin). */
+  get rejoined(): boolean {
+    return this.opts.rejoin && !this.host;
+  }
+
+  /**
+   * Waits (at most `timeoutMs`) for `worker` to rejoin the world at a new address (a restarted
+   * process, InitOptions.rejoin) and resolves to true once this agent sends to the new address;
+   * false if its address is still the one this agent knows when the wait runs out. The master is
+   * asked, and answers as soon as the address changes. The calls that failed on the old process
+   * are not repeated: the caller decides what to send again.
+   */
+  async awaitRejoin(worker: WorkerRef, timeoutMs: number): Promise<boolean> {
+    if (this.state !== 'ready') throw errors.notRunning(this.name, this.state);
+    const known = this.workerInfo(worker);
+    const waitMs = Math.max(0, Math.floor(timeoutMs));
+    const now = this.host
+      ? await new Promise<WorkerInfo>((resolve, reject) => this.host!.lookup({ name: known.name, staleAddress: known.address, waitMs }, (e, w) => (e ? reject(e) : resolve(w!))))
+      : await this.link!.lookup(known.name, known.address, waitMs);
+    if (now.address === known.address) return false;
+    this.replaceWorker(now);
+    return true;
+  }
+
+  /** A worker rejoined at a new address: later calls go there (the old connection is closed). */
+  private replaceWorker(w: WorkerInfo): void {
+    if (w.name === this.name) return;
+    const old = this.infos.get(w.name);
+    if (old && old.address === w.address) return;
+    this.infos.set(w.name, w);
+    if (this.byRank[w.rank]?.name === w.name) this.byRank[w.rank] = w;
+    const p = this.peers.get(w.name);
+    if (p) {
+      this.peers.delete(w.name);
+      p.close();
+    }
   }
 
   // ---- functions ----

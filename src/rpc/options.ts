@@ -25,6 +25,14 @@ export interface InitOptions {
    * [::]), which peers cannot connect to.
    */
   advertise?: string;
+  /**
+   * This process replaces a worker of a running world that died, with the same name and rank
+   * (default false): once the world is complete the master takes this agent's new address instead
+   * of refusing the name (psrun --max-restarts sets it, through PSRPC_REJOIN, for a process it
+   * restarts alone). Peers that call it find the new address with `agent.awaitRejoin`. Ignored
+   * on the master, which hosts the rendezvous itself.
+   */
+  rejoin?: boolean;
   /** Deadline for rendezvous and the default deadline of every call, in ms (default 60,000). */
   timeoutMs?: number;
   /** Largest gRPC message; larger payloads are streamed in chunks (default 4 MiB). */
@@ -180,7 +188,7 @@ export function resolveOptions(o: InitOptions): ResolvedOptions {
   return {
     name: o.name, rank: o.rank, worldSize: o.worldSize, master: o.master,
     isMaster, listen, advertise, timeoutMs, maxMessageBytes, chunkBytes, authToken, tls,
-    heartbeatMs, deadAfterMs, clock,
+    heartbeatMs, deadAfterMs, clock, rejoin: o.rejoin === true,
     // a batch may overshoot by one frame: two inline payloads plus headers must fit one message
     inlineBytes: Math.floor((maxMessageBytes - 8192) / 2),
   };

@@ -5,6 +5,13 @@
 // its deadline passes, duplicates are refused at once, and a joiner that cannot reach the master
 // gives up at its own deadline.
 //
+// Rejoin (a process restarted in place of one that died, psrun --max-restarts): once the world is
+// complete, a join marked `rejoin` with the name and rank of a member replaces that member's
+// address and is answered with the world at once. Nobody is told: a peer that needs the new
+// address asks with Lookup (Agent.awaitRejoin), which the master holds until the address differs
+// from the one the peer knows or its wait runs out. The auth token is what keeps a stranger from
+// taking a member's place.
+//
 // Authentication: the host's methods are served on the agent's server, whose authInterceptor
 // (service.ts) refuses a call without the world's auth token before join() or barrier() sees it,
 // so such a caller never takes a slot. A MasterLink sends the token with every call.
@@ -15,7 +22,7 @@ import * as grpc from '@grpc/grpc-js';
 import { errors, RpcError, Status } from './errors.js';
 import { AUTH_METADATA_KEY } from './options.js';
 import type { WorkerInfo } from './peer.js';
-import { RendezvousClient, channelOptions, type BarrierReply, type BarrierRequest, type JoinReply, type JoinRequest } from './proto.js';
+import { RendezvousClient, channelOptions, type BarrierReply, type BarrierRequest, type JoinReply, type JoinRequest, type LookupRequest, type WireWorkerInfo } from './proto.js';
 
 type Reply<T> = (err: RpcError | null, value?: T) => void;
 
@@ -32,6 +39,12 @@ export class RendezvousHost {
    * the joiner's own promise cannot say so (it settles only when the world does).
    */
   onJoin: (worker: WorkerInfo, joined: number) => void = () => {};
+
+  /** Called after a rejoin replaced a member's address (the master's agent updates its own view). */
+  onRejoin: (worker: WorkerInfo) => void = () => {};
+
+  /** Lookups waiting for a member's address to change, by member name. */
+  private readonly lookups = new Map<string, Set<{ stale: string; reply: Reply<WorkerInfo>; timer: NodeJS.Timeout }>>();
 
   constructor(private readonly self: string, private readonly worldSize: number) {}
 
@@ -55,6 +68,7 @@ export class RendezvousHost {
     if (!Number.isInteger(w.rank) || w.rank < 0 || w.rank >= this.worldSize) {
       return reply(new RpcError(Status.INVALID_ARGUMENT, this.self, `rank ${w.rank} of "${w.name}" is outside [0, ${this.worldSize})`));
     }
+    if (req.rejoin && this.complete) return this.rejoin(w, reply);
     const byName = this.joined.get(w.name) ?? (this.complete?.find((x) => x.name === w.name) && { info: w });
     if (byName) return reply(errors.duplicateWorker(this.self, 'name', w.name, w.name));
     const holder = this.ranks.get(w.rank) ?? this.complete?.find((x) => x.rank === w.rank)?.name;
@@ -70,6 +84,42 @@ export class RendezvousHost {
       for (const j of this.joined.values()) j.reply(null, all);
       this.joined.clear();
     }
+  }
+
+  /** A member of the complete world comes back at a new address (same name, same rank). */
+  private rejoin(w: WireWorkerInfo, reply: Reply<WorkerInfo[]>): void {
+    const all = this.complete!;
+    const i = all.findIndex((x) => x.name === w.name);
+    if (i < 0) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `rejoin of "${w.name}": no worker of that name is in the world (${all.map((x) => x.name).join(', ')})`));
+    if (all[i]!.rank !== w.rank) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `rejoin of "${w.name}" as rank ${w.rank}: it is rank ${all[i]!.rank} of the world (a restarted process keeps its rank)`));
+    const info: WorkerInfo = { name: w.name, rank: w.rank, address: w.address };
+    all[i] = info;
+    this.onRejoin(info);
+    const waiting = this.lookups.get(w.name);
+    if (waiting) {
+      for (const l of waiting) if (l.stale !== info.address) { clearTimeout(l.timer); waiting.delete(l); l.reply(null, info); }
+      if (waiting.size === 0) this.lookups.delete(w.name);
+    }
+    reply(null, [...all]);
+  }
+
+  /** The member's current address, once it differs from `staleAddress` or after `waitMs`. */
+  lookup(req: LookupRequest, reply: Reply<WorkerInfo>): void {
+    const w = this.complete?.find((x) => x.name === req.name);
+    if (!w) return reply(new RpcError(Status.NOT_FOUND, this.self, `lookup of "${req.name}": ${this.complete ? 'no worker of that name is in the world' : 'the world is not complete yet'}`));
+    const waitMs = Math.max(0, Math.min(req.waitMs | 0, 24 * 3600_000));
+    if (w.address !== req.staleAddress || waitMs === 0) return reply(null, w);
+    let set = this.lookups.get(req.name);
+    if (!set) { set = new Set(); this.lookups.set(req.name, set); }
+    const entry = {
+      stale: req.staleAddress,
+      reply,
+      timer: setTimeout(() => {
+        set!.delete(entry);
+        reply(null, this.complete!.find((x) => x.name === req.name)!);
+      }, waitMs),
+    };
+    set.add(entry);
   }
 
   barrier(req: BarrierRequest, reply: Reply<BarrierReply>): void {
@@ -94,6 +144,9 @@ export class RendezvousHost {
       Barrier: (call: grpc.ServerUnaryCall<BarrierRequest, BarrierReply>, cb: grpc.sendUnaryData<BarrierReply>) => {
         this.barrier(call.request, (err, r) => (err ? cb(toStatus(err)) : cb(null, r!)));
       },
+      Lookup: (call: grpc.ServerUnaryCall<LookupRequest, WireWorkerInfo>, cb: grpc.sendUnaryData<WireWorkerInfo>) => {
+        this.lookup(call.request, (err, w) => (err ? cb(toStatus(err)) : cb(null, w!)));
+      },
     };
   }
 
@@ -104,6 +157,8 @@ export class RendezvousHost {
     this.joined.clear();
     for (const r of this.rounds.values()) for (const reply of r.replies) reply(err);
     this.rounds.clear();
+    for (const set of this.lookups.values()) for (const l of set) { clearTimeout(l.timer); l.reply(err); }
+    this.lookups.clear();
   }
 }
 
@@ -141,14 +196,25 @@ export class MasterLink {
     });
   }
 
-  async join(info: WorkerInfo, worldSize: number, timeoutMs: number): Promise<WorkerInfo[]> {
+  async join(info: WorkerInfo, worldSize: number, timeoutMs: number, rejoin = false): Promise<WorkerInfo[]> {
     const deadline = Date.now() + timeoutMs;
     await this.waitReady(deadline, timeoutMs);
     try {
-      const reply = await this.unary<JoinRequest, JoinReply>('Join', { worker: info, worldSize }, deadline + 1000);
+      const reply = await this.unary<JoinRequest, JoinReply>('Join', { worker: info, worldSize, rejoin }, deadline + 1000);
       return reply.workers.map((w) => ({ name: w.name, rank: w.rank, address: w.address }));
     } catch (e) {
       throw this.toRpcError(e as grpc.ServiceError, 'join', timeoutMs, deadline + 1000);
+    }
+  }
+
+  /** The worker's address at the master: once it differs from `staleAddress`, or after `waitMs`. */
+  async lookup(name: string, staleAddress: string, waitMs: number): Promise<WorkerInfo> {
+    const deadline = Date.now() + waitMs + 10_000;
+    try {
+      const w = await this.unary<LookupRequest, WireWorkerInfo>('Lookup', { name, staleAddress, waitMs }, deadline);
+      return { name: w.name, rank: w.rank, address: w.address };
+    } catch (e) {
+      throw this.toRpcError(e as grpc.ServiceError, 'lookup', waitMs + 10_000, deadline);
     }
   }
 

@@ -161,6 +161,18 @@ export class PsClient {
     await this.each((i) => this.agent.call(this.servers[i]!, PS_FUNCTIONS.checkpoint, [id]));
   }
 
+  /**
+   * sync, after a restarted trainer's join: the servers behind the others (its predecessor died
+   * between its pushes) skip this trainer in their open round and answer once it has stepped, so
+   * every server is at the same version again. Resolves to the number of servers that skipped.
+   */
+  async level(): Promise<number> {
+    const top = this.maxVersion;
+    const behind = this.servers.map((_, i) => i).filter((i) => this.versions[i]! < top);
+    await Promise.all(behind.map((i) => this.agent.call<PullReply>(this.servers[i]!, PS_FUNCTIONS.skip, [this.trainer]).then((r) => this.land(i, r))));
+    return behind.length;
+  }
+
   /** The largest version over the servers. */
   get maxVersion(): number {
     return Math.max(...this.versions);

@@ -28,6 +28,13 @@
 // wait on it (its agent died) is dropped after `liveTimeoutMs` of silence, counted from its join or
 // its last call (src/rpc/liveness.ts), so nothing waits forever. Trainers that never join fail
 // the joins after `joinTimeoutMs`, counted from the first join.
+//
+// Restarts: with `restartTimeoutMs`, a trainer the heartbeats report lost is waited for that long
+// (a restarted process is on its way) before it is dropped. A trainer that joins again under its
+// name is the restarted process: it is taken back where the old one stopped. In sync mode, if the
+// old one had pushed in the open round, the join answers once that round has stepped, so the new
+// process goes on with the next batch; in async and ssp the reply's clock is the number of its
+// pushes applied, where it goes on. Nothing is applied twice and nothing is skipped.
 import { Liveness, releaseReceived, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
 import { createOptimizer, fromWire, getBackend, layoutDifference, Tensor, toWire, type Optimizer } from '../tensor/index.js';
 import type { ShardSnapshot, WriteResult } from './checkpoint.js';
@@ -101,6 +108,8 @@ export class ParameterServer {
   private counts = { pushes: 0, pulls: 0, maxLead: 0 };
   /** Trainers whose agents the RPC layer's heartbeats report lost (dropped as soon as anyone waits on them). */
   private readonly lost = new Set<string>();
+  /** Lost trainers still waited for (restartTimeoutMs): the timer that drops each one. */
+  private readonly awaited = new Map<string, ClockTimer>();
   private readonly unsubscribe: Array<() => void> = [];
   private closed = false;
   private doneResolve!: () => void;
@@ -119,6 +128,8 @@ export class ParameterServer {
     if (!Number.isSafeInteger(staleness) || staleness < 0) throw errors.badOption(name, 'staleness', staleness, 'expected an integer >= 0');
     const joinTimeoutMs = o.joinTimeoutMs ?? 60_000;
     const liveTimeoutMs = o.liveTimeoutMs ?? 60_000;
+    const restartTimeoutMs = o.restartTimeoutMs ?? 0;
+    if (!(restartTimeoutMs >= 0) || !Number.isFinite(restartTimeoutMs)) throw errors.badOption(name, 'restartTimeoutMs', restartTimeoutMs, 'expected a finite number >= 0');
     if (!(joinTimeoutMs > 0)) throw errors.badOption(name, 'joinTimeoutMs', joinTimeoutMs, 'expected a number > 0');
     if (!(liveTimeoutMs > 0)) throw errors.badOption(name, 'liveTimeoutMs', liveTimeoutMs, 'expected a number > 0');
     const kind: unknown = o.optimizer?.kind;
@@ -130,7 +141,7 @@ export class ParameterServer {
     this.sink = o.checkpoints;
     this.restore = o.restore;
     this.log = o.log ?? ((line) => process.stderr.write(line + '\n'));
-    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs };
+    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs, restartTimeoutMs };
     this.clock = o.clock ?? systemClock;
     this.liveness = new Liveness({ timeoutMs: liveTimeoutMs, clock: this.clock, onSilent: (silent) => this.dropSilent(silent) });
     this.metrics = new ServerMetrics(name);
@@ -175,6 +186,8 @@ export class ParameterServer {
     this.checkOpen();
     this.checkTrainerName(trainer);
     this.lost.delete(trainer);
+    this.awaited.get(trainer)?.cancel();
+    this.awaited.delete(trainer);
     if (!WIRE_PRECISIONS.includes(precision)) throw errors.badOption(this.name, `precision (of trainer "${trainer}"'s join)`, precision, `expected one of ${WIRE_PRECISIONS.join(', ')}`);
     if (this.placementReady) await this.placementReady;
     this.initialise(trainer, layout, values, precision);
@@ -187,6 +200,10 @@ export class ParameterServer {
       t.live = true;
       t.clock = Math.max(t.clock, this.slowestClock());
       this.leftCount--;
+    } else if (this.options.consistency === 'sync' && t.pushedRound === this.version && this.roundGrads.length > 0) {
+      // joined again while live: a restarted process. Its predecessor's push is in the open round;
+      // the answer waits for that round's step, and the new process goes on with the next batch.
+      await new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
     }
     this.liveness.seen(trainer);
     this.liveness.start();
@@ -232,6 +249,26 @@ export class ParameterServer {
   /** push, then pull: one round trip per server per step. */
   async pushPull(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1): Promise<PullReply> {
     const t = await this.apply(trainer, version, grads, scale, checkpoint);
+    return this.reply(t);
+  }
+
+  /**
+   * sync: `trainer` takes no part in the open round, which steps without its gradient; resolves,
+   * like pushPull, with the parameters once it has stepped. For a restarted trainer whose
+   * predecessor died between its pushes to different servers: the servers it had pushed to are a
+   * round ahead, and this brings the others level (that one batch is missing from their shards'
+   * round, the only sample a restart can lose).
+   */
+  async skip(trainer: string): Promise<PullReply> {
+    this.checkOpen();
+    if (!this.shardInfo) throw errors.notInitialised(this.name);
+    const t = this.liveTrainer(trainer);
+    if (this.options.consistency !== 'sync') throw new RpcError(Status.FAILED_PRECONDITION, this.name, `parameter server "${this.name}": ps.skip is for sync rounds (this server is ${this.options.consistency})`);
+    if (t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
+    t.pushedRound = this.version;
+    const answered = new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
+    this.maybeFinishRound();
+    await answered;
     return this.reply(t);
   }
 
@@ -342,6 +379,7 @@ export class ParameterServer {
     agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number) => this.push(trainer, version, grads, scale ?? 1, checkpoint ?? -1));
     agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number) => this.pushPull(trainer, version, grads, scale ?? 1, checkpoint ?? -1));
     agent.register(PS_FUNCTIONS.checkpoint, (id: number) => this.checkpoint(id));
+    agent.register(PS_FUNCTIONS.skip, (trainer: string) => this.skip(trainer));
     agent.register(PS_FUNCTIONS.leave, (trainer: string) => this.leave(trainer));
     agent.register(PS_FUNCTIONS.layout, () => this.layout());
     agent.register(PS_FUNCTIONS.placement, () => this.placementPlan());
@@ -349,8 +387,8 @@ export class ParameterServer {
     // heartbeats (src/rpc/heartbeat.ts) say within seconds that a trainer's process is gone or
     // silent; liveTimeoutMs stays the backstop for agents without them
     this.unsubscribe.push(
-      agent.onPeerLost((w) => { if (this.trainers.has(w)) { this.lost.add(w); this.dropSilent([w]); } }),
-      agent.onPeerRecovered((w) => { this.lost.delete(w); }),
+      agent.onPeerLost((w) => { if (this.trainers.has(w)) this.peerLost(w); }),
+      agent.onPeerRecovered((w) => { this.lost.delete(w); this.awaited.get(w)?.cancel(); this.awaited.delete(w); }),
     );
     return this;
   }
@@ -368,6 +406,8 @@ export class ParameterServer {
     this.roundGrads = [];
     this.blocked = [];
     this.joinTimer?.cancel();
+    for (const timer of this.awaited.values()) timer.cancel();
+    this.awaited.clear();
     await this.flushCheckpoints();
     this.liveness.stop();
     for (const u of this.unsubscribe.splice(0)) u();
@@ -632,6 +672,27 @@ export class ParameterServer {
   }
 
   /**
+   * A trainer's agent is lost: dropped now if anyone waits on it, or, with restartTimeoutMs, once
+   * that long has passed without it joining again.
+   */
+  private peerLost(w: string): void {
+    this.lost.add(w);
+    const t = this.trainers.get(w);
+    if (this.options.restartTimeoutMs > 0 && t?.live && !this.awaited.has(w)) {
+      const s = (this.options.restartTimeoutMs / 1000).toFixed(1);
+      this.log(`${this.name}: trainer "${w}" is lost; waiting up to ${s} s for it to rejoin (--restart-timeout) before rounds go on without it`);
+      this.awaited.set(w, this.clock.after(this.options.restartTimeoutMs, () => {
+        this.awaited.delete(w);
+        if (!this.lost.has(w)) return;
+        this.log(`${this.name}: trainer "${w}" did not rejoin within ${s} s; rounds go on without it`);
+        this.dropSilent([w]);
+      }));
+      return;
+    }
+    this.dropSilent([w]);
+  }
+
+  /**
    * The liveness watchdog's policy: of the trainers silent for liveTimeoutMs, drops those that
    * others wait on (sync: not yet pushed in this round; ssp: at the slowest clock). A silent
    * trainer nobody waits on stays (it is looked at again on the watchdog's next round).
@@ -642,7 +703,7 @@ export class ParameterServer {
     const slowest = this.slowestClock();
     for (const name of silent) {
       const t = this.trainers.get(name);
-      if (!t || !t.live) continue;
+      if (!t || !t.live || this.awaited.has(name)) continue;
       const blocking = this.options.consistency === 'sync' ? t.pushedRound !== this.version : t.clock === slowest;
       if (blocking) {
         this.droppedNames.push(t.name);

@@ -43,6 +43,13 @@ export interface ParameterServerOptions {
    */
   liveTimeoutMs?: number;
   /**
+   * A trainer whose agent is lost (heartbeats) is waited for this long before rounds go on without
+   * it, in ms (default 0: dropped as soon as anyone waits on it): time for a restarted process to
+   * rejoin under the same name (psrun --max-restarts, --restart-timeout). A trainer that joins
+   * again is taken back where it stopped (see ParameterServer.join).
+   */
+  restartTimeoutMs?: number;
+  /**
    * Checkpoints: a push carrying a checkpoint number makes the server copy its shard and optimizer
    * state when that push's step is taken (sync: the round's) and write it here, off the hot path.
    */
@@ -111,6 +118,7 @@ export const PS_FUNCTIONS = {
   placement: 'ps.placement',
   stats: 'ps.stats',
   checkpoint: 'ps.checkpoint',
+  skip: 'ps.skip',
 } as const;
 
 export type { ParameterSpec };

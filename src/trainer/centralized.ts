@@ -107,8 +107,17 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   const layout = flat.entries.map((e) => ({ name: e.name, size: e.size, shape: e.shape }));
   const client = new PsClient(agent, ctx.servers, layout, flat.params, flat.grads, agent.name, wireDType(opts.precision));
   await client.join();
-  const start = resumePosition(opts, client.version, ctx.trainers, loader.length);
-  if (start.step > 0) {
+  // a restarted process (psrun --max-restarts) goes on where its predecessor stopped: sync, at the
+  // servers' version (once every server is at the same one); async and ssp, after its own pushes applied
+  if (agent.rejoined && opts.consistency === 'sync' && (await client.level()) > 0) {
+    process.stderr.write(`${agent.name}: the process before this one died between its pushes to different servers; the servers behind took their round without it\n`);
+  }
+  const start = agent.rejoined && opts.consistency !== 'sync'
+    ? resumePosition({ ...opts, consistency: 'sync' }, Math.min(...client.clocks), ctx.trainers, loader.length)
+    : resumePosition(opts, client.version, ctx.trainers, loader.length);
+  if (agent.rejoined) {
+    process.stderr.write(`${agent.name}: rejoined the running job (restart ${process.env.PSRPC_RESTART_COUNT ?? '?'}): resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}) where the process before it stopped\n`);
+  } else if (start.step > 0) {
     process.stderr.write(`${agent.name}: resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}): the servers start from their checkpoint at version ${client.version}\n`);
   }
   const checkpoint = checkpointTrigger(opts, ctx.rank, client);

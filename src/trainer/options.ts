@@ -130,6 +130,12 @@ export interface TrainOptions {
   /** Continue from the latest complete checkpoint in checkpointDir (none there: start from the beginning, and say so). */
   resume: boolean;
   /**
+   * Seconds a lost trainer is waited for (its restarted process rejoining) before the servers' rounds
+   * go on without it, and the first trainer waits for a restarted trainer's report (0: not at all;
+   * psrun --max-restarts passes 60 unless given). docs/FAULTS.md.
+   */
+  restartTimeout: number;
+  /**
    * The shared secret every gRPC call, the rendezvous and the bulk sockets must carry (default:
    * env PSRPC_AUTH_TOKEN; psrun makes one per job). Unset: no authentication.
    */
@@ -192,6 +198,7 @@ export const DEFAULTS: TrainOptions = {
   checkpointSteps: 0,
   checkpointKeep: 3,
   resume: false,
+  restartTimeout: 0,
   tlsRequireClientCert: false,
 };
 
@@ -293,6 +300,7 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--checkpoint-steps <n>', 'also a checkpoint every N steps (0: off)').argParser(integer('--checkpoint-steps', 0)).default(d.checkpointSteps))
     .addOption(new Option('--checkpoint-keep <n>', 'complete checkpoints kept').argParser(integer('--checkpoint-keep', 1, 1000)).default(d.checkpointKeep))
     .addOption(new Option('--resume', 'continue from the latest checkpoint in --checkpoint-dir').default(d.resume))
+    .addOption(new Option('--restart-timeout <seconds>', 'seconds a lost trainer is waited for (a restart rejoining) before rounds go on without it (0: not at all; psrun --max-restarts: 60)').argParser(real('--restart-timeout', 0, 86400)).default(d.restartTimeout))
     .addOption(new Option('--auth-token <token>', 'shared secret every process of the world must present (default: env PSRPC_AUTH_TOKEN)'))
     .addOption(new Option('--heartbeat-ms <ms>', 'ms between heartbeat pings to connected peers (0: no heartbeats; default 1000)').argParser(integer('--heartbeat-ms', 0, 2 ** 31 - 1)))
     .addOption(new Option('--dead-after-ms <ms>', 'ms of silence after which a peer is lost and calls to it fail (0: never; default 5000, at least 2 x --heartbeat-ms)').argParser(integer('--dead-after-ms', 0, 2 ** 31 - 1)))
@@ -335,6 +343,7 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (!(o.checkpointEvery >= 0) || !Number.isFinite(o.checkpointEvery)) throw new RangeError(`option checkpointEvery must be a number of seconds >= 0, got ${String(o.checkpointEvery)}`);
   if (!Number.isSafeInteger(o.checkpointSteps) || o.checkpointSteps < 0) throw new RangeError(`option checkpointSteps must be an integer >= 0, got ${String(o.checkpointSteps)}`);
   if (!Number.isSafeInteger(o.checkpointKeep) || o.checkpointKeep < 1) throw new RangeError(`option checkpointKeep must be an integer >= 1, got ${String(o.checkpointKeep)}`);
+  if (!(o.restartTimeout >= 0) || !Number.isFinite(o.restartTimeout)) throw new RangeError(`option restartTimeout must be a number of seconds >= 0, got ${String(o.restartTimeout)}`);
   const ckpt = checkpointConflict(o);
   if (ckpt) throw new RangeError(ckpt);
   const refusal = findStrategy(o.strategy)?.check?.(o);

@@ -49,6 +49,12 @@ interface StrategyBase {
   checkModel?(model: Module, ctx: ModelContext, opts: TrainOptions): Promise<string | null>;
   /** It writes checkpoints (--checkpoint-dir) and resumes from them (--resume). */
   checkpoints?: boolean;
+  /**
+   * psrun --max-restarts restarts a trainer that died alone, while the others wait for it: its
+   * servers take the restarted process back where the old one stopped. Any other failure restarts
+   * the whole job.
+   */
+  restartsTrainersAlone?: boolean;
   /** The consistency model its result reports: what the run did (null: no servers). */
   resultConsistency(opts: TrainOptions): Consistency | null;
 }

@@ -52,19 +52,33 @@ test.serial('the server killed right after checkpoint 8: the job restarts, resum
   t.true(finalShard(dir).equals(ref), 'the final parameters and optimizer state equal the uninterrupted run\'s');
 });
 
-test.serial('a trainer killed before step 11: the job restarts from checkpoint 8 and ends as the uninterrupted run, bit for bit', async (t) => {
+test.serial('a trainer killed before step 11 is restarted alone: the server and the other trainer wait, it goes on at step 10, and the run ends as the uninterrupted one, bit for bit', async (t) => {
   const ref = await uninterrupted();
   const dir = mkdtempSync(join(tmpdir(), 'psrun-restart-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const r = await run(dir, ['--max-restarts', '2'], { PSRPC_FAULT_KILL_TRAINER_AT_STEP: 'trainer2:11' });
   t.is(r.code, 0, r.out);
-  t.regex(r.out, /psrun: trainer2 \(trainer, rank 2\) exited with signal SIGKILL; restarting the job from the latest checkpoint .* \(restart 1 of 2\)/);
-  // checkpoint 8 is on disk unless its write was still queued behind 4's when the job was
-  // stopped and the server's SIGTERM flush ran out of --kill-grace (a loaded disk): either way
-  // the run resumes at a checkpoint taken at its step and ends bit for bit the same
-  t.regex(r.out, /trainer2: resuming at step (8|4) /);
+  t.regex(r.out, /psrun: trainer2 \(trainer, rank 2\) exited with signal SIGKILL; restarting it alone \(restart 1 of 2\): the others wait for it up to 60 s/);
+  // its 10 pushes were applied; the 11th never left it
+  t.regex(r.out, /trainer2: rejoined the running job \(restart 1\): resuming at step 10 \(epoch 1, batch 2\)/);
+  // nothing else was restarted: the server never resumed from a checkpoint, the job never restarted whole
+  t.notRegex(r.out, /restarting the job|resuming from checkpoint/);
   t.is(r.result.restarts, 1);
   t.true(finalShard(dir).equals(ref));
+});
+
+test.serial('async: a trainer restarted alone goes on after its own pushes the server applied', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'psrun-restart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await run(dir, ['--consistency', 'async', '--max-restarts', '1', '--restart-timeout', '120'], { PSRPC_FAULT_KILL_TRAINER_AT_STEP: 'trainer1:6' });
+  t.is(r.code, 0, r.out);
+  t.regex(r.out, /psrun: trainer1 \(trainer, rank 1\) exited with signal SIGKILL; restarting it alone \(restart 1 of 1\): the others wait for it up to 120 s/);
+  t.regex(r.out, /trainer1: rejoined the running job \(restart 1\): resuming at step 5 \(epoch 0, batch 5\)/);
+  t.is(r.result.restarts, 1);
+  t.is(r.result.trainers, 2);
+  // the result counts the last process of each trainer: trainer0's 16 steps and the new trainer1's 11
+  t.is(r.result.samples, (16 + 11) * 64);
+  t.true(r.result.testAccuracy > 0);
 });
 
 test.serial('without --max-restarts a failure still stops the job; the checkpoints written stay for a later --resume', async (t) => {

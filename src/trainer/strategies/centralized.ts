@@ -10,6 +10,7 @@ export const centralized: ServersStrategy = {
   serverRole: 'shard',
   consistencies: ANY_CONSISTENCY,
   checkpoints: true,
+  restartsTrainersAlone: true,
   resultConsistency: (opts) => opts.consistency,
   async train(opts, ctx) {
     const { trainCentralized } = await import('../centralized.js');
