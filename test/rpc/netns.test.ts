@@ -207,3 +207,33 @@ nsTest(title('a centralized training across two network namespaces, started with
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+nsTest(title('a trainer killed mid-run on one host is restarted on the other: it rejoins at its new address, and the run ends as the uninterrupted one, bit for bit'), async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'psrpc-netns-'));
+  try {
+    // 2 trainers x 256 samples / 64 = 4 steps an epoch, 8 in all; the final checkpoint is number 8
+    const job = (master: string, ckpt: string) => ['--world-size', '3', '--servers', '1', '--master', master, '--strategy', 'centralized', '--dataset', 'synthetic',
+      '--train-samples', '512', '--test-samples', '256', '--epochs', '2', '--batch-size', '64', '--hidden', '16', '--momentum', '0.9', '--progress', 'none',
+      '--checkpoint-dir', join(dir, ckpt), '--restart-timeout', '120'];
+    const final = (ckpt: string) => readFileSync(join(dir, ckpt, 'ckpt-000000008', 'shard-0-of-1.safetensors'));
+    const server = (master: string, ckpt: string) => runIn(NS_A, ['bin/ps-server.js', '--rank', '0', ...job(master, ckpt), '--listen', `${IP_A}:0`]);
+    const trainer = (ns: string, ip: string, rank: number, master: string, ckpt: string, env: Record<string, string> = {}) =>
+      runIn(ns, ['bin/trainer.js', '--rank', String(rank), ...job(master, ckpt), '--listen', `${ip}:0`, ...(rank === 1 ? ['--json', join(dir, `${ckpt}.json`)] : [])], env);
+    const ref = await Promise.all([server(`${IP_A}:29502`, 'ref'), trainer(NS_B, IP_B, 1, `${IP_A}:29502`, 'ref'), trainer(NS_B, IP_B, 2, `${IP_A}:29502`, 'ref')]);
+    for (const r of ref) t.is(r.code, 0, r.stderr.slice(-2000));
+    // trainer1 (rank 2) dies on host B before its 5th push leaves it; the test starts it again, as
+    // psrun --max-restarts would, but on host A: it rejoins the running world at a new address
+    const master = `${IP_A}:29503`;
+    const ps = server(master, 'kill');
+    const first = trainer(NS_B, IP_B, 1, master, 'kill');
+    const killed = await trainer(NS_B, IP_B, 2, master, 'kill', { PSRPC_FAULT_KILL_TRAINER_AT_STEP: 'trainer1:5' });
+    t.is(killed.signal, 'SIGKILL', killed.stderr.slice(-2000));
+    const again = await trainer(NS_A, IP_A, 2, master, 'kill', { PSRPC_REJOIN: '1', PSRPC_RESTART_COUNT: '1' });
+    t.is(again.code, 0, again.stderr.slice(-2000));
+    t.regex(again.stderr, /trainer1: rejoined the running job \(restart 1\): resuming at step 4 \(epoch 1, batch 0\)/);
+    for (const r of await Promise.all([ps, first])) t.is(r.code, 0, r.stderr.slice(-2000));
+    t.true(final('kill').equals(final('ref')), 'the final parameters and momentum equal the uninterrupted run\'s');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
