@@ -31,6 +31,11 @@ export interface ShutdownOptions {
   graceful?: boolean;
   /** Deadline for the graceful barrier (default: the agent's timeoutMs). */
   timeoutMs?: number;
+  /**
+   * An elastic world's member leaving for good (InitOptions.minWorldSize): the master is told, the
+   * barrier is not entered (the others' shutdown no longer waits for this one), then the agent stops.
+   */
+  leave?: boolean;
 }
 
 /** Where a call goes: a worker name, a rank, or a WorkerInfo. */
@@ -127,7 +132,7 @@ export class Agent implements Dispatcher {
       this.heartbeat = new Heartbeat({
         heartbeatMs: opts.heartbeatMs, deadAfterMs: opts.deadAfterMs, clock: opts.clock,
         onLost: (worker, silentMs) => this.peerLost(worker, silentMs),
-        onFound: (worker) => { for (const cb of [...this.recoveredListeners]) cb(worker); },
+        onFound: (worker) => { this.host?.undepart(worker); for (const cb of [...this.recoveredListeners]) cb(worker); },
         probe: (worker) => this.peers.get(worker)?.probe(),
       });
     }
@@ -162,7 +167,7 @@ export class Agent implements Dispatcher {
     agent.server.addService(agentService(), agentImplementation(agent, limits, opts.tls));
     const listen = opts.isMaster ? opts.master : opts.listen;
     if (opts.isMaster) {
-      agent.host = new RendezvousHost(opts.name, opts.worldSize);
+      agent.host = new RendezvousHost(opts.name, opts.worldSize, opts.minWorldSize);
       agent.host.onRejoin = (w) => agent.replaceWorker(w);
       agent.server.addService(rendezvousService(), agent.host.implementation());
     }
@@ -195,8 +200,7 @@ export class Agent implements Dispatcher {
       await this.shutdown({ graceful: false });
       throw e;
     }
-    for (const w of all) this.infos.set(w.name, w);
-    this.byRank = all;
+    for (const w of all) { this.infos.set(w.name, w); this.byRank[w.rank] = w; }
     this.state = 'ready';
     this.markReady();
     // pings and verdicts start with the world: the rendezvous itself is nobody's silence
@@ -215,7 +219,18 @@ export class Agent implements Dispatcher {
   }
 
   workers(): WorkerInfo[] {
-    return [...this.byRank];
+    return this.byRank.filter((w) => w !== undefined);
+  }
+
+  /**
+   * The world as the master knows it now (an elastic world grows with late joins), and the members
+   * that departed: this agent's view is updated to it (new workers, new addresses).
+   */
+  async refreshWorld(): Promise<{ workers: WorkerInfo[]; departed: string[] }> {
+    if (this.state !== 'ready' && this.state !== 'stopping') throw errors.notRunning(this.name, this.state);
+    const w = this.host ? this.host.world()! : await this.link!.world(this.opts.timeoutMs);
+    for (const info of w.workers) this.replaceWorker(info);
+    return w;
   }
 
   /** Whether this agent joined as a restarted process in place of a worker that died (InitOptions.rejoin). */
@@ -248,7 +263,7 @@ export class Agent implements Dispatcher {
     const old = this.infos.get(w.name);
     if (old && old.address === w.address) return;
     this.infos.set(w.name, w);
-    if (this.byRank[w.rank]?.name === w.name) this.byRank[w.rank] = w;
+    if (this.byRank[w.rank] === undefined || this.byRank[w.rank]!.name === w.name) this.byRank[w.rank] = w;
     const p = this.peers.get(w.name);
     if (p) {
       this.peers.delete(w.name);
@@ -420,6 +435,8 @@ export class Agent implements Dispatcher {
   }
 
   private peerLost(worker: string, silentMs: number): void {
+    // an elastic world's master counts a lost member as gone (its barrier stops waiting for it)
+    this.host?.depart(worker);
     this.peers.get(worker)?.failSilent((fn) => errors.peerSilent(this.name, worker, silentMs, fn));
     for (const cb of [...this.lostListeners]) cb(worker, silentMs);
   }
@@ -476,15 +493,27 @@ export class Agent implements Dispatcher {
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     if (this.stopping) return this.stopping;
-    this.stopping = this.stop(options.graceful ?? true, options.timeoutMs ?? this.opts.timeoutMs);
+    // refused before anything stops: the agent goes on as it was
+    if (options.leave === true && this.opts.minWorldSize === this.worldSize) {
+      return Promise.reject(errors.invalidOption('leave', true, 'only a member of an elastic world (minWorldSize < worldSize) can leave it'));
+    }
+    this.stopping = this.stop(options.graceful ?? true, options.timeoutMs ?? this.opts.timeoutMs, options.leave === true);
     return this.stopping;
   }
 
-  private async stop(graceful: boolean, timeoutMs: number): Promise<void> {
+  private async stop(graceful: boolean, timeoutMs: number, leave = false): Promise<void> {
     const wasReady = this.state === 'ready';
     this.state = 'stopping';
     let failure: unknown;
-    if (graceful && wasReady) {
+    if (leave && wasReady) {
+      try {
+        await this.waitIdle(Date.now() + timeoutMs);
+        if (this.host) this.host.depart(this.name);
+        else await this.link!.leave(this.name, timeoutMs);
+      } catch (e) {
+        failure = e;
+      }
+    } else if (graceful && wasReady) {
       try {
         await this.barrier(Date.now() + timeoutMs, timeoutMs);
       } catch (e) {

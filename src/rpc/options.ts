@@ -33,6 +33,14 @@ export interface InitOptions {
    * on the master, which hosts the rendezvous itself.
    */
   rejoin?: boolean;
+  /**
+   * An elastic world (default worldSize: not elastic): the rendezvous completes once this many
+   * workers have joined; the others of the worldSize ranks may join later (late joins, answered at
+   * once), members may leave for good (`shutdown({ leave: true })`), and the master counts those it
+   * loses (heartbeats) as gone, so the shutdown barrier waits only for the members still there.
+   * Peers learn of late joiners with `agent.refreshWorld()`. Same value on every worker.
+   */
+  minWorldSize?: number;
   /** Deadline for rendezvous and the default deadline of every call, in ms (default 60,000). */
   timeoutMs?: number;
   /** Largest gRPC message; larger payloads are streamed in chunks (default 4 MiB). */
@@ -163,6 +171,8 @@ export function resolveOptions(o: InitOptions): ResolvedOptions {
   if (typeof listen !== 'string' || !HOSTPORT.test(listen)) throw errors.invalidOption('listen', o.listen, 'expected host:port');
   const advertise = checkAdvertise(o.advertise);
   const isMaster = o.isMaster ?? o.rank === 0;
+  const minWorldSize = o.minWorldSize ?? o.worldSize;
+  if (!Number.isInteger(minWorldSize) || minWorldSize < 1 || minWorldSize > o.worldSize) throw errors.invalidOption('minWorldSize', o.minWorldSize, `expected an integer in [1, worldSize = ${o.worldSize}]`);
   // the master listens on `master`: that is the address whose host must not be a wildcard then
   const [bindOption, bound] = isMaster ? ['master', o.master] as const : ['listen', listen] as const;
   if (advertise === undefined && isWildcardHost(bound.slice(0, bound.lastIndexOf(':')))) {
@@ -188,7 +198,7 @@ export function resolveOptions(o: InitOptions): ResolvedOptions {
   return {
     name: o.name, rank: o.rank, worldSize: o.worldSize, master: o.master,
     isMaster, listen, advertise, timeoutMs, maxMessageBytes, chunkBytes, authToken, tls,
-    heartbeatMs, deadAfterMs, clock, rejoin: o.rejoin === true,
+    heartbeatMs, deadAfterMs, clock, rejoin: o.rejoin === true, minWorldSize,
     // a batch may overshoot by one frame: two inline payloads plus headers must fit one message
     inlineBytes: Math.floor((maxMessageBytes - 8192) / 2),
   };

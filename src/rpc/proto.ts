@@ -24,7 +24,8 @@ function protoFile(): string {
 export interface WireWorkerInfo { name: string; rank: number; address: string }
 export interface JoinRequest { worker: WireWorkerInfo; worldSize: number; rejoin?: boolean }
 export interface LookupRequest { name: string; staleAddress: string; waitMs: number }
-export interface JoinReply { workers: WireWorkerInfo[] }
+export interface JoinReply { workers: WireWorkerInfo[]; departed?: string[] }
+export interface LeaveRequest { name: string }
 export interface BarrierRequest { name: string; round: number; idle: boolean; activity: number }
 export interface BarrierReply { allIdle: boolean; activity: number }
 

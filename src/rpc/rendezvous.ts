@@ -12,6 +12,11 @@
 // from the one the peer knows or its wait runs out. The auth token is what keeps a stranger from
 // taking a member's place.
 //
+// Elastic worlds (minSize < worldSize): the world is complete once minSize workers have joined;
+// later joins take free ranks (< worldSize) and are answered with the world at once (late joins).
+// A member leaves for good with Leave, or is lost (the master's heartbeats): the shutdown barrier
+// then waits only for the members still there. World answers with the current members.
+//
 // Authentication: the host's methods are served on the agent's server, whose authInterceptor
 // (service.ts) refuses a call without the world's auth token before join() or barrier() sees it,
 // so such a caller never takes a slot. A MasterLink sends the token with every call.
@@ -22,7 +27,7 @@ import * as grpc from '@grpc/grpc-js';
 import { errors, RpcError, Status } from './errors.js';
 import { AUTH_METADATA_KEY } from './options.js';
 import type { WorkerInfo } from './peer.js';
-import { RendezvousClient, channelOptions, type BarrierReply, type BarrierRequest, type JoinReply, type JoinRequest, type LookupRequest, type WireWorkerInfo } from './proto.js';
+import { RendezvousClient, channelOptions, type BarrierReply, type BarrierRequest, type JoinReply, type JoinRequest, type LeaveRequest, type LookupRequest, type WireWorkerInfo } from './proto.js';
 
 type Reply<T> = (err: RpcError | null, value?: T) => void;
 
@@ -46,7 +51,37 @@ export class RendezvousHost {
   /** Lookups waiting for a member's address to change, by member name. */
   private readonly lookups = new Map<string, Set<{ stale: string; reply: Reply<WorkerInfo>; timer: NodeJS.Timeout }>>();
 
-  constructor(private readonly self: string, private readonly worldSize: number) {}
+  /** Elastic worlds: members that left or were lost (the barrier does not wait for them). */
+  private readonly departed = new Set<string>();
+
+  constructor(private readonly self: string, private readonly worldSize: number, private readonly minSize = worldSize) {}
+
+  /** Whether workers may join after the world is complete (minSize < worldSize). */
+  get elastic(): boolean {
+    return this.minSize < this.worldSize;
+  }
+
+  /** The world now and who of it departed (undefined before it is complete). */
+  world(): { workers: WorkerInfo[]; departed: string[] } | undefined {
+    return this.complete ? { workers: [...this.complete], departed: [...this.departed] } : undefined;
+  }
+
+  /** Elastic worlds: `name` left or was lost; barrier rounds stop waiting for it. */
+  depart(name: string): void {
+    if (!this.elastic || !this.complete?.some((w) => w.name === name) || this.departed.has(name)) return;
+    this.departed.add(name);
+    for (const [round, r] of this.rounds) this.finishRound(round, r);
+  }
+
+  /** Elastic worlds: a lost member was heard from again. */
+  undepart(name: string): void {
+    this.departed.delete(name);
+  }
+
+  /** Members the shutdown barrier waits for. */
+  private members(): number {
+    return this.complete ? this.complete.length - this.departed.size : this.worldSize;
+  }
 
   /** Starts the deadline for the world to complete. */
   start(timeoutMs: number): void {
@@ -55,7 +90,7 @@ export class RendezvousHost {
       if (this.complete) return;
       const missing: number[] = [];
       for (let r = 0; r < this.worldSize; r++) if (!this.ranks.has(r)) missing.push(r);
-      const err = errors.worldIncomplete(this.self, this.joined.size, this.worldSize, missing, timeoutMs);
+      const err = errors.worldIncomplete(this.self, this.joined.size, this.minSize, missing, timeoutMs);
       for (const j of this.joined.values()) j.reply(err);
       this.joined.clear();
       this.ranks.clear();
@@ -68,16 +103,24 @@ export class RendezvousHost {
     if (!Number.isInteger(w.rank) || w.rank < 0 || w.rank >= this.worldSize) {
       return reply(new RpcError(Status.INVALID_ARGUMENT, this.self, `rank ${w.rank} of "${w.name}" is outside [0, ${this.worldSize})`));
     }
-    if (req.rejoin && this.complete) return this.rejoin(w, reply);
+    if (req.rejoin && this.complete && (!this.elastic || this.complete.some((x) => x.name === w.name))) return this.rejoin(w, reply);
     const byName = this.joined.get(w.name) ?? (this.complete?.find((x) => x.name === w.name) && { info: w });
     if (byName) return reply(errors.duplicateWorker(this.self, 'name', w.name, w.name));
     const holder = this.ranks.get(w.rank) ?? this.complete?.find((x) => x.rank === w.rank)?.name;
     if (holder !== undefined) return reply(errors.duplicateWorker(this.self, 'rank', w.rank, holder));
-    if (this.complete) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `the world of ${this.worldSize} is already complete`));
+    if (this.complete && !this.elastic) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `the world of ${this.worldSize} is already complete`));
+    if (this.complete) {
+      // a late join into a free rank of an elastic world
+      const info: WorkerInfo = { name: w.name, rank: w.rank, address: w.address };
+      this.complete.push(info);
+      this.complete.sort((a, b) => a.rank - b.rank);
+      this.onRejoin(info);
+      return reply(null, [...this.complete]);
+    }
     this.joined.set(w.name, { info: { name: w.name, rank: w.rank, address: w.address }, reply });
     this.ranks.set(w.rank, w.name);
     this.onJoin(w, this.joined.size);
-    if (this.joined.size === this.worldSize) {
+    if (this.joined.size === this.minSize) {
       clearTimeout(this.timer);
       const all = [...this.joined.values()].map((j) => j.info).sort((a, b) => a.rank - b.rank);
       this.complete = all;
@@ -94,6 +137,7 @@ export class RendezvousHost {
     if (all[i]!.rank !== w.rank) return reply(new RpcError(Status.FAILED_PRECONDITION, this.self, `rejoin of "${w.name}" as rank ${w.rank}: it is rank ${all[i]!.rank} of the world (a restarted process keeps its rank)`));
     const info: WorkerInfo = { name: w.name, rank: w.rank, address: w.address };
     all[i] = info;
+    this.departed.delete(w.name);
     this.onRejoin(info);
     const waiting = this.lookups.get(w.name);
     if (waiting) {
@@ -127,8 +171,14 @@ export class RendezvousHost {
     if (!round) { round = { entries: new Map(), replies: [] }; this.rounds.set(req.round, round); }
     round.entries.set(req.name, req);
     round.replies.push(reply);
-    if (round.entries.size < this.worldSize) return;
-    this.rounds.delete(req.round);
+    this.finishRound(req.round, round);
+  }
+
+  private finishRound(n: number, round: { entries: Map<string, BarrierRequest>; replies: Reply<BarrierReply>[] }): void {
+    let present = 0;
+    for (const name of round.entries.keys()) if (!this.departed.has(name)) present++;
+    if (present < this.members()) return;
+    this.rounds.delete(n);
     let allIdle = true;
     let activity = 0;
     for (const e of round.entries.values()) { allIdle &&= e.idle; activity += e.activity; }
@@ -143,6 +193,15 @@ export class RendezvousHost {
       },
       Barrier: (call: grpc.ServerUnaryCall<BarrierRequest, BarrierReply>, cb: grpc.sendUnaryData<BarrierReply>) => {
         this.barrier(call.request, (err, r) => (err ? cb(toStatus(err)) : cb(null, r!)));
+      },
+      World: (_call: grpc.ServerUnaryCall<object, JoinReply>, cb: grpc.sendUnaryData<JoinReply>) => {
+        const w = this.world();
+        if (!w) return cb(toStatus(new RpcError(Status.FAILED_PRECONDITION, this.self, 'the world is not complete yet')));
+        cb(null, { workers: w.workers, departed: w.departed });
+      },
+      Leave: (call: grpc.ServerUnaryCall<LeaveRequest, object>, cb: grpc.sendUnaryData<object>) => {
+        this.depart(call.request.name);
+        cb(null, {});
       },
       Lookup: (call: grpc.ServerUnaryCall<LookupRequest, WireWorkerInfo>, cb: grpc.sendUnaryData<WireWorkerInfo>) => {
         this.lookup(call.request, (err, w) => (err ? cb(toStatus(err)) : cb(null, w!)));
@@ -215,6 +274,27 @@ export class MasterLink {
       return { name: w.name, rank: w.rank, address: w.address };
     } catch (e) {
       throw this.toRpcError(e as grpc.ServiceError, 'lookup', waitMs + 10_000, deadline);
+    }
+  }
+
+  /** The world as the master knows it now, and who of it departed. */
+  async world(timeoutMs: number): Promise<{ workers: WorkerInfo[]; departed: string[] }> {
+    const deadline = Date.now() + timeoutMs;
+    try {
+      const r = await this.unary<object, JoinReply>('World', {}, deadline);
+      return { workers: r.workers.map((w) => ({ name: w.name, rank: w.rank, address: w.address })), departed: r.departed ?? [] };
+    } catch (e) {
+      throw this.toRpcError(e as grpc.ServiceError, 'world', timeoutMs, deadline);
+    }
+  }
+
+  /** Leaves an elastic world for good. */
+  async leave(name: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    try {
+      await this.unary<LeaveRequest, object>('Leave', { name }, deadline);
+    } catch (e) {
+      throw this.toRpcError(e as grpc.ServiceError, 'leave', timeoutMs, deadline);
     }
   }
 

@@ -71,3 +71,49 @@ test('a rejoin needs the world auth token like every other call', async (t) => {
     await stopWorld(world);
   }
 });
+
+test('an elastic world completes at minWorldSize; a late joiner takes a free rank, peers find it, and a member that leaves is not waited for at shutdown', async (t) => {
+  const o = { worldSize: 4, minWorldSize: 2, heartbeatMs: 0, timeoutMs: LONG };
+  const w0 = await Agent.start({ name: 'w0', rank: 0, master: '127.0.0.1:0', ...o });
+  const agents: Agent[] = [w0];
+  try {
+    const w1 = await Agent.start({ name: 'w1', rank: 1, master: w0.address, ...o });
+    agents.push(w1);
+    await Promise.all([w0.rendezvous(), w1.rendezvous()]);
+    t.deepEqual(w1.workers().map((w) => w.name), ['w0', 'w1'], 'complete with 2 of 4');
+    // rank 3 joins late (rank 2 stays free) and is answered at once with the world as it is now
+    const w3 = await Agent.start({ name: 'w3', rank: 3, master: w0.address, ...o });
+    agents.push(w3);
+    w3.register('hello', (from: string) => `hello ${from}`);
+    await w3.rendezvous();
+    t.deepEqual(w3.workers().map((w) => `${w.name}@${w.rank}`), ['w0@0', 'w1@1', 'w3@3']);
+    t.is(w0.workerInfo('w3').address, w3.address, 'the master knows it at once');
+    t.throws(() => w1.workerInfo('w3'), { message: /unknown worker "w3"/ }, 'the others until they ask');
+    const world = await w1.refreshWorld();
+    t.deepEqual(world.workers.map((w) => w.name), ['w0', 'w1', 'w3']);
+    t.deepEqual(world.departed, []);
+    t.is(await w1.call('w3', 'hello', ['w1']), 'hello w1');
+    t.is(w1.workerInfo(3).name, 'w3');
+    // a taken rank or name is still refused
+    const dup = await init({ name: 'w9', rank: 3, worldSize: 4, minWorldSize: 2, master: w0.address, heartbeatMs: 0, timeoutMs: LONG }).catch((e: unknown) => e);
+    t.is((dup as RpcError).code, Status.ALREADY_EXISTS);
+    // w1 leaves for good; the barrier of the others completes without it
+    await w1.shutdown({ leave: true });
+    t.deepEqual((await w3.refreshWorld()).departed, ['w1']);
+    await Promise.all([w0.shutdown(), w3.shutdown()]);
+  } finally {
+    await Promise.all(agents.map((a) => a.shutdown({ graceful: false }).catch(() => {})));
+  }
+});
+
+test('leaving is for members of an elastic world; minWorldSize is checked', async (t) => {
+  await t.throwsAsync(Agent.start({ name: 'x', rank: 0, worldSize: 2, minWorldSize: 3, master: '127.0.0.1:0' }), { message: /minWorldSize=3: expected an integer in \[1, worldSize = 2\]/ });
+  const world = await startWorld(2, { heartbeatMs: 0 });
+  try {
+    await t.throwsAsync(world[1]!.shutdown({ leave: true }), { message: /only a member of an elastic world/ });
+    world[1]!.register('still', () => 'here');
+    t.is(await world[0]!.call('w1', 'still'), 'here', 'the refusal left the agent running');
+  } finally {
+    await stopWorld(world, false);
+  }
+});
