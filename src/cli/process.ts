@@ -47,7 +47,7 @@ function worldStrategy(opts: TrainOptions): WorldStrategy {
  * defaults (127.0.0.1:0, the listen host), which only reach ranks on this host. TLS: --tls-cert,
  * --tls-key, --tls-ca (else PSRPC_TLS_CERT, PSRPC_TLS_KEY, PSRPC_TLS_CA), --tls-require-client-cert.
  */
-async function startAgent(place: WorldPlace, opts: Pick<TrainOptions, 'authToken' | 'listen' | 'advertise' | 'heartbeatMs' | 'deadAfterMs' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsRequireClientCert'>): Promise<Agent> {
+async function startAgent(place: WorldPlace, opts: Pick<TrainOptions, 'minTrainers' | 'authToken' | 'listen' | 'advertise' | 'heartbeatMs' | 'deadAfterMs' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsRequireClientCert'>): Promise<Agent> {
   const authToken = opts.authToken ?? (process.env.PSRPC_AUTH_TOKEN || undefined);
   const listen = opts.listen ?? (process.env.PSRPC_LISTEN || undefined);
   const advertise = opts.advertise ?? (process.env.PSRPC_ADVERTISE || undefined);
@@ -67,7 +67,10 @@ async function startAgent(place: WorldPlace, opts: Pick<TrainOptions, 'authToken
   const tls = cert === undefined ? undefined : { cert: pem('--tls-cert', cert), key: pem('--tls-key', key!), ...(ca !== undefined ? { ca: pem('--tls-ca', ca) } : {}), requireClientCert: opts.tlsRequireClientCert === true };
   // PSRPC_REJOIN=1 (psrun, restarting this process alone): take the dead predecessor's place
   const rejoin = process.env.PSRPC_REJOIN === '1';
+  // elastic (--min-trainers): the world is complete with the servers and that many trainers
+  const minWorldSize = opts.minTrainers > 0 && !place.partitioned ? Math.min(place.worldSize, place.servers + opts.minTrainers) : undefined;
   return Agent.start({
+    ...(minWorldSize !== undefined ? { minWorldSize } : {}),
     name: place.name, rank: place.rank, worldSize: place.worldSize, master: place.master, ...(rejoin ? { rejoin } : {}),
     ...(authToken !== undefined ? { authToken } : {}), ...(listen !== undefined ? { listen } : {}), ...(advertise !== undefined ? { advertise } : {}),
     ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}), ...(opts.deadAfterMs !== undefined ? { deadAfterMs: opts.deadAfterMs } : {}),
@@ -101,7 +104,8 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     name: place.name,
     shard: place.index,
     shards: place.servers,
-    trainers: place.trainers,
+    // elastic: joins are answered once the first --min-trainers have joined; the others join later
+    trainers: opts.minTrainers > 0 ? Math.min(opts.minTrainers, place.trainers) : place.trainers,
     consistency: opts.consistency,
     staleness: opts.staleness,
     optimizer: optimizerSpec(opts),
@@ -202,7 +206,8 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
   const spec = worldStrategy(opts);
   const device = chooseDevice(opts, log);
   // a dataset file is read by share: each trainer reads only its own pages
-  const shard = spec.world === 'peers' && spec.dataShard ? spec.dataShard(place.index, place.trainers, opts) : { rank: place.index, worldSize: place.trainers };
+  // elastic: every trainer may be handed any batch, so each reads the whole training split
+  const shard = spec.world === 'peers' && spec.dataShard ? spec.dataShard(place.index, place.trainers, opts) : opts.minTrainers > 0 ? { rank: 0, worldSize: 1 } : { rank: place.index, worldSize: place.trainers };
   const data = await loadTrainingData(opts, { shard });
   const primary = place.index === 0;
 
@@ -230,7 +235,7 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
     let result: TrainResult;
     if (primary) {
       // the others' reports arrive when they have finished (and left), so the final read sees the last step
-      const reports = await gatherReports(agent, place, run.report, opts.restartTimeout * 1000);
+      const reports = await gatherReports(agent, place, run.report, opts.restartTimeout * 1000, opts.minTrainers > 0 ? log : undefined);
       const model = await run.finish();
       result = buildResult(opts, spec, place, device, run, reports, { model, test: data.test, curve: run.curve });
     } else {
@@ -249,18 +254,30 @@ export async function runTrainerProcess(opts: TrainOptions, hooks: { log?: (line
  * With `restartMs` (--restart-timeout), a trainer whose process died is waited for that long to
  * rejoin (a restart), and its new process is asked.
  */
-async function gatherReports(agent: Agent, place: WorldPlace, own: TrainerReport, restartMs: number): Promise<TrainerReport[]> {
-  const ask = async (n: string): Promise<TrainerReport> => {
+async function gatherReports(agent: Agent, place: WorldPlace, own: TrainerReport, restartMs: number, elastic?: (line: string) => void): Promise<TrainerReport[]> {
+  const ask = async (n: string): Promise<TrainerReport | undefined> => {
     for (;;) {
       try {
         return await agent.call<TrainerReport>(n, REPORT_FN, [], { timeoutMs: SHUTDOWN_TIMEOUT_MS });
       } catch (e) {
-        if (restartMs <= 0 || !(e instanceof RpcError) || e.code !== Status.UNAVAILABLE || !(await agent.awaitRejoin(n, restartMs))) throw e;
+        if (!(e instanceof RpcError) || e.code !== Status.UNAVAILABLE) throw e;
+        if (restartMs > 0 && (await agent.awaitRejoin(n, restartMs))) continue;
+        if (!elastic) throw e;
+        // elastic: a trainer that died is gone; the batch it held went to the others
+        elastic(`${agent.name}: ${n} is gone (${e.message}); the result counts the trainers that finished`);
+        return undefined;
       }
     }
   };
-  const others = await Promise.all(place.trainerNames.slice(1).map(ask));
-  return [own, ...others];
+  // elastic: the trainers of the world now, late joiners included, except those that departed
+  let names = place.trainerNames;
+  if (elastic) {
+    const world = await agent.refreshWorld();
+    const servers = new Set(place.serverNames);
+    names = world.workers.map((w) => w.name).filter((n) => !servers.has(n) && !world.departed.includes(n));
+  }
+  const others = await Promise.all(names.filter((n) => n !== agent.name).map(ask));
+  return [own, ...others.filter((r): r is TrainerReport => r !== undefined)];
 }
 
 /** What a trainer other than the first writes: its own figures, no evaluation. */

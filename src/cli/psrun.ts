@@ -34,6 +34,16 @@ function seconds(flag: string) {
   };
 }
 
+/** `--trainers N` or, elastic, `--trainers MIN:MAX` (torchrun's --nnodes form). */
+function trainerCount(value: string): number | { min: number; max: number } {
+  const m = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(value);
+  if (!m) return count('--trainers', 1)(value);
+  const min = Number(m[1]);
+  const max = Number(m[2]);
+  if (min < 1 || max > MAX_PROCESSES || min > max) throw new InvalidArgumentError(`--trainers MIN:MAX needs 1 <= MIN <= MAX <= ${MAX_PROCESSES}, got '${value}'`);
+  return { min, max };
+}
+
 function restarts(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || n > 1000) throw new InvalidArgumentError(`--max-restarts must be an integer in [0, 1000], got '${value}'`);
@@ -57,7 +67,7 @@ export function psrunCommand(): Command {
   const cmd = new Command('psrun')
     .description('Start a local psrpc topology (parameter servers + trainers), multiplex their logs, report the result')
     .addOption(new Option('--servers <n>', 'ps-server processes (default: 1, or 0 for partitioned)').argParser(count('--servers', 0)))
-    .addOption(new Option('--trainers <n>', 'trainer processes (default: 2)').argParser(count('--trainers', 1)))
+    .addOption(new Option('--trainers <n>', 'trainer processes (default: 2); MIN:MAX: elastic (centralized): MAX trainers start, the job goes on while MIN are alive').argParser(trainerCount))
     .addOption(new Option('--topology <file>', 'a JSON topology file (docs/TOPOLOGIES.md)'))
     .addOption(new Option('--shards <spec>', 'fraction of the parameters per server, e.g. ps0=0.75,ps1=0.25').argParser(shardSpec))
     .addOption(new Option('--kill-grace <seconds>', 'seconds between SIGTERM and SIGKILL when stopping').argParser(seconds('--kill-grace')).default(5))
@@ -121,9 +131,15 @@ export async function topologyFromCommand(cmd: Command): Promise<Topology> {
       ...(given('staleness') ? { staleness: f.staleness } : {}),
     });
   }
+  // --trainers MIN:MAX: MAX trainer processes, elastic with MIN (--min-trainers, passed to every process)
+  const counted = f.trainers as number | { min: number; max: number } | undefined;
+  if (typeof counted === 'object') {
+    if (given('minTrainers')) throw new TopologyError('--trainers MIN:MAX and --min-trainers say the same thing: give one');
+    if (counted.min < counted.max) train.minTrainers = counted.min;
+  }
   return topologyFromFlags({
     servers: f.servers,
-    trainers: f.trainers,
+    trainers: typeof counted === 'object' ? counted.max : counted,
     strategy: f.strategy,
     consistency: f.consistency,
     staleness: given('staleness') ? f.staleness : undefined,

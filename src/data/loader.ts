@@ -98,6 +98,38 @@ export class DataLoader implements Iterable<Batch> {
     this.nextEpoch = checkInteger('DataLoader.setEpoch epoch', epoch, 0);
   }
 
+  /**
+   * Batch `b` of epoch `epoch`, the batch an iteration of that epoch yields `b`-th: for trainers that
+   * are handed batch numbers (elastic training, src/server/batch-queue.ts) rather than iterate.
+   * The epoch's order is computed once and kept for the next calls of the same epoch. The batch is
+   * a view of the loader's buffers: valid until the next call or iteration.
+   */
+  batchAt(epoch: number, b: number): Batch {
+    checkInteger('DataLoader.batchAt epoch', epoch, 0);
+    checkInteger('DataLoader.batchAt batch', b, 0, Math.max(0, this.length - 1));
+    if (this.orderEpoch !== epoch) {
+      this.sampler.setEpoch(epoch);
+      const indices = this.sampler.indices();
+      for (let k = 0; k < this.samples; k++) {
+        const i = indices[k]!;
+        if (!(i >= 0 && i < this.dataset.length)) {
+          throw new DataOptionError('DataLoader.sampler index', i, `in [0, ${this.dataset.length - 1}] (the sampler was built for another dataset?)`);
+        }
+      }
+      this.order = indices.slice(0, this.samples);
+      this.orderEpoch = epoch;
+    }
+    this.iteration++;
+    const pos = b * this.batchSize;
+    const size = Math.min(this.batchSize, this.samples - pos);
+    const batch = size === this.batchSize ? this.full : this.tail;
+    gatherRows(this.dataset.x, this.dataset.y, this.dataset.features, this.order!, pos, size, batch.x, batch.y);
+    return batch;
+  }
+
+  private order?: Int32Array;
+  private orderEpoch = -1;
+
   /** Starts an epoch; any earlier iteration of this loader is ended (its next() throws). */
   [Symbol.iterator](): Iterator<Batch> {
     this.sampler.setEpoch(this.nextEpoch);

@@ -101,4 +101,5 @@ export function combineResults(topology: Topology, results: Array<{ name: string
 
 /** Result fields the first trainer computes for the whole job, passed through as they are. */
 const PASSED_THROUGH = ['precision', 'peakRssBytes', 'optimizerStateBytesPerRank', 'optimizerElementsPerRank', 'peakParameterBytesPerRank', 'skippedSteps', 'zeroStage', 'gradAccum', 'buckets',
+  'batches',
   'stages', 'microBatches', 'schedule', 'replicas', 'recompute', 'balance', 'stageChildren', 'stageParameters', 'bubblePerStage', 'theoreticalBubble', 'peakActivationBytesPerStage'] as const;

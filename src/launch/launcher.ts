@@ -133,6 +133,8 @@ export class Launcher {
   private mux?: LogMux;
   private display?: JobDisplay;
   private readonly restartedAfter: ProcessFailure[] = [];
+  /** Elastic jobs: trainers that died and were let go (the job went on without them). */
+  private readonly gone = new Set<string>();
   /** What starting a process needs, for a process restarted alone. */
   private startArgs?: { commands: Map<Role, ResolvedCommand>; host: string; port: number; resultDir: string; mux: LogMux };
 
@@ -232,6 +234,7 @@ export class Launcher {
       } else {
         const results = [];
         for (const spec of t.trainers) {
+          if (this.gone.has(spec.name)) continue;
           const file = join(resultDir, `${spec.name}.json`);
           let text: string;
           try {
@@ -367,6 +370,7 @@ export class Launcher {
     if (r.code !== 0 || r.signal) {
       const f: ProcessFailure = { name: r.spec.name, role: r.spec.role, rank: r.spec.rank, code: r.code, signal: r.signal, lastLines: this.mux?.tail(r.spec.name) ?? [] };
       if (this.restartAlone(f, r.spec)) return;
+      if (this.letGo(f, r.spec)) return;
       this.fail(f);
       return;
     }
@@ -394,6 +398,23 @@ export class Launcher {
     for (const l of f.lastLines.slice(-5)) log(`  ${f.name} | ${l}`);
     const a = this.startArgs;
     this.start(spec, a.commands.get(spec.role)!, a.host, a.port, a.resultDir, a.mux, true);
+    return true;
+  }
+
+  /**
+   * Elastic jobs (--trainers MIN:MAX): a trainer other than the first that dies while at least MIN
+   * others are alive is let go; the job goes on (its batch goes back to the others). false: a failure.
+   */
+  private letGo(f: ProcessFailure, spec: ProcessSpec): boolean {
+    const min = this.topology.options.minTrainers;
+    if (!(min > 0) || spec.role !== 'trainer' || spec === this.topology.trainers[0]) return false;
+    const alive = this.running.filter((x) => x.spec.role === 'trainer' && !x.exited).length;
+    if (alive < min) return false;
+    this.gone.add(spec.name);
+    const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
+    log(`psrun: ${f.name} (${f.role}, rank ${f.rank}) exited with ${describeExit(f.code, f.signal)}; the elastic job goes on with ${alive} trainer(s) (at least ${min})`);
+    for (const l of f.lastLines.slice(-5)) log(`  ${f.name} | ${l}`);
+    this.display?.finish(spec.name);
     return true;
   }
 

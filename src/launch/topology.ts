@@ -5,7 +5,7 @@
 // in docs/TOPOLOGIES.md); both end in `checkTopology`, so the flags and the file refuse the same
 // impossible jobs with the same one-line message, before any process starts.
 import { readFile } from 'node:fs/promises';
-import { checkpointConflict, consistencyConflict, DEFAULTS, type Consistency, type Strategy, type TrainOptions } from '../trainer/options.js';
+import { checkpointConflict, consistencyConflict, DEFAULTS, elasticConflict, type Consistency, type Strategy, type TrainOptions } from '../trainer/options.js';
 import { findStrategy, worldStrategies } from '../trainer/strategies/index.js';
 import { describeValue, TopologyError } from './errors.js';
 import { JsonSourceError, parseJsonSource } from './json-source.js';
@@ -119,7 +119,7 @@ export function checkTopology(input: TopologyInput, where?: string): Topology {
   const servers = specs(input.servers, 'ps-server', 0);
   const trainers = specs(input.trainers, 'trainer', S);
   const shards = input.shards === undefined ? undefined : checkShards(input.shards, servers, strategy, err);
-  const refusal = checkpointConflict(options) ?? spec.check?.(options);
+  const refusal = checkpointConflict(options) ?? elasticConflict(options) ?? spec.check?.(options);
   if (refusal) throw err(refusal);
   return { strategy, consistency: input.consistency, staleness: input.consistency === 'ssp' ? options.staleness : undefined, servers, trainers, shards, train: input.train, options };
 }

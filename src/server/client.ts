@@ -9,6 +9,7 @@
 // would carry inf or NaN carries zeros instead and reports the overflow (see pushPull).
 import { releaseReceived, type Agent } from '../rpc/index.js';
 import { fromWire, getBackend, nonFiniteCount, toWire, type WireDType } from '../tensor/index.js';
+import type { BatchQueueShape } from './batch-queue.js';
 import { PS_FUNCTIONS, type PullReply, type PushReply } from './protocol.js';
 import { errors } from './errors.js';
 import { planShards, type ParameterSpec, type Placement, type Shard } from './shard-plan.js';
@@ -129,8 +130,16 @@ export class PsClient {
    * by it. Resolves to false when the scaled gradient overflowed: zeros were pushed instead (the
    * sync rounds stay aligned) and the caller skips the step and lowers its scale.
    */
-  pushPull(scale = 1, checkpoint = -1): Promise<boolean> {
-    return this.pushWith<PullReply>(PS_FUNCTIONS.pushPull, scale, (i, r) => this.land(i, r), checkpoint);
+  pushPull(scale = 1, checkpoint = -1, batch = -1): Promise<boolean> {
+    return this.pushWith<PullReply>(PS_FUNCTIONS.pushPull, scale, (i, r) => this.land(i, r), checkpoint, batch);
+  }
+
+  /**
+   * Elastic jobs: the number of the next batch to train, handed out by the first server (null: the
+   * job's batches are all done). The push of its gradient passes it to pushPull as `batch`.
+   */
+  takeBatch(shape: BatchQueueShape): Promise<number | null> {
+    return this.agent.call<number | null>(this.servers[0]!, PS_FUNCTIONS.batch, [this.trainer, shape]);
   }
 
   /** Pushes the gradient shards (resolves when applied; false: overflowed, see pushPull). */
@@ -139,14 +148,16 @@ export class PsClient {
   }
 
   /** One push call per server (`fn`: push or pushPull) with the encoded gradient shards; false: overflowed. */
-  private async pushWith<R>(fn: string, scale: number, reply: (i: number, r: R) => void, checkpoint = -1): Promise<boolean> {
+  private async pushWith<R>(fn: string, scale: number, reply: (i: number, r: R) => void, checkpoint = -1, batch = -1): Promise<boolean> {
     const { grads, overflow } = this.encode(scale);
     const s = overflow ? 1 : scale;
     // checkpoint >= 0: every server checkpoints once this push's step is taken, as number `checkpoint`
     const tail = checkpoint >= 0 ? [s, checkpoint] : s === 1 ? [] : [s];
+    // batch >= 0 (elastic): the first server, which handed it out, marks it done with this push's step
+    const first = batch >= 0 ? [s, checkpoint, batch] : tail;
     await this.each((i) => {
       if (this.remote(i)) this.bytes += grads[i]!.byteLength;
-      return this.agent.call<R>(this.servers[i]!, fn, [this.trainer, this.versions[i], grads[i], ...tail]).then((r) => reply(i, r));
+      return this.agent.call<R>(this.servers[i]!, fn, [this.trainer, this.versions[i], grads[i], ...(i === 0 ? first : tail)]).then((r) => reply(i, r));
     });
     return !overflow;
   }

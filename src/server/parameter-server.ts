@@ -37,6 +37,7 @@
 // pushes applied, where it goes on. Nothing is applied twice and nothing is skipped.
 import { Liveness, releaseReceived, RpcError, Status, systemClock, type Agent, type Clock, type ClockTimer } from '../rpc/index.js';
 import { createOptimizer, fromWire, getBackend, layoutDifference, Tensor, toWire, type Optimizer } from '../tensor/index.js';
+import { BatchQueue, type BatchQueueShape } from './batch-queue.js';
 import type { ShardSnapshot, WriteResult } from './checkpoint.js';
 import { errors } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -52,6 +53,11 @@ interface TrainerState {
   pushedRound: number;
   /** 16-bit precision (or a loss-scaled push): its pushes widened into fp32, one buffer reused. */
   wide?: Float32Array;
+  /**
+   * Elastic jobs: waiting for a batch (every batch is out with others). Rounds and the ssp gate do
+   * not wait for it meanwhile: it has nothing to push until one comes back.
+   */
+  idle?: boolean;
 }
 
 interface Waiter {
@@ -108,6 +114,10 @@ export class ParameterServer {
   private counts = { pushes: 0, pulls: 0, maxLead: 0 };
   /** Trainers whose agents the RPC layer's heartbeats report lost (dropped as soon as anyone waits on them). */
   private readonly lost = new Set<string>();
+  /** Elastic jobs: the batches handed out to the trainers (on the server they ask: the first). */
+  private queue?: BatchQueue;
+  /** sync: the trainers whose push in the open round carried their batch (done when it steps). */
+  private roundBatches: string[] = [];
   /** Lost trainers still waited for (restartTimeoutMs): the timer that drops each one. */
   private readonly awaited = new Map<string, ClockTimer>();
   private readonly unsubscribe: Array<() => void> = [];
@@ -241,15 +251,43 @@ export class ParameterServer {
    * been applied (sync: when the round's step is taken). `grads` is only read until then. `scale`:
    * the loss scale the trainer multiplied its gradient by (fp16); the server divides by it.
    */
-  async push(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1): Promise<PushReply> {
-    const t = await this.apply(trainer, version, grads, scale, checkpoint);
+  async push(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1, batch = -1): Promise<PushReply> {
+    const t = await this.apply(trainer, version, grads, scale, checkpoint, batch);
     return { version: this.version, clock: t.clock };
   }
 
   /** push, then pull: one round trip per server per step. */
-  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1): Promise<PullReply> {
-    const t = await this.apply(trainer, version, grads, scale, checkpoint);
+  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1, batch = -1): Promise<PullReply> {
+    const t = await this.apply(trainer, version, grads, scale, checkpoint, batch);
     return this.reply(t);
+  }
+
+  /**
+   * Elastic jobs (BatchQueue): the number of the next batch `trainer` trains, or null when every
+   * batch of the job is done. `shape` is the trainer's count of batches per epoch and of epochs;
+   * the first call numbers the job's batches with it, later ones must agree. The push of that
+   * batch's gradient carries its number (push / pushPull `batch`).
+   */
+  async batch(trainer: string, shape: BatchQueueShape): Promise<number | null> {
+    this.checkOpen();
+    const t = this.liveTrainer(trainer);
+    const ok = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 1;
+    if (shape === null || typeof shape !== 'object' || !ok(shape.perEpoch) || !ok(shape.epochs)) {
+      throw errors.wrongType(this.name, 'batch queue shape', shape, '{ perEpoch, epochs }, integers >= 1');
+    }
+    if (this.queue) this.queue.check(trainer, shape);
+    else this.queue = new BatchQueue(this.name, { perEpoch: shape.perEpoch, epochs: shape.epochs });
+    this.liveness.seen(trainer);
+    if (this.queue.ready(t.name)) return this.queue.take(t.name);
+    // nothing to hand out now: the others' rounds and ssp waits go on without this trainer until
+    // a batch comes back (one held by a trainer that goes) or the job ends
+    t.idle = true;
+    this.maybeFinishRound();
+    this.wakeBlocked();
+    const b = await this.queue.take(t.name);
+    t.idle = false;
+    t.clock = Math.max(t.clock, this.slowestClock());
+    return t.live ? b : null;
   }
 
   /**
@@ -369,6 +407,7 @@ export class ParameterServer {
       left: this.leftCount,
       dropped: [...this.droppedNames],
       maxLead: this.counts.maxLead,
+      ...(this.queue ? { batches: this.queue.stats() } : {}),
     };
   }
 
@@ -376,8 +415,9 @@ export class ParameterServer {
   register(agent: Agent): this {
     agent.register(PS_FUNCTIONS.join, (trainer: string, layout: ParameterSpec[], values: Float32Array, precision?: WirePrecision) => this.join(trainer, layout, values, precision ?? 'float32'));
     agent.register(PS_FUNCTIONS.pull, (trainer?: string) => this.pull(trainer));
-    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number) => this.push(trainer, version, grads, scale ?? 1, checkpoint ?? -1));
-    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number) => this.pushPull(trainer, version, grads, scale ?? 1, checkpoint ?? -1));
+    agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number, batch?: number) => this.push(trainer, version, grads, scale ?? 1, checkpoint ?? -1, batch ?? -1));
+    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number, batch?: number) => this.pushPull(trainer, version, grads, scale ?? 1, checkpoint ?? -1, batch ?? -1));
+    agent.register(PS_FUNCTIONS.batch, (trainer: string, shape: BatchQueueShape) => this.batch(trainer, shape));
     agent.register(PS_FUNCTIONS.checkpoint, (id: number) => this.checkpoint(id));
     agent.register(PS_FUNCTIONS.skip, (trainer: string) => this.skip(trainer));
     agent.register(PS_FUNCTIONS.leave, (trainer: string) => this.leave(trainer));
@@ -553,7 +593,7 @@ export class ParameterServer {
     return () => out;
   }
 
-  private async apply(trainer: string, version: number, grads: Gradients, scale: number, checkpoint: number): Promise<TrainerState> {
+  private async apply(trainer: string, version: number, grads: Gradients, scale: number, checkpoint: number, batch = -1): Promise<TrainerState> {
     this.checkOpen();
     if (!this.shardInfo) throw errors.notInitialised(this.name);
     const t = this.liveTrainer(trainer);
@@ -562,6 +602,11 @@ export class ParameterServer {
     if (this.options.consistency === 'sync' && t.pushedRound === this.version) throw errors.doublePush(this.name, trainer, this.version);
     const gradient = this.gradientOf(t, grads, scale);
     if (!Number.isSafeInteger(checkpoint) || checkpoint < -1) throw errors.wrongType(this.name, 'checkpoint number of a push', checkpoint, 'an integer >= 0 (or absent)');
+    if (!Number.isSafeInteger(batch) || batch < -1) throw errors.wrongType(this.name, 'batch number of a push', batch, 'an integer >= 0 (or absent)');
+    if (batch >= 0) {
+      if (!this.queue) throw new RpcError(Status.FAILED_PRECONDITION, this.name, `parameter server "${this.name}": a push for batch ${batch}, but no batch was handed out here (ps.batch)`);
+      this.queue.checkHeld(trainer, batch);
+    }
     this.liveness.seen(trainer);
     this.counts.pushes++;
     this.metrics.pushes.inc();
@@ -570,6 +615,7 @@ export class ParameterServer {
     if (this.options.consistency === 'sync') {
       t.pushedRound = this.version;
       this.roundGrads.push({ trainer, grad: gradient() });
+      if (batch >= 0) this.roundBatches.push(trainer);
       if (checkpoint > this.roundCheckpoint) this.roundCheckpoint = checkpoint;
       const answered = new Promise<void>((resolve, reject) => this.roundWaiters.push({ resolve, reject }));
       this.maybeFinishRound();
@@ -586,6 +632,7 @@ export class ParameterServer {
     this.step(gradient());
     if (ArrayBuffer.isView(grads)) releaseReceived(grads);
     t.clock++;
+    if (batch >= 0) this.queue!.complete(trainer);
     const wait = this.requestCheckpoint(checkpoint);
     if (wait) await wait;
     this.wakeBlocked();
@@ -603,10 +650,12 @@ export class ParameterServer {
   private maybeFinishRound(): void {
     if (this.roundGrads.length === 0) return;
     if (this.joinedCount < this.options.trainers) return;
-    for (const t of this.trainers.values()) if (t.live && t.pushedRound !== this.version) return;
+    for (const t of this.trainers.values()) if (t.live && !t.idle && t.pushedRound !== this.version) return;
     const grads = this.roundGrads.sort((a, b) => (a.trainer < b.trainer ? -1 : a.trainer > b.trainer ? 1 : 0)).map((p) => p.grad);
     const waiters = this.roundWaiters;
     const checkpoint = this.roundCheckpoint;
+    const batched = this.roundBatches;
+    this.roundBatches = [];
     this.roundGrads = [];
     this.roundWaiters = [];
     this.roundCheckpoint = -1;
@@ -624,6 +673,7 @@ export class ParameterServer {
       return;
     }
     for (const t of this.trainers.values()) if (t.pushedRound === this.version - 1) t.clock++;
+    for (const name of batched) this.queue!.complete(name);
     // the round's state, before any trainer sees it: every server takes the same round's
     const wait = this.requestCheckpoint(checkpoint);
     if (wait) void wait.then(() => { for (const w of waiters) w.resolve(); });
@@ -632,7 +682,7 @@ export class ParameterServer {
 
   private slowestClock(): number {
     let min = Infinity;
-    for (const t of this.trainers.values()) if (t.live && t.clock < min) min = t.clock;
+    for (const t of this.trainers.values()) if (t.live && !t.idle && t.clock < min) min = t.clock;
     return min === Infinity ? 0 : min;
   }
 
@@ -663,6 +713,8 @@ export class ParameterServer {
 
   private remove(t: TrainerState): void {
     t.live = false;
+    // its batch (elastic jobs) goes to the live trainers, unless its push is in the open round
+    if (!this.roundBatches.includes(t.name)) this.queue?.release(t.name);
     this.liveness.forget(t.name);
     this.leftCount++;
     this.metrics.liveTrainers.set(this.liveCount());
@@ -678,6 +730,15 @@ export class ParameterServer {
   private peerLost(w: string): void {
     this.lost.add(w);
     const t = this.trainers.get(w);
+    // elastic: a lost trainer's batch is waited on by the others (the end of the job), so it is
+    // dropped whether or not a round waits on it, and its batch goes back to the queue
+    const drop = () => {
+      const lost = this.trainers.get(w);
+      if (this.queue && lost?.live) {
+        this.droppedNames.push(w);
+        this.remove(lost);
+      } else this.dropSilent([w]);
+    };
     if (this.options.restartTimeoutMs > 0 && t?.live && !this.awaited.has(w)) {
       const s = (this.options.restartTimeoutMs / 1000).toFixed(1);
       this.log(`${this.name}: trainer "${w}" is lost; waiting up to ${s} s for it to rejoin (--restart-timeout) before rounds go on without it`);
@@ -685,11 +746,11 @@ export class ParameterServer {
         this.awaited.delete(w);
         if (!this.lost.has(w)) return;
         this.log(`${this.name}: trainer "${w}" did not rejoin within ${s} s; rounds go on without it`);
-        this.dropSilent([w]);
+        drop();
       }));
       return;
     }
-    this.dropSilent([w]);
+    drop();
   }
 
   /**

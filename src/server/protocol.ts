@@ -4,6 +4,7 @@ import type { Clock } from '../rpc/index.js';
 import type { OptimizerSpec, WireDType } from '../tensor/index.js';
 import type { LoadedCheckpoint, ShardSnapshot, WriteResult } from './checkpoint.js';
 import type { ParameterSpec, Placement } from './shard-plan.js';
+import type { BatchQueueStats } from './batch-queue.js';
 
 /** Where a server's checkpoints go (a CheckpointStore; tests pass a double). */
 export interface CheckpointSink {
@@ -105,6 +106,8 @@ export interface ServerStats {
   dropped: string[];
   /** Largest (own clock - slowest live clock) seen when a push was applied (ssp/async). */
   maxLead: number;
+  /** Elastic jobs, on the server that hands out the batches (the first). */
+  batches?: BatchQueueStats;
 }
 
 /** The RPC names a server registers. */
@@ -119,6 +122,7 @@ export const PS_FUNCTIONS = {
   stats: 'ps.stats',
   checkpoint: 'ps.checkpoint',
   skip: 'ps.skip',
+  batch: 'ps.batch',
 } as const;
 
 export type { ParameterSpec };

@@ -14,6 +14,11 @@
 // gradient is multiplied by the scale before it is narrowed and the servers divide by it; a push
 // that overflowed sends zeros instead (the sync rounds stay aligned), counts as a skipped step
 // and halves the scale.
+//
+// Elastic (--min-trainers): no fixed share per trainer. The first server numbers the job's batches
+// (every epoch's shuffled order over the whole training split, the same on every trainer) and hands
+// them out one at a time; a trainer asks for the next, trains it and pushes with its number, so
+// the trainers that are there share the rest of each epoch (src/server/batch-queue.ts).
 import { DataLoader, type Dataset } from '../data/index.js';
 import type { Agent } from '../rpc/index.js';
 import { CheckpointSchedule, PsClient } from '../server/index.js';
@@ -24,7 +29,7 @@ import { runLoop, supervisedStep, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
 import { trainerSampler } from './setup.js';
-import { faultAtStep, resumePosition } from './checkpoint.js';
+import { faultAtStep, holdAtStep, resumePosition } from './checkpoint.js';
 
 /** Where a trainer stands in the world. */
 export interface TrainerContext {
@@ -112,25 +117,34 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   if (agent.rejoined && opts.consistency === 'sync' && (await client.level()) > 0) {
     process.stderr.write(`${agent.name}: the process before this one died between its pushes to different servers; the servers behind took their round without it\n`);
   }
-  const start = agent.rejoined && opts.consistency !== 'sync'
+  const elastic = opts.minTrainers > 0;
+  // elastic: no position of its own (the first server hands out the batches; a restarted process gets its predecessor's back)
+  const start = elastic ? { step: 0, epoch: 0, batch: 0 } : agent.rejoined && opts.consistency !== 'sync'
     ? resumePosition({ ...opts, consistency: 'sync' }, Math.min(...client.clocks), ctx.trainers, loader.length)
     : resumePosition(opts, client.version, ctx.trainers, loader.length);
-  if (agent.rejoined) {
+  if (elastic) {
+    if (agent.rejoined) process.stderr.write(`${agent.name}: rejoined the running elastic job (restart ${process.env.PSRPC_RESTART_COUNT ?? '?'}): it takes back the batch the process before it held\n`);
+    else if (client.version > 0) process.stderr.write(`${agent.name}: joined the running elastic job at version ${client.version}\n`);
+  } else if (agent.rejoined) {
     process.stderr.write(`${agent.name}: rejoined the running job (restart ${process.env.PSRPC_RESTART_COUNT ?? '?'}): resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}) where the process before it stopped\n`);
   } else if (start.step > 0) {
     process.stderr.write(`${agent.name}: resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}): the servers start from their checkpoint at version ${client.version}\n`);
   }
   const checkpoint = checkpointTrigger(opts, ctx.rank, client);
   const fault = faultAtStep(agent.name);
+  const hold = holdAtStep(agent.name);
   let step = start.step;
   const scaler = new LossScaler(opts.precision === 'fp16');
   const next = (): number => {
     fault(++step);
     return checkpoint.next();
   };
+  // elastic: the batch this trainer holds (its number goes with the push), and where batches come from
+  let held = -1;
+  const source = opts.minTrainers > 0 ? elasticSource(opts, train, client, ctx.trainers, (b) => { held = b; }) : undefined;
   const update = scaler.enabled
-    ? async () => { scaler.update(!(await client.pushPull(scaler.scale, next()))); }
-    : () => client.pushPull(1, next());
+    ? async () => { const c = next(); await hold(step); scaler.update(!(await client.pushPull(scaler.scale, c, held))); }
+    : () => { const c = next(); const h = hold(step); return h ? h.then(() => client.pushPull(1, c, held)) : client.pushPull(1, c, held); };
 
   // The first trainer's curve is taken on its own copy of the parameters (those of its last pull).
   const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(model, ctx.test, opts, true, undefined, resolved.metric) : undefined;
@@ -139,7 +153,7 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
     run = await runLoop({
       opts, loader, label: ctx.label ?? agent.name, curve, curveScale: ctx.trainers,
       step: supervisedStep(model, resolved.loss, mctx.inputShape, 'cpu', update),
-      start,
+      ...(source ? { source } : { start }),
     });
   } catch (e) {
     // leave after a failure, so the other trainers' sync rounds go on without this one
@@ -158,6 +172,28 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
     client,
     ...(curve ? { curve: curve.points } : {}),
     ...(checkpoint.enabled ? { finalCheckpoint: () => client.checkpoint(checkpoint.finalId()) } : {}),
+  };
+}
+
+/**
+ * Elastic jobs: the batches the first server hands out, each looked up in its epoch's shuffled order
+ * of the whole training split (the same order on every trainer: the seed). `hold` learns the batch
+ * number, which the push of its gradient carries.
+ */
+function elasticSource(opts: TrainOptions, train: Dataset, client: PsClient, trainers: number, hold: (b: number) => void) {
+  const whole = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast: true });
+  if (whole.length === 0) throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${train.length} training samples`);
+  const shape = { perEpoch: whole.length, epochs: opts.epochs };
+  return {
+    // what the progress display expects of this trainer: an even share among the world's trainers
+    samples: Math.ceil((whole.length * opts.epochs) / trainers) * opts.batchSize,
+    async next() {
+      const b = await client.takeBatch(shape);
+      if (b === null) return null;
+      hold(b);
+      const epoch = Math.floor(b / shape.perEpoch);
+      return { epoch, batch: whole.batchAt(epoch, b % shape.perEpoch) };
+    },
   };
 }
 

@@ -12,6 +12,7 @@
 // and waits only when the previous write is still going (rather than piling copies up). On SIGTERM
 // (psrun stopping the survivors of a failure) the queued writes reach the disk before the process
 // goes, so a restart resumes from the newest checkpoint taken.
+import { existsSync } from 'node:fs';
 import { CheckpointSchedule, CheckpointStore, flushOnSigterm, type LoadedCheckpoint, type ParameterSpec, type ShardSnapshot } from '../server/index.js';
 import type { Module, Optimizer, OptimizerState, Tensor } from '../tensor/index.js';
 import type { TrainOptions } from './options.js';
@@ -267,5 +268,33 @@ export function faultAtStep(name: string): (step: number) => void {
     if (step !== at) return;
     process.stderr.write(`${name}: PSRPC_FAULT_KILL_TRAINER_AT_STEP: killing this process before step ${step}\n`);
     process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+/**
+ * PSRPC_FAULT_HOLD_TRAINER_AT_STEP=NAME:N:FILE (tests only): trainer NAME stops before step N's
+ * gradient leaves it, says so on stderr ("holding at step N"), stays alive (its heartbeats go on)
+ * until FILE exists, then kills itself with SIGKILL. A test can act while the trainer holds its
+ * batch (start another trainer, say) and decide when it dies, without racing a clock. First run of
+ * a job only. Without the variable the returned function resolves at once.
+ */
+export function holdAtStep(name: string): (step: number) => Promise<void> | undefined {
+  const spec = process.env.PSRPC_FAULT_HOLD_TRAINER_AT_STEP;
+  if (!spec || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return () => undefined;
+  const m = /^([^:]+):(\d+):(.+)$/.exec(spec);
+  const at = m && m[1] === name ? Number(m[2]) : -1;
+  return (step) => {
+    if (step !== at) return undefined;
+    process.stderr.write(`${name}: PSRPC_FAULT_HOLD_TRAINER_AT_STEP: holding at step ${step} until ${m![3]} exists\n`);
+    return new Promise<void>(() => {
+      const look = () => {
+        if (existsSync(m![3]!)) {
+          process.stderr.write(`${name}: PSRPC_FAULT_HOLD_TRAINER_AT_STEP: killing this process\n`);
+          process.kill(process.pid, 'SIGKILL');
+        }
+        setTimeout(look, 20);
+      };
+      look();
+    });
   };
 }

@@ -43,6 +43,14 @@ export interface LoopSpec {
    * uninterrupted run.
    */
   start?: { epoch: number; batch: number };
+  /**
+   * Batches handed out rather than iterated (elastic training: the servers number the job's
+   * batches and give each to one trainer, src/server/batch-queue.ts): the loop takes the next one
+   * until it gets null, in place of the loader's epochs. `samples` is what the progress display
+   * expects this trainer to train (an estimate: the others' speed decides). The epoch hooks run
+   * when a batch of a new epoch arrives (and afterEpoch after the last).
+   */
+  source?: { next(): Promise<{ epoch: number; batch: Batch } | null>; samples: number };
 }
 
 export interface LoopResult {
@@ -66,7 +74,8 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
     throw new RangeError(`training loop: start at batch ${start.batch} of epoch ${start.epoch} is outside the ${loader.length} batches of an epoch`);
   }
   const skipped = Math.min(loader.samples * opts.epochs, start.epoch * loader.samples + start.batch * loader.batchSize);
-  const progress = createProgress({ mode: opts.progress, total: loader.samples * opts.epochs - skipped, label: spec.label });
+  const total = spec.source ? spec.source.samples : loader.samples * opts.epochs - skipped;
+  const progress = createProgress({ mode: opts.progress, total, label: spec.label });
   // the time is read before the preparation, so the preparation stays off the training clock
   const point = async (samples: number): Promise<void> => {
     const at = curve!.clock.now();
@@ -79,9 +88,47 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
   let lossCount = 0;
   let stopped = false;
   const t0 = now();
+  /** One batch's step and its bookkeeping; false: a hook stopped the loop. */
+  const train = async (batch: Batch, epoch: number): Promise<boolean> => {
+    const r = spec.step(batch);
+    const value = typeof r === 'number' ? r : await r;
+    if (!Number.isFinite(value)) {
+      throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples${spec.whose ?? ''} (try a smaller --lr)`);
+    }
+    lossSum += value;
+    lossCount++;
+    samples += batch.size;
+    steps++;
+    progress.tick(batch.size, value);
+    if (spec.afterBatch && !spec.afterBatch(value, samples)) return false;
+    if (curve?.due()) await point(samples);
+    return true;
+  };
   try {
     if (curve) await point(0);
-    epochs: for (let epoch = start.epoch; epoch < opts.epochs; epoch++) {
+    if (spec.source) {
+      let epoch = -1;
+      for (;;) {
+        const next = await spec.source.next();
+        if (next === null) break;
+        if (next.epoch !== epoch) {
+          if (epoch >= 0 && spec.afterEpoch && !(await spec.afterEpoch(epoch, lossSum, lossCount))) {
+            stopped = true;
+            break;
+          }
+          epoch = next.epoch;
+          spec.beforeEpoch?.(epoch);
+          lossSum = 0;
+          lossCount = 0;
+        }
+        if (!(await train(next.batch, epoch))) {
+          stopped = true;
+          break;
+        }
+      }
+      if (!stopped && epoch >= 0 && spec.afterEpoch) await spec.afterEpoch(epoch, lossSum, lossCount);
+    }
+    if (!spec.source) epochs: for (let epoch = start.epoch; epoch < opts.epochs; epoch++) {
       loader.setEpoch(epoch);
       spec.beforeEpoch?.(epoch);
       lossSum = 0;
@@ -92,21 +139,10 @@ export async function runLoop(spec: LoopSpec): Promise<LoopResult> {
           pass--;
           continue;
         }
-        const r = spec.step(batch);
-        const value = typeof r === 'number' ? r : await r;
-        if (!Number.isFinite(value)) {
-          throw new Error(`training diverged: loss is ${value} at epoch ${epoch}, after ${samples} samples${spec.whose ?? ''} (try a smaller --lr)`);
-        }
-        lossSum += value;
-        lossCount++;
-        samples += batch.size;
-        steps++;
-        progress.tick(batch.size, value);
-        if (spec.afterBatch && !spec.afterBatch(value, samples)) {
+        if (!(await train(batch, epoch))) {
           stopped = true;
           break epochs;
         }
-        if (curve?.due()) await point(samples);
       }
       if (spec.afterEpoch && !(await spec.afterEpoch(epoch, lossSum, lossCount))) {
         stopped = epoch < opts.epochs - 1;

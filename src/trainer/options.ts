@@ -9,9 +9,9 @@ import type { ModelRef } from './model.js';
 import { BALANCES, SCHEDULES, type Balance, type ScheduleName } from '../pipeline/schedule-names.js';
 
 // the strategies' names and their consistency refusals come from the table of strategies
-import { checkpointConflict, findStrategy, STRATEGIES, type Strategy } from './strategies/index.js';
+import { checkpointConflict, elasticConflict, findStrategy, STRATEGIES, type Strategy } from './strategies/index.js';
 
-export { checkpointConflict, consistencyConflict, STRATEGIES, type Strategy } from './strategies/index.js';
+export { checkpointConflict, consistencyConflict, elasticConflict, STRATEGIES, type Strategy } from './strategies/index.js';
 export const CONSISTENCIES = ['sync', 'async', 'ssp'] as const;
 export type Consistency = (typeof CONSISTENCIES)[number];
 /** The built-in datasets; `--dataset` also takes idx:FOLDER, file:PATH and dataset modules (docs/DATA.md). */
@@ -136,6 +136,13 @@ export interface TrainOptions {
    */
   restartTimeout: number;
   /**
+   * centralized, elastic (0: off): training starts once this many trainers have joined; the other
+   * trainer ranks of the world may join mid-run and trainers may leave. The first server hands out
+   * the job's batches one at a time (src/server/batch-queue.ts), so the rest of an epoch is shared
+   * by the live trainers. psrun --trainers MIN:MAX sets it. docs/FAULTS.md.
+   */
+  minTrainers: number;
+  /**
    * The shared secret every gRPC call, the rendezvous and the bulk sockets must carry (default:
    * env PSRPC_AUTH_TOKEN; psrun makes one per job). Unset: no authentication.
    */
@@ -199,6 +206,7 @@ export const DEFAULTS: TrainOptions = {
   checkpointKeep: 3,
   resume: false,
   restartTimeout: 0,
+  minTrainers: 0,
   tlsRequireClientCert: false,
 };
 
@@ -300,6 +308,7 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--checkpoint-steps <n>', 'also a checkpoint every N steps (0: off)').argParser(integer('--checkpoint-steps', 0)).default(d.checkpointSteps))
     .addOption(new Option('--checkpoint-keep <n>', 'complete checkpoints kept').argParser(integer('--checkpoint-keep', 1, 1000)).default(d.checkpointKeep))
     .addOption(new Option('--resume', 'continue from the latest checkpoint in --checkpoint-dir').default(d.resume))
+    .addOption(new Option('--min-trainers <n>', 'centralized, elastic: start with N trainers; the world\'s other trainer ranks may join mid-run, trainers may leave (psrun --trainers MIN:MAX; 0: off)').argParser(integer('--min-trainers', 0)).default(d.minTrainers))
     .addOption(new Option('--restart-timeout <seconds>', 'seconds a lost trainer is waited for (a restart rejoining) before rounds go on without it (0: not at all; psrun --max-restarts: 60)').argParser(real('--restart-timeout', 0, 86400)).default(d.restartTimeout))
     .addOption(new Option('--auth-token <token>', 'shared secret every process of the world must present (default: env PSRPC_AUTH_TOKEN)'))
     .addOption(new Option('--heartbeat-ms <ms>', 'ms between heartbeat pings to connected peers (0: no heartbeats; default 1000)').argParser(integer('--heartbeat-ms', 0, 2 ** 31 - 1)))
@@ -343,6 +352,9 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (!(o.checkpointEvery >= 0) || !Number.isFinite(o.checkpointEvery)) throw new RangeError(`option checkpointEvery must be a number of seconds >= 0, got ${String(o.checkpointEvery)}`);
   if (!Number.isSafeInteger(o.checkpointSteps) || o.checkpointSteps < 0) throw new RangeError(`option checkpointSteps must be an integer >= 0, got ${String(o.checkpointSteps)}`);
   if (!Number.isSafeInteger(o.checkpointKeep) || o.checkpointKeep < 1) throw new RangeError(`option checkpointKeep must be an integer >= 1, got ${String(o.checkpointKeep)}`);
+  if (!Number.isSafeInteger(o.minTrainers) || o.minTrainers < 0) throw new RangeError(`option minTrainers must be an integer >= 0, got ${String(o.minTrainers)}`);
+  const elastic = elasticConflict(o);
+  if (elastic) throw new RangeError(elastic);
   if (!(o.restartTimeout >= 0) || !Number.isFinite(o.restartTimeout)) throw new RangeError(`option restartTimeout must be a number of seconds >= 0, got ${String(o.restartTimeout)}`);
   const ckpt = checkpointConflict(o);
   if (ckpt) throw new RangeError(ckpt);

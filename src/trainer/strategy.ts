@@ -55,6 +55,8 @@ interface StrategyBase {
    * the whole job.
    */
   restartsTrainersAlone?: boolean;
+  /** Its trainers may join and leave mid-run (--min-trainers, psrun --trainers MIN:MAX): its servers hand out the batches. */
+  elastic?: boolean;
   /** The consistency model its result reports: what the run did (null: no servers). */
   resultConsistency(opts: TrainOptions): Consistency | null;
 }

@@ -1,6 +1,7 @@
 // The `centralized` strategy's declaration: ps-server ranks hold shards of the parameters, each
 // trainer pushes gradients and pulls parameters (src/trainer/centralized.ts).
 import type { TrainedWorker } from '../centralized.js';
+import type { ServerStats } from '../../server/index.js';
 import { ANY_CONSISTENCY, type ServersStrategy, type WorldTraining } from '../strategy.js';
 
 export const centralized: ServersStrategy = {
@@ -11,10 +12,26 @@ export const centralized: ServersStrategy = {
   consistencies: ANY_CONSISTENCY,
   checkpoints: true,
   restartsTrainersAlone: true,
+  elastic: true,
   resultConsistency: (opts) => opts.consistency,
   async train(opts, ctx) {
     const { trainCentralized } = await import('../centralized.js');
-    return fromServers(await trainCentralized(opts, { ...ctx, servers: ctx.place.serverNames }));
+    const run = fromServers(await trainCentralized(opts, { ...ctx, servers: ctx.place.serverNames }));
+    if (!(opts.minTrainers > 0)) return run;
+    // elastic: the result says how the first server handed out the job's batches
+    let batches: unknown;
+    return {
+      ...run,
+      async finish() {
+        const model = await run.finish();
+        // loaded here, not at the top: the table is read without loading gRPC
+        const { PS_FUNCTIONS } = await import('../../server/index.js');
+        const stats = await ctx.agent.call<ServerStats>(ctx.place.serverNames[0]!, PS_FUNCTIONS.stats, []);
+        batches = stats.batches;
+        return model;
+      },
+      extras: (reports) => ({ ...(run.extras ? run.extras(reports) : {}), batches }),
+    };
   },
 };
 
