@@ -54,11 +54,12 @@ export interface StageCheckpointSpec {
 
 /** Checkpoints of one pipeline stage: its segments of the whole model's flat layout and its buffers. */
 export class StageCheckpoints extends SegmentCheckpoints {
-  readonly writes: boolean;
+  /** This process writes its stage (pipeline 0's); the other pipelines' only read it back. */
+  readonly writing: boolean;
 
   private constructor(opts: TrainOptions, layout: ParameterSpec[], segments: Segment[], optimizer: Optimizer<unknown>, log: (line: string) => void, spec: StageCheckpointSpec, buffers: StageBuffers) {
     super(opts, layout, segments, optimizer, log, spec.replicas, buffers, spec.writes);
-    this.writes = spec.writes;
+    this.writing = spec.writes;
   }
 
   /**

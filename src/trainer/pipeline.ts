@@ -14,6 +14,14 @@
 // gradient-ready hooks of the batch's last backward). At the end the stages of pipeline 0 send
 // their parameters and buffers to rank 0, which evaluates the whole model.
 //
+// Checkpoints (src/trainer/pipeline-checkpoint.ts): after the optimizer step of a step that is due
+// (--checkpoint-steps: every stage counts the same steps, so they all take the same one; a clock
+// of each stage's own could not promise that, so --checkpoint-every is refused), each stage of
+// pipeline 0 writes its parameters, their optimizer state and its buffers as its segments of the
+// whole model's flat layout; and one at the end. On --resume every process reads its stage back
+// and the loop starts at the checkpoint's step: the run is sync and deterministic, so it ends bit
+// for bit as the run never interrupted.
+//
 // Bubble: per stage, the wall time of its steps that it did not compute (forwards, backwards, the
 // loss, the optimizer step) over the wall time of its steps: waiting for activations, gradients,
 // the all-reduce, and, on a machine with fewer cores than processes, for a core.
@@ -23,9 +31,11 @@ import { groupLink, PipelineStage, planPipeline, stageModule, theoreticalBubble,
 import { createOptimizer, flattenBuffers, flattenParameters, Sequential, Tensor } from '../tensor/index.js';
 import type { TrainerReport } from './centralized.js';
 import { GradSync, makeBuckets } from './data-parallel.js';
+import { faultAtStep, resumePosition } from './checkpoint.js';
 import { runLoop } from './loop.js';
 import { buildModel, modelContext, resolveModel } from './model.js';
 import type { TrainOptions } from './options.js';
+import { StageCheckpoints } from './pipeline-checkpoint.js';
 import { optimizerSpec, trainerSampler } from './setup.js';
 import { pipeline } from './strategies/pipeline.js';
 import type { WorldTrainerContext, WorldTraining } from './strategy.js';
@@ -92,12 +102,25 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
   const mine = stageModule(whole, plan, stage);
   const flat = flattenParameters(mine);
   const params = mine.parameters();
+  const optimizer = createOptimizer(params, optimizerSpec(opts));
+  // the layout names every stage's parameters: made before the other stages' are dropped
+  const ckpt = opts.checkpointDir !== undefined
+    ? StageCheckpoints.create(opts, {
+      model: whole, stageModules: plan.stages.map((_, s) => (s === stage ? mine : stageModule(whole, plan, s))),
+      stage, replicas: R, writes: replica === 0,
+    }, optimizer, (l) => process.stderr.write(l + '\n'))
+    : undefined;
   // the other stages' layers are dropped (rank 0 keeps them: it loads the trained values at the end)
   if (ctx.rank !== 0) {
     const own = new Set(params);
     for (const p of model.parameters()) if (!own.has(p)) { p.data = EMPTY; p.gradStorage = null; }
   }
-  const optimizer = createOptimizer(params, optimizerSpec(opts));
+  // after the start broadcast, which a restored stage must not be overwritten by
+  let done = 0;
+  if (ckpt && opts.resume) done = await ckpt.resume(agent.name, ctx.rank === 0);
+  const start = resumePosition(opts, done, R, loader.length, true);
+  done = start.step;
+  const fault = faultAtStep(agent.name);
 
   // one process group per stage across the replicas; every rank creates them all, in order
   let sync: GradSync | undefined;
@@ -120,6 +143,8 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
 
   let busyMs = 0, stepMs = 0, peak = 0;
   const step = async (batch: Batch): Promise<number> => {
+    // before any of the step's activations or gradients leaves this stage
+    fault(done + 1);
     const t0 = performance.now();
     for (const p of params) p.zeroGrad();
     const fig = await runner.runBatch(
@@ -133,13 +158,24 @@ async function run(opts: TrainOptions, ctx: WorldTrainerContext, pg: ProcessGrou
     busyMs += fig.busyMs + (end - s);
     stepMs += end - t0;
     peak = Math.max(peak, fig.peakActivationBytes);
+    done++;
+    if (ckpt?.writing) await ckpt.afterStep(done);
     return fig.loss;
   };
   let result;
   try {
-    result = await runLoop({ opts, loader, label: agent.name, step });
+    result = await runLoop({ opts, loader, label: agent.name, step, start });
+  } catch (e) {
+    // another stage died (a message or the all-reduce failed): the checkpoints already copied still reach the disk
+    await ckpt?.flush();
+    throw e;
   } finally {
     sync?.dispose();
+    ckpt?.dispose();
+  }
+  if (ckpt?.writing) {
+    await ckpt.write(done);
+    await ckpt.flush();
   }
 
   // pipeline 0's stages hand their trained layers to rank 0, which evaluates the whole model

@@ -12,6 +12,8 @@ function check(opts: TrainOptions): string | null {
   if (opts.gradAccum > 1) return `strategy pipeline accumulates its micro-batches' gradients already, got --grad-accum ${opts.gradAccum}: use --micro-batches (and a larger --batch-size) instead`;
   if (opts.microBatches > opts.batchSize) return `--micro-batches ${opts.microBatches} is more than --batch-size ${opts.batchSize}: a micro-batch would be empty`;
   if (opts.split !== undefined && opts.split.length !== opts.stages - 1) return `--split gives ${opts.split.length} index(es) for --stages ${opts.stages}: give ${opts.stages - 1}, the child index at which each stage after the first starts`;
+  // each stage writes its own parameters: they must all take the same step, which only a step count promises
+  if (opts.checkpointDir !== undefined && opts.checkpointEvery > 0) return '--checkpoint-every: pipeline checkpoints by step count only (every stage writes its own layers of the same step): use --checkpoint-steps N';
   return null;
 }
 
@@ -20,6 +22,7 @@ export const pipeline: PeersStrategy = {
     name: 'pipeline',
     description: 'pipeline parallel: the model cut into stages on separate processes, micro-batches through them (gpipe or 1f1b); --replicas pipelines all-reduce per stage',
     serverless: 'the stages pass activations and gradients to each other',
+    checkpoints: true,
     check,
     train: async (opts, ctx) => (await import('../pipeline.js')).trainPipeline(opts, ctx),
   }),
