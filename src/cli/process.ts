@@ -15,7 +15,7 @@
 // file (psrun does) and read the first trainer's for the whole run.
 import { readFileSync } from 'node:fs';
 import { Agent, RpcError, Status } from '../rpc/index.js';
-import { flushOnSigterm, openCheckpoints, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
+import { faultAfterCheckpoint, flushOnSigterm, openCheckpoints, openRemoteModelCheckpoints, ParameterServer, placementFromEnv, RemoteModelHost, type CheckpointSink, type LoadedCheckpoint, type Placement, type ServerStats } from '../server/index.js';
 import type { TrainerReport } from '../trainer/centralized.js';
 import { evaluate, type Classifier } from '../trainer/evaluate.js';
 import type { TrainOptions } from '../trainer/options.js';
@@ -90,7 +90,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
   const place = resolveWorld(opts);
   if (place.role !== 'server') throw new RangeError(`rank ${place.rank} is a trainer rank (servers are ranks 0..${place.servers - 1}); start it with trainer`);
   const spec = worldStrategy(opts);
-  if (spec.world === 'servers' && spec.serverRole === 'model') return runModelHostProcess(opts, place);
+  if (spec.world === 'servers' && spec.serverRole === 'model') return runModelHostProcess(opts, place, log);
   // PSRPC_SHARDS names servers, whose names are known for sure only after the rendezvous: joins
   // wait for the placement, which is settled (or refused, failing this process) right after it
   let settle: { resolve: (p: Placement | undefined) => void; reject: (e: unknown) => void } | undefined;
@@ -153,31 +153,22 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
 async function serverCheckpoints(opts: TrainOptions, name: string, log: (line: string) => void): Promise<{ checkpoints?: CheckpointSink; restore?: LoadedCheckpoint }> {
   if (opts.checkpointDir === undefined) return {};
   const { store, restore } = await openCheckpoints(opts.checkpointDir, { keep: opts.checkpointKeep, resume: opts.resume, name, log });
-  const killAt = process.env.PSRPC_FAULT_KILL_AFTER_CHECKPOINT;
-  const firstRun = (process.env.PSRPC_RESTART_COUNT ?? '0') === '0';
-  if (killAt === undefined || !firstRun) return { checkpoints: store, ...(restore ? { restore } : {}) };
-  const sink: CheckpointSink = {
-    async writeShard(snap) {
-      const r = await store.writeShard(snap);
-      if (String(snap.id) === killAt) {
-        log(`${name}: PSRPC_FAULT_KILL_AFTER_CHECKPOINT=${killAt}: killing this process`);
-        process.kill(process.pid, 'SIGKILL');
-      }
-      return r;
-    },
-  };
-  return { checkpoints: sink, ...(restore ? { restore } : {}) };
+  return { checkpoints: faultAfterCheckpoint(store, name, log), ...(restore ? { restore } : {}) };
 }
 
 /**
  * A server that hosts the one shared model (built from the same flags and seed as every
  * trainer's local copy, so the first trainer can load the final values into its own) until every
- * trainer has left. Returns stats in the ParameterServer's shape (steps = forwards served).
+ * trainer has left. Returns stats in the ParameterServer's shape (steps = the optimizer steps applied, pushes = forwards served).
  */
-async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promise<ServerStats> {
+async function runModelHostProcess(opts: TrainOptions, place: WorldPlace, log: (line: string) => void): Promise<ServerStats> {
   // the dataset's shapes, without loading its samples: the host only runs the model
   const { model } = await loadModel(opts, await datasetShape(opts.dataset, { seed: opts.seed, rank: place.rank, worldSize: place.trainers + place.servers }), { rank: place.rank, role: 'server', workers: place.trainers });
-  const host = new RemoteModelHost({ name: place.name, model: model as Classifier, trainers: place.trainers });
+  const { checkpoints } = await openRemoteModelCheckpoints(opts, place.name, log);
+  const host = new RemoteModelHost({ name: place.name, model: model as Classifier, trainers: place.trainers, ...(checkpoints ? { checkpoints } : {}) });
+  // stopped by psrun (another process failed): the checkpoints already copied reach the disk
+  // before this process goes, so a restart resumes from the newest one taken
+  const unflush = checkpoints ? flushOnSigterm(() => host.flushCheckpoints()) : () => {};
   const agent = await startAgent(place, opts);
   try {
     host.register(agent);
@@ -185,10 +176,11 @@ async function runModelHostProcess(opts: TrainOptions, place: WorldPlace): Promi
     await host.done;
     await agent.shutdown({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
   } finally {
+    unflush();
     await agent.shutdown({ graceful: false }).catch(() => {});
   }
   const s = host.stats();
-  return { name: s.name, version: s.forwards, steps: s.forwards, pushes: s.forwards, pulls: 0, live: [], joined: s.joined, left: s.left, dropped: s.dropped, maxLead: 0 };
+  return { name: s.name, version: s.steps, steps: s.steps, pushes: s.forwards, pulls: 0, live: [], joined: s.joined, left: s.left, dropped: s.dropped, maxLead: 0 };
 }
 
 /** What a trainer process returns: the run's result on the first trainer, its own figures elsewhere. */

@@ -43,10 +43,14 @@ export interface OptimizerHostLink {
 const bad = (self: string, what: string, value: unknown, why: string) =>
   new RpcError(Status.INVALID_ARGUMENT, self, `invalid ${what}=${typeof value === 'string' ? JSON.stringify(value) : String(value)}: ${why}`);
 
+/** Hears each step an OptimizerHost applies: DistributedOptimizer `id`'s `optimizer` with context `ctxId`'s gradients. */
+export type OptimizerStepListener = (id: string, ctxId: number, optimizer: Optimizer<unknown>) => void;
+
 /** One worker's side: the optimizers it keeps for DistributedOptimizers, and the kinds it knows. */
 export class OptimizerHost {
   private readonly kinds = new Map<string, OptimizerFactory>(BUILTIN.map(([n, C]) => [n, (p, o) => new C(p, o)]));
   private readonly live = new Map<string, { optimizer: Optimizer<unknown>; refs: RRef[] }>();
+  private readonly stepListeners = new Set<OptimizerStepListener>();
   private seq = 0;
 
   /** @internal */
@@ -63,6 +67,25 @@ export class OptimizerHost {
   /** Optimizers kept here for DistributedOptimizers (for tests and monitoring). */
   get size(): number {
     return this.live.size;
+  }
+
+  /**
+   * The local optimizer kept here for DistributedOptimizer `id` (its parameters and state: what a
+   * host that checkpoints the model it owns copies and restores), or undefined when none is.
+   */
+  optimizer(id: string): Optimizer<unknown> | undefined {
+    return this.live.get(id)?.optimizer;
+  }
+
+  /**
+   * Calls `listener` inside every step's handler, right after its updates and before its answer
+   * and before any `whenStepped` waiter runs: what it copies is the state after exactly that step
+   * (src/server/remote-model.ts counts the steps and checkpoints there). It must not throw or
+   * block. Returns the function that removes it.
+   */
+  onStep(listener: OptimizerStepListener): () => void {
+    this.stepListeners.add(listener);
+    return () => { this.stepListeners.delete(listener); };
   }
 
   /** @internal A globally unique id for a new DistributedOptimizer. */
@@ -109,6 +132,7 @@ export class OptimizerHost {
           optimizer.update(p, p.data, g);
           stepped++;
         }
+        for (const l of this.stepListeners) l(id as string, ctxId, optimizer);
         this.link.stepped?.(ctxId);
         return stepped;
       }],

@@ -15,3 +15,6 @@ export type { Placement } from './shard-plan.js';
 export { CheckpointSchedule, CheckpointStore, flushOnSigterm, openCheckpoints, loadCheckpoint, checkpointDirName, CHECKPOINT_FORMAT } from './checkpoint.js';
 export type { LoadedCheckpoint, Manifest, ManifestShard, RestoredRange, ShardSnapshot, WriteResult, CheckpointStoreOptions } from './checkpoint.js';
 export type { CheckpointSink } from './protocol.js';
+export { openRemoteModelCheckpoints, faultAfterCheckpoint, RemoteModelCheckpoints } from './remote-model-checkpoint.js';
+export type { RemoteModelCheckpointOptions, RemoteModelCheckpointFlags } from './remote-model-checkpoint.js';
+export type { RemoteOptimizerBinding } from './remote-model.js';

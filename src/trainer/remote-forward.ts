@@ -30,6 +30,15 @@
 // The context is released without waiting for the release to travel: the next step's forward
 // does not depend on it, and the release messages ride along with the next calls.
 //
+// Where a trainer starts: once its DistributedOptimizer is ready, it binds it to its rank on the
+// host (rf.optimizer, before its first step), and the host answers with the steps it applied for
+// that rank: 0, or a restored checkpoint's count (--checkpoint-dir and --resume on the server: the
+// host writes the checkpoints, src/server/remote-model-checkpoint.ts). The trainer goes on at that
+// batch of that epoch (the sampler's order is a function of the seed and the epoch), so a resumed
+// run trains every batch whose step the checkpoint lacks, and no other; with one trainer it ends
+// as the uninterrupted run, bit for bit. PSRPC_FAULT_KILL_TRAINER_AT_STEP=NAME:N kills trainer
+// NAME once the host has applied its step N-1, before step N's gradient leaves it.
+//
 // The accuracy curve (--eval-every, first trainer given the test split): the model lives on the
 // server, so each point first copies its parameters into a local twin (one pull of 55k floats),
 // then evaluates the twin; the copy and the evaluation are both left out of this trainer's clock.
@@ -44,6 +53,7 @@ import { runLoop, type LoopResult } from './loop.js';
 import { buildModel, modelContext, resolveModel, type ResolvedModel } from './model.js';
 import type { TrainOptions } from './options.js';
 import { optimizerSpec, trainerSampler } from './setup.js';
+import { faultAtStep, resumePosition } from './checkpoint.js';
 
 export interface RemoteForwardContext {
   agent: Agent;
@@ -143,6 +153,9 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
   const methods = modelRef.rpcSync();
   const inputShape = mctx.inputShape;
   let bytesSent = 0;
+  const fault = faultAtStep(agent.name);
+  // steps taken, the host's count of this rank's steps at the start included
+  let taken = 0;
   const step = async (batch: Batch): Promise<number> => {
     const x = new Tensor(batch.x, [batch.size, ...inputShape]);
     const dctx: DistAutogradContext = agent.distAutograd.newContext();
@@ -151,6 +164,8 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
       const pending = dctx.run(() => methods.forward(x, prev?.ctx.id ?? 0)) as Promise<Tensor>;
       pending.catch(() => {});
       await settlePrevious();
+      // the host has applied step `taken` now: a fault here leaves it exactly there
+      fault(++taken);
       const out = await pending;
       const loss = resolved.loss(out, batch.y);
       const value = loss.item();
@@ -171,6 +186,13 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
   let run: LoopResult;
   try {
     await optimizer.ready();
+    // before the first step: the host counts this rank's steps from here (and gives it a restored checkpoint's optimizer state)
+    const bound = await agent.call<{ steps: number; version: number }>(server, RF_FUNCTIONS.optimizer, [agent.name, ctx.rank, optimizer.id]);
+    const start = resumePosition(opts, bound.steps, ctx.trainers, loader.length, true);
+    taken = start.step;
+    if (start.step > 0) {
+      process.stderr.write(`${agent.name}: resuming at step ${start.step} (epoch ${start.epoch}, batch ${start.batch}): the host ${server} starts from its checkpoint at step ${bound.version}\n`);
+    }
     // made once the optimizer is ready, so the curve's clock starts with the training loop
     const curve = ctx.rank === 0 && ctx.test && opts.evalEvery > 0 ? new AccuracyCurve(twin, ctx.test, opts, true, undefined, resolved.metric) : undefined;
     run = await runLoop({
@@ -178,6 +200,7 @@ export async function trainRemoteForward(opts: TrainOptions, ctx: RemoteForwardC
       // each point copies the server's model after the last step, off the training clock
       beforePoint: async () => { await settlePrevious(); await fetchModel(); },
       end: settlePrevious,
+      start,
     });
     await Promise.allSettled(releases);
     if (ctx.leave ?? true) await leave();

@@ -9,6 +9,8 @@ export const remoteForward: ServersStrategy = {
   serverRole: 'model',
   fixedServers: { count: 1, reason: 'hosts its one shared model on one server' },
   consistencies: ['sync', 'async'],
+  // the host writes them: the model, its buffers and every trainer's optimizer state (docs/FAULTS.md)
+  checkpoints: true,
   refusal: (c) => `strategy remote-forward applies each trainer's step as it comes (async, no staleness bound), got consistency ${c}: use centralized for ssp`,
   // every trainer's step lands on the shared model as it comes, no barrier
   resultConsistency: () => 'async',
