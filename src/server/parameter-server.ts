@@ -92,6 +92,9 @@ export class ParameterServer {
   private readonly droppedNames: string[] = [];
   private joinWaiters: Waiter[] = [];
   private joinTimer?: ClockTimer;
+  /** Joins are answered at once from now on (the trainers expected joined, or the last call passed). */
+  private joinsOpen = false;
+  private lastCall?: ClockTimer;
   private readonly clock: Clock;
   private readonly liveness: Liveness;
   // sync round state: each push's gradient with its trainer (averaged in name order: the sum is
@@ -151,7 +154,11 @@ export class ParameterServer {
     this.sink = o.checkpoints;
     this.restore = o.restore;
     this.log = o.log ?? ((line) => process.stderr.write(line + '\n'));
-    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs, restartTimeoutMs };
+    const expectedTrainers = o.expectedTrainers ?? o.trainers;
+    const lastCallMs = o.lastCallMs ?? 0;
+    if (!Number.isSafeInteger(expectedTrainers) || expectedTrainers < o.trainers) throw errors.badOption(name, 'expectedTrainers', expectedTrainers, `expected an integer >= trainers (${o.trainers})`);
+    if (!(lastCallMs >= 0) || !Number.isFinite(lastCallMs)) throw errors.badOption(name, 'lastCallMs', lastCallMs, 'expected a finite number >= 0');
+    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs, restartTimeoutMs, expectedTrainers, lastCallMs };
     this.clock = o.clock ?? systemClock;
     this.liveness = new Liveness({ timeoutMs: liveTimeoutMs, clock: this.clock, onSilent: (silent) => this.dropSilent(silent) });
     this.metrics = new ServerMetrics(name);
@@ -218,9 +225,15 @@ export class ParameterServer {
     this.liveness.seen(trainer);
     this.liveness.start();
     this.metrics.liveTrainers.set(this.liveCount());
-    if (this.joinedCount >= this.options.trainers) {
+    const expected = this.options.expectedTrainers;
+    if (this.joinsOpen || this.joinedCount >= expected) {
+      this.joinsOpen = true;
       this.releaseJoins();
     } else {
+      // elastic: the minimum has joined; the others get the last call's time to come
+      if (this.joinedCount >= this.options.trainers) {
+        this.lastCall ??= this.clock.after(this.options.lastCallMs, () => { this.joinsOpen = true; this.releaseJoins(); });
+      }
       await new Promise<void>((resolve, reject) => {
         this.joinWaiters.push({ resolve, reject });
         this.joinTimer ??= this.clock.after(this.options.joinTimeoutMs, () => {
@@ -446,6 +459,7 @@ export class ParameterServer {
     this.roundGrads = [];
     this.blocked = [];
     this.joinTimer?.cancel();
+    this.lastCall?.cancel();
     for (const timer of this.awaited.values()) timer.cancel();
     this.awaited.clear();
     await this.flushCheckpoints();
@@ -531,6 +545,7 @@ export class ParameterServer {
   }
 
   private releaseJoins(): void {
+    this.lastCall?.cancel();
     this.joinTimer?.cancel();
     this.joinTimer = undefined;
     const ws = this.joinWaiters;

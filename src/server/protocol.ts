@@ -51,6 +51,13 @@ export interface ParameterServerOptions {
    */
   restartTimeoutMs?: number;
   /**
+   * Elastic jobs (`trainers` is then the minimum): joins are answered as soon as this many trainers
+   * have joined, or `lastCallMs` after the `trainers`-th join, whichever comes first (torchrun's last
+   * call); trainers joining after that are answered at once. Default: `trainers`.
+   */
+  expectedTrainers?: number;
+  lastCallMs?: number;
+  /**
    * Checkpoints: a push carrying a checkpoint number makes the server copy its shard and optimizer
    * state when that push's step is taken (sync: the round's) and write it here, off the hot path.
    */

@@ -142,6 +142,8 @@ export interface TrainOptions {
    * by the live trainers. psrun --trainers MIN:MAX sets it. docs/FAULTS.md.
    */
   minTrainers: number;
+  /** Elastic: seconds the servers wait, once --min-trainers have joined, for the rest of the world's trainers before training starts. */
+  elasticWait: number;
   /**
    * The shared secret every gRPC call, the rendezvous and the bulk sockets must carry (default:
    * env PSRPC_AUTH_TOKEN; psrun makes one per job). Unset: no authentication.
@@ -207,6 +209,7 @@ export const DEFAULTS: TrainOptions = {
   resume: false,
   restartTimeout: 0,
   minTrainers: 0,
+  elasticWait: 5,
   tlsRequireClientCert: false,
 };
 
@@ -309,6 +312,7 @@ export function addTrainFlags(cmd: Command): Command {
     .addOption(new Option('--checkpoint-keep <n>', 'complete checkpoints kept').argParser(integer('--checkpoint-keep', 1, 1000)).default(d.checkpointKeep))
     .addOption(new Option('--resume', 'continue from the latest checkpoint in --checkpoint-dir').default(d.resume))
     .addOption(new Option('--min-trainers <n>', 'centralized, elastic: start with N trainers; the world\'s other trainer ranks may join mid-run, trainers may leave (psrun --trainers MIN:MAX; 0: off)').argParser(integer('--min-trainers', 0)).default(d.minTrainers))
+    .addOption(new Option('--elastic-wait <seconds>', 'elastic: seconds the servers wait, once --min-trainers have joined, for the other trainers before training starts').argParser(real('--elastic-wait', 0, 3600)).default(d.elasticWait))
     .addOption(new Option('--restart-timeout <seconds>', 'seconds a lost trainer is waited for (a restart rejoining) before rounds go on without it (0: not at all; psrun --max-restarts: 60)').argParser(real('--restart-timeout', 0, 86400)).default(d.restartTimeout))
     .addOption(new Option('--auth-token <token>', 'shared secret every process of the world must present (default: env PSRPC_AUTH_TOKEN)'))
     .addOption(new Option('--heartbeat-ms <ms>', 'ms between heartbeat pings to connected peers (0: no heartbeats; default 1000)').argParser(integer('--heartbeat-ms', 0, 2 ** 31 - 1)))
@@ -353,6 +357,7 @@ export function resolveOptions(partial: Partial<TrainOptions>): TrainOptions {
   if (!Number.isSafeInteger(o.checkpointSteps) || o.checkpointSteps < 0) throw new RangeError(`option checkpointSteps must be an integer >= 0, got ${String(o.checkpointSteps)}`);
   if (!Number.isSafeInteger(o.checkpointKeep) || o.checkpointKeep < 1) throw new RangeError(`option checkpointKeep must be an integer >= 1, got ${String(o.checkpointKeep)}`);
   if (!Number.isSafeInteger(o.minTrainers) || o.minTrainers < 0) throw new RangeError(`option minTrainers must be an integer >= 0, got ${String(o.minTrainers)}`);
+  if (!(o.elasticWait >= 0) || !Number.isFinite(o.elasticWait)) throw new RangeError(`option elasticWait must be a number of seconds >= 0, got ${String(o.elasticWait)}`);
   const elastic = elasticConflict(o);
   if (elastic) throw new RangeError(elastic);
   if (!(o.restartTimeout >= 0) || !Number.isFinite(o.restartTimeout)) throw new RangeError(`option restartTimeout must be a number of seconds >= 0, got ${String(o.restartTimeout)}`);

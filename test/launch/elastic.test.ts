@@ -47,7 +47,7 @@ test('a trainer dies holding a batch and a new rank joins mid-run: every batch o
   // a world of 1 server and 3 trainer ranks; training starts with 2
   const job = ['--world-size', '4', '--servers', '1', '--master', master, '--strategy', 'centralized', '--consistency', 'async', '--min-trainers', '2',
     '--dataset', 'synthetic', '--train-samples', '2048', '--test-samples', '256', '--epochs', '4', '--batch-size', '64', '--progress', 'none',
-    '--heartbeat-ms', '250', '--dead-after-ms', '1000'];
+    '--heartbeat-ms', '250', '--dead-after-ms', '1000', '--elastic-wait', '0'];
   const json = join(dir, 'result.json');
   const release = join(dir, 'release');
   const server = run('ps-server.js', ['--rank', '0', ...job]);
@@ -104,4 +104,26 @@ test('elastic trainers are refused with a reason where they cannot work', async 
   t.regex(stderr.text, /elastic jobs cannot resume from one/);
   t.is(await go(['--trainers', '3:2']), 1);
   t.regex(stderr.text, /--trainers MIN:MAX needs 1 <= MIN <= MAX/);
+});
+
+test('psrun --trainers 2:3, sync: a trainer that dies is let go, the round goes on without it, the others train its batch, and the result counts those that finished', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'psrpc-elastic-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const release = join(dir, 'release');
+  let text = '';
+  // the servers start once all three have joined, and sync round 0 needs a push of each: trainer3
+  // holds its first batch until the test, seeing that in psrun's log as it comes, lets it die
+  const watch = { write: (s: string) => { text += s; if (/holding at step 1/.test(text)) writeFileSync(release, ''); return true; } };
+  const code = await main(['node', 'psrun', '--servers', '1', '--trainers', '2:3', '--consistency', 'sync', '--dataset', 'synthetic', '--train-samples', '2048',
+    '--test-samples', '256', '--epochs', '2', '--batch-size', '64', '--progress', 'none', '--heartbeat-ms', '250', '--dead-after-ms', '1000', '--json', join(dir, 'r.json')],
+  { stdout: watch, stderr: watch, handleSignals: false, env: { ...process.env, PSRPC_FAULT_HOLD_TRAINER_AT_STEP: `trainer3:1:${release}` } });
+  t.is(code, 0, text);
+  t.regex(text, /psrun: trainer3 \(trainer, rank 3\) exited with signal SIGKILL; the elastic job goes on with 2 trainer\(s\) \(at least 2\)/);
+  const r = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
+  t.is(r.batches.done, 64);
+  t.is(r.batches.requeued, 1);
+  t.is(r.batches.handed, 65);
+  t.is(r.batches.byTrainer.trainer3, undefined, 'trainer3 completed none');
+  t.is(r.samples, 64 * 64, 'the two trainers that finished trained every batch, the one trainer3 held included');
+  t.deepEqual(r.perTrainer.map((p: { name: string }) => p.name), ['trainer1', 'trainer2']);
 });

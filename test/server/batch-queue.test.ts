@@ -2,7 +2,7 @@
 // before new ones; and the parameter server around it (pushes mark them done, a trainer that leaves
 // gives its batch back, a late joiner takes it).
 import test from 'ava';
-import { RpcError, Status } from '../../src/rpc/index.js';
+import { ManualClock, RpcError, Status } from '../../src/rpc/index.js';
 import { BatchQueue, ParameterServer, type ParameterSpec } from '../../src/server/index.js';
 
 const SHAPE = { perEpoch: 3, epochs: 2 };
@@ -99,4 +99,26 @@ test('the server, sync: a round\'s batches are done when it steps; a trainer tha
   t.is(s.done, 3);
   t.is(s.requeued, 1);
   t.is(await ps.batch('a', SHAPE), 3);
+});
+
+test('elastic joins: answered when the expected trainers have joined, or at the last call after the minimum; later joins at once', async (t) => {
+  const clock = new ManualClock();
+  const ps = new ParameterServer({ name: 'ps0', shard: 0, shards: 1, trainers: 1, expectedTrainers: 3, lastCallMs: 5000, consistency: 'async', optimizer: { kind: 'sgd', lr: 1 }, clock });
+  t.teardown(() => ps.close());
+  let answered = 0;
+  const a = ps.join('a', LAYOUT, new Float32Array(2)).then(() => { answered++; });
+  const b = ps.join('b', LAYOUT, new Float32Array(2)).then(() => { answered++; });
+  clock.advance(4999);
+  await new Promise((r) => setImmediate(r));
+  t.is(answered, 0, 'the minimum joined, the last call is still on');
+  clock.advance(1);
+  await Promise.all([a, b]);
+  t.is(answered, 2);
+  await ps.join('c', LAYOUT, new Float32Array(2));
+  t.deepEqual(ps.stats().live, ['a', 'b', 'c']);
+  const all = new ParameterServer({ name: 'ps1', shard: 0, shards: 1, trainers: 1, expectedTrainers: 2, lastCallMs: 60_000, consistency: 'async', optimizer: { kind: 'sgd', lr: 1 }, clock });
+  t.teardown(() => all.close());
+  await Promise.all([all.join('a', LAYOUT, new Float32Array(2)), all.join('b', LAYOUT, new Float32Array(2))]);
+  t.pass('every expected trainer joined: answered without the last call');
+  t.throws(() => new ParameterServer({ name: 'ps2', shard: 0, shards: 1, trainers: 2, expectedTrainers: 1, consistency: 'async', optimizer: { kind: 'sgd', lr: 1 } }), { message: /expectedTrainers.*expected an integer >= trainers \(2\)/ });
 });
