@@ -3,8 +3,9 @@
 //  1. samples/s with and without checkpoints: the same sync job, `--checkpoint-every S` against no
 //     checkpoint directory, interleaved, medians over rounds (the issue's target: at most 3% lost).
 //  2. a server and a trainer killed at a random moment (SIGKILL from outside, at a uniformly random
-//     time between 20% and 80% of the training time of the uninterrupted runs): psrun --max-restarts 1 restarts the job from the latest
-//     checkpoint. Measured from psrun's own output, timestamped as it arrives: kill -> psrun's
+//     time between 20% and 80% of the training time of the uninterrupted runs): psrun --max-restarts 1
+//     restarts the job from the latest checkpoint (the server) or the trainer alone while the others
+//     wait (the trainer). Measured from psrun's own output, timestamped as it arrives: kill -> psrun's
 //     restart line (detection), kill -> the first trainer's "resuming" line (resume), the job's exit
 //     status and its test accuracy against the uninterrupted run's.
 //  3. checkpoint size on disk and the time to write one (the servers' own figure, from the files'
@@ -151,12 +152,12 @@ async function main(): Promise<void> {
           }, 20);
           void started;
         });
-        const restartLine = run.lines.find((l) => l.text.includes('restarting the job'));
+        const restartLine = run.lines.find((l) => l.text.includes('restarting the job') || l.text.includes('restarting it alone'));
         // a kill before the first checkpoint restarts from the beginning: no "resuming" line, the first progress line instead
-        const resumeLine = run.lines.find((l) => l.at > (restartLine?.at ?? Infinity) && /trainer1: resuming at step/.test(l.text))
+        const resumeLine = run.lines.find((l) => l.at > (restartLine?.at ?? Infinity) && /trainer1: (rejoined the running job .*: )?resuming at step/.test(l.text))
           ?? run.lines.find((l) => l.at > (restartLine?.at ?? Infinity) && /^trainer1 +\| trainer1 [\d.]+% /.test(l.text));
         const rec = {
-          victim, code: run.code, killed: killedAt > 0,
+          victim, code: run.code, killed: killedAt > 0, restarted: restartLine?.text.includes('alone') ? 'alone' : restartLine ? 'job' : null,
           detectMs: restartLine && killedAt ? restartLine.at - killedAt : null,
           resumeMs: resumeLine && killedAt ? resumeLine.at - killedAt : null,
           resumedAt: resumeLine ? (/resuming at (step \d+)/.exec(resumeLine.text)?.[1] ?? 'step 0') : null,
@@ -164,7 +165,7 @@ async function main(): Promise<void> {
           accuracyDelta: run.result ? run.result.testAccuracy - uninterrupted : null,
         };
         killRuns.push(rec);
-        console.log(`kill ${victim} ${(killDelay / 1000).toFixed(1)} s into training: exit ${rec.code}, detected in ${rec.detectMs?.toFixed(0) ?? '-'} ms, resumed (${rec.resumedAt}) ${rec.resumeMs?.toFixed(0) ?? '-'} ms after the kill, accuracy ${rec.testAccuracy?.toFixed(4) ?? '-'} (uninterrupted ${uninterrupted.toFixed(4)})`);
+        console.log(`kill ${victim} ${(killDelay / 1000).toFixed(1)} s into training: exit ${rec.code}, restarted ${rec.restarted ?? '-'}, detected in ${rec.detectMs?.toFixed(0) ?? '-'} ms, resumed (${rec.resumedAt}) ${rec.resumeMs?.toFixed(0) ?? '-'} ms after the kill, accuracy ${rec.testAccuracy?.toFixed(4) ?? '-'} (uninterrupted ${uninterrupted.toFixed(4)})`);
       }
     }
     out.kills = killRuns;
