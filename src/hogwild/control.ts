@@ -15,7 +15,9 @@ const SLOTS = 4;
 
 /**
  * Float64 slots of one worker's stats: samples trained so far, this epoch's loss sum and batch
- * count, the last batch loss, and the epoch loop's start and end (clockMs). Each worker writes
+ * count, the last batch loss, and the epoch loop's start and end (clockMs); with checkpoints, also
+ * the batches it has trained since the first run began (its position, resumes included) and its
+ * optimizer's step counts (snapshot.ts: rank 0 copies them into a checkpoint). Each worker writes
  * only its own slots, 128 bytes apart from the next worker's, so the slots written every step
  * never share a cache line however the buffer is aligned (a shared counter bumped with
  * Atomics.add would bounce between the cores at every step).
@@ -26,7 +28,12 @@ export const STAT_BATCHES = 2;
 export const STAT_LAST_LOSS = 3;
 export const STAT_START = 4;
 export const STAT_END = 5;
+export const STAT_POSITION = 6;
+/** The first of the optimizer's scalars (Adam's `step`, SGD's `steps`), in OptimizerStateNames order. */
+export const STAT_SCALARS = 7;
 export const STATS_PER_WORKER = 16;
+/** Optimizer scalars a worker's stats have room for. */
+export const MAX_SCALARS = STATS_PER_WORKER - STAT_SCALARS;
 
 export interface ControlBlock {
   control: Int32Array;
@@ -69,7 +76,7 @@ export function arriveAndWait(control: Int32Array, k: number): boolean {
 // Atomics.waitAsync is in Node since 16, but in TypeScript's lib only from ES2024.
 type WaitAsync = (a: Int32Array, index: number, value: number, timeoutMs: number) =>
   { async: false; value: string } | { async: true; value: Promise<string> };
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+export const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 /** Main side: resolves once `count` arrivals in total were seen (never blocks the event loop). */
 export async function waitForArrivals(control: Int32Array, count: number, stopped: () => boolean): Promise<void> {

@@ -10,6 +10,8 @@ export const hogwildStrategy: SingleProcessStrategy = {
   description: 'worker threads train one model in a SharedArrayBuffer without locks',
   world: 'single',
   consistencies: ANY_CONSISTENCY,
+  // the shared model, its buffers and every worker's optimizer state and position (checkpoint.ts)
+  checkpoints: true,
   resultConsistency: () => null,
   run: async (opts) => (await (await import('./train.js')).trainHogwild(opts)).result,
 };

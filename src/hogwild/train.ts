@@ -5,7 +5,9 @@
 // its parameters into one SharedArrayBuffer; N workers view those same bytes (no copies, no
 // messages per step) and apply their SGD updates in place without locks. The main thread only
 // polls a shared counter for progress, evaluates the shared model between epochs (the workers
-// wait at a barrier meanwhile) and assembles the result.
+// wait at a barrier meanwhile) and assembles the result. With --checkpoint-dir it also copies out
+// the snapshots rank 0 takes and writes them in the background, and one at the end
+// (checkpoint.ts, loaded only then); --resume starts every worker at its checkpoint's position.
 import type { Dataset } from '../data/index.js';
 import { flattenBuffers, flattenParameters, layoutOf } from '../tensor/index.js';
 import { AccuracyCurve, type CurvePoint } from '../trainer/curve.js';
@@ -23,6 +25,7 @@ import { resolveHogwildModel, type HogwildModel } from './model.js';
 import { buildModel, modelContext, type MetricFunction, type ModelRef } from '../trainer/model.js';
 import { createWorkerPool, type WorkerPool } from './pool.js';
 import type { WorkerReport, WorkerTask } from './worker.js';
+import type { HogwildCheckpoints } from './checkpoint.js';
 
 export interface HogwildOptions extends Partial<TrainOptions> {
   /**
@@ -82,8 +85,24 @@ export async function trainHogwild(options: HogwildOptions = {}): Promise<Hogwil
     // one set, Hogwild-style, and the main thread evaluates with it.
     const bufferElements = model.namedBuffers().reduce((n, [, t]) => n + t.size, 0);
     const buffers = flattenBuffers(model, { buffer: new Float32Array(new SharedArrayBuffer(bufferElements * 4)) });
-    const task = { workers, opts, params, buffers, layout: layoutOf(model), train, ...createControlBlock(workers), recordLosses };
-    const run = await runWorkers(pool, task, model, test, resolved.metric, logOption);
+    const control = createControlBlock(workers);
+    const batchesPerEpoch = Math.floor(perWorker / opts.batchSize);
+    const ckpt = opts.checkpointDir === undefined ? null
+      : new (await import('./checkpoint.js')).HogwildCheckpoints({ opts, model, params, buffers, stats: control.stats, workers, batchesPerEpoch, log });
+    let run: EpochsRun;
+    try {
+      if (ckpt && opts.resume) await ckpt.resume();
+      const task = { workers, opts, params, buffers, layout: layoutOf(model), train, ...control, recordLosses, checkpoint: ckpt?.block ?? null };
+      run = await runWorkers(pool, task, model, test, resolved.metric, logOption, batchesPerEpoch, ckpt);
+      // always one at the end: the trained model, on disk before the run returns
+      await ckpt?.writeFinal();
+    } catch (e) {
+      // the checkpoints taken so far reach the disk
+      await ckpt?.flush();
+      throw e;
+    } finally {
+      ckpt?.dispose();
+    }
     const result: HogwildResult = {
       ...resultOf(opts, {
         strategy: 'hogwild', consistency: null, trainers: workers, dataset: dataOption ? 'custom' : opts.dataset, device,
@@ -114,10 +133,15 @@ interface EpochsRun {
  * Starts one task per worker and drives the epochs: opens the start barrier once every worker
  * is ready, evaluates the shared model each time all of them finished an epoch, and reports
  * progress from the workers' shared counters. The first worker failure stops the others and is thrown.
+ * With checkpoints it copies out rank 0's snapshots meanwhile, and the epochs start where the
+ * checkpoint resumed from (`checkpoint.start`).
  */
 async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, model: HogwildModel, test: Dataset, metric: MetricFunction,
-  logOption: ((line: string) => void) | undefined): Promise<EpochsRun> {
-  const { workers, opts, control, stats, train } = shared;
+  logOption: ((line: string) => void) | undefined, batchesPerEpoch: number, ckpt: HogwildCheckpoints | null): Promise<EpochsRun> {
+  const { workers, opts, control, stats } = shared;
+  const start = shared.checkpoint?.start;
+  const firstEpoch = start?.epoch ?? 0;
+  const trained = start ? start.positions.reduce((n, p) => n + p, 0) : 0;
   let failure: HogwildWorkerError | null = null;
   const tasks = Array.from({ length: workers }, (_, rank) => {
     const task: WorkerTask = { ...shared, rank };
@@ -134,8 +158,7 @@ async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, mo
   for (const t of tasks) t.catch(() => {});
   const stopped = () => failure !== null;
 
-  const batchesPerEpoch = Math.floor(Math.ceil(train.length / workers) / opts.batchSize);
-  const progress = createProgress({ mode: opts.progress, total: batchesPerEpoch * opts.batchSize * workers * opts.epochs, label: `hogwild x${workers}` });
+  const progress = createProgress({ mode: opts.progress, total: (batchesPerEpoch * workers * opts.epochs - trained) * opts.batchSize, label: `hogwild x${workers}` });
   let seen = 0;
   // The main thread evaluates the shared model while the workers train on (Hogwild readers see
   // whatever mix of updates is in memory), so the curve's clock does not pause for evaluations.
@@ -175,19 +198,22 @@ async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, mo
     epochAccuracy.push(accuracy);
     if (opts.epochs > 1) logLine(`hogwild epoch ${epoch + 1}/${opts.epochs}: loss=${finalLoss.toFixed(4)} testAccuracy=${accuracy.toFixed(4)}`);
   };
+  const watching = ckpt?.watch();
   try {
     await waitForArrivals(control, workers, stopped);
     if (failure) throw failure;
     curve = new AccuracyCurve(model, test, opts, false, undefined, metric);
     curve.record(0);
     openBarrier(control, 0);
-    for (let epoch = 0; epoch < opts.epochs - 1; epoch++) {
-      await waitForArrivals(control, workers * (epoch + 2), stopped);
+    for (let epoch = firstEpoch; epoch < opts.epochs - 1; epoch++) {
+      await waitForArrivals(control, workers * (epoch - firstEpoch + 2), stopped);
       if (failure) throw failure;
       closeEpoch(epoch);
       openBarrier(control, epoch + 1);
     }
     const reports = await Promise.all(tasks);
+    // the snapshot rank 0 may have left in the area goes before the checkpoint at the end
+    ckpt?.stop();
     closeEpoch(opts.epochs - 1);
     const samples = reports.reduce((n, r) => n + r.samples, 0);
     curve.record(samples);
@@ -196,6 +222,8 @@ async function runWorkers(pool: WorkerPool, shared: Omit<WorkerTask, 'rank'>, mo
     stopWorkers(control);
     throw e;
   } finally {
+    ckpt?.stop();
+    await watching;
     clearInterval(timer);
     progress.stop();
   }

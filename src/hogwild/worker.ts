@@ -1,10 +1,17 @@
 // A Hogwild worker thread (a piscina task that lasts the whole run): builds its own instance of
 // the model, points its parameters at the shared buffer, and trains its DistributedSampler
 // partition, applying each SGD step in place with no lock. Its gradients, activations and
-// optimizer state stay in this thread; only the weights are shared.
+// optimizer state stay in this thread; only the weights are shared (and, with checkpoints, the
+// optimizer state: below).
 //
 // Per step it touches shared memory twice besides the weights: plain stores of its sample count
 // and batch loss into its own slots of the stats block, which the main thread polls.
+//
+// With checkpoints (snapshot.ts) its optimizer state is shared memory too, and it also stores its
+// position and step counts after each step; rank 0 takes the snapshots between two of its steps:
+// every --checkpoint-steps N of its own steps (its position, resumes included, is a multiple of N)
+// and every --checkpoint-every S seconds of its clock, but not at its last step, which the
+// checkpoint at the end covers. On --resume each worker starts at its position in the checkpoint.
 import { DataLoader, DistributedSampler, type Dataset } from '../data/index.js';
 import { flattenBuffers, flattenParameters, layoutDifference, layoutOf, type Module, type ParameterLayout, type Tensor } from '../tensor/index.js';
 import { runLoop, supervisedStep } from '../trainer/loop.js';
@@ -15,6 +22,9 @@ import {
   arriveAndWait, clockMs, STAT_BATCHES, STAT_END, STAT_LAST_LOSS, STAT_LOSS_SUM, STAT_SAMPLES, STAT_START, STATS_PER_WORKER, STOP,
 } from './control.js';
 import { buildModel, modelContext, resolveModel } from '../trainer/model.js';
+// The module, not the server layer's index: that one loads the RPC layer, of no use in a worker thread.
+import { CheckpointSchedule } from '../server/checkpoint.js';
+import { adoptSharedState, publish, takeSnapshot, type SnapshotBlock } from './snapshot.js';
 
 /** What the main thread sends each worker once. Typed arrays are views of SharedArrayBuffers. */
 export interface WorkerTask {
@@ -33,6 +43,8 @@ export interface WorkerTask {
   stats: Float64Array;
   /** Return every batch loss (tests compare the sequence with local training). */
   recordLosses: boolean;
+  /** With --checkpoint-dir: the shared optimizer state, the snapshot area and where each worker starts. */
+  checkpoint: SnapshotBlock | null;
 }
 
 export interface WorkerReport {
@@ -67,9 +79,26 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
   let step = 0;
   const report = (samples: number, stopped: boolean): WorkerReport => ({ rank, samples, losses, stopped });
 
+  const ck = task.checkpoint;
+  // Batches trained since the first run began: where this worker is in its epochs.
+  let position = ck ? ck.start.positions[rank]! : 0;
+  const state = ck ? adoptSharedState(optimizer, model.parameters(), ck.live[rank]!, ck.start.scalars[rank]!) : null;
+  if (state) publish(stats, rank, position, state, ck!.names);
+  const end = loader.length * opts.epochs;
+  const schedule = ck && rank === 0 ? new CheckpointSchedule(opts.checkpointSteps, opts.checkpointEvery * 1000) : null;
+  const start = { epoch: Math.floor(position / loader.length), batch: position % loader.length };
+
   if (!arriveAndWait(control, 0)) return report(0, true);
+  const firstEpoch = ck?.start.epoch ?? 0;
+  if (start.epoch > firstEpoch) {
+    // It had finished the run's first epoch when the checkpoint was copied: an empty epoch, then
+    // its end barrier with the others (none after the last epoch).
+    stats[base + STAT_START] = stats[base + STAT_END] = clockMs();
+    stats[base + STAT_LOSS_SUM] = stats[base + STAT_BATCHES] = 0;
+    if (start.epoch < opts.epochs && !arriveAndWait(control, firstEpoch + 1)) return report(0, true);
+  }
   const run = await runLoop({
-    opts: { epochs: opts.epochs, progress: 'none' }, loader, label: `hogwild worker ${rank}`, whose: ' of this worker',
+    opts: { epochs: opts.epochs, progress: 'none' }, loader, label: `hogwild worker ${rank}`, whose: ' of this worker', start,
     step: supervisedStep(model, resolved.loss, ctx.inputShape, 'cpu', () => optimizer.step()),
     beforeEpoch: () => {
       stats[base + STAT_LOSS_SUM] = 0;
@@ -81,6 +110,11 @@ export default async function hogwildWorker(task: WorkerTask): Promise<WorkerRep
       step++;
       stats[base + STAT_LAST_LOSS] = value;
       stats[base + STAT_SAMPLES] = samples;
+      position++;
+      if (state) {
+        publish(stats, rank, position, state, ck!.names);
+        if (schedule && position < end && schedule.isDue(position) && !takeSnapshot(ck!, task)) return false;
+      }
       return Atomics.load(control, STOP) === 0;
     },
     afterEpoch: (epoch, lossSum, batches) => {
