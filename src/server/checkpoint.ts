@@ -26,6 +26,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { join } from 'node:path';
 import { decodeSafetensorsHeader, encodeSafetensors, tensorData, type OptimizerState, type SafeHeader, type SafeTensorIn } from '../tensor/index.js';
 import type { ParameterSpec } from './shard-plan.js';
+import type { CheckpointSink } from './protocol.js';
 
 export const CHECKPOINT_FORMAT = 'psrpc-checkpoint/1';
 
@@ -479,6 +480,22 @@ export async function loadCheckpoint(dir: string, id?: number): Promise<LoadedCh
         for (const n of f.header.tensors.keys()) if (n.startsWith('buffer.')) out.set(n.slice('buffer.'.length), (tensorData(f.bytes, f.header, n) as Float32Array).slice());
       }
       return out;
+    },
+  };
+}
+
+/** `sink`, killing this process once checkpoint PSRPC_FAULT_KILL_AFTER_CHECKPOINT is on disk (first run only); `sink` itself without the variable. */
+export function faultAfterCheckpoint(sink: CheckpointSink, name: string, log: (line: string) => void): CheckpointSink {
+  const killAt = process.env.PSRPC_FAULT_KILL_AFTER_CHECKPOINT;
+  if (killAt === undefined || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return sink;
+  return {
+    async writeShard(snap) {
+      const r = await sink.writeShard(snap);
+      if (String(snap.id) === killAt) {
+        log(`${name}: PSRPC_FAULT_KILL_AFTER_CHECKPOINT=${killAt}: killing this process`);
+        process.kill(process.pid, 'SIGKILL');
+      }
+      return r;
     },
   };
 }

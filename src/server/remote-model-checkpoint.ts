@@ -31,7 +31,7 @@
 // one last checkpoint and waits for it.
 import { RpcError, Status } from '../rpc/index.js';
 import { layoutDifference, type Optimizer, type OptimizerState, type Tensor } from '../tensor/index.js';
-import { CheckpointSchedule, openCheckpoints, type LoadedCheckpoint, type ShardSnapshot, type WriteResult } from './checkpoint.js';
+import { CheckpointSchedule, faultAfterCheckpoint, openCheckpoints, type LoadedCheckpoint, type ShardSnapshot, type WriteResult } from './checkpoint.js';
 import type { CheckpointSink } from './protocol.js';
 import type { ParameterSpec } from './shard-plan.js';
 
@@ -84,22 +84,6 @@ export async function openRemoteModelCheckpoints(flags: RemoteModelCheckpointFla
     checkpoints: {
       sink: faultAfterCheckpoint(store, name, log), ...(restore ? { restore } : {}),
       steps: flags.checkpointSteps, everyMs: flags.checkpointEvery * 1000, optimizer: flags.optimizer, log,
-    },
-  };
-}
-
-/** `sink`, killing this process once checkpoint PSRPC_FAULT_KILL_AFTER_CHECKPOINT is on disk (first run only); `sink` itself without the variable. */
-export function faultAfterCheckpoint(sink: CheckpointSink, name: string, log: (line: string) => void): CheckpointSink {
-  const killAt = process.env.PSRPC_FAULT_KILL_AFTER_CHECKPOINT;
-  if (killAt === undefined || (process.env.PSRPC_RESTART_COUNT ?? '0') !== '0') return sink;
-  return {
-    async writeShard(snap) {
-      const r = await sink.writeShard(snap);
-      if (String(snap.id) === killAt) {
-        log(`${name}: PSRPC_FAULT_KILL_AFTER_CHECKPOINT=${killAt}: killing this process`);
-        process.kill(process.pid, 'SIGKILL');
-      }
-      return r;
     },
   };
 }

@@ -7,21 +7,13 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/psrun.js';
-import { Capture } from './fixture.js';
+import { checkpointJob } from './checkpoint-job.js';
 
 // 1 trainer x 512 samples / 64 = 8 steps an epoch, 16 in all; a checkpoint every 4 steps
 const JOB = ['--servers', '1', '--trainers', '1', '--strategy', 'remote-forward', '--dataset', 'synthetic', '--train-samples', '512', '--test-samples', '128',
   '--epochs', '2', '--batch-size', '64', '--hidden', '16', '--optimizer', 'adam', '--lr', '0.01', '--checkpoint-steps', '4', '--progress', 'none', '--kill-grace', '2'];
 
-async function run(dir: string, extra: string[], env: Record<string, string> = {}) {
-  const json = join(dir, 'result.json');
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(['node', 'psrun', ...JOB, '--checkpoint-dir', join(dir, 'ckpt'), '--json', json, ...extra],
-    { stdout, stderr, handleSignals: false, env: { ...process.env, ...env } });
-  return { code, out: stdout.text + stderr.text, result: code === 0 ? JSON.parse(readFileSync(json, 'utf8')) : undefined };
-}
+const run = checkpointJob(JOB);
 
 const finalShard = (dir: string) => readFileSync(join(dir, 'ckpt', 'ckpt-000000016', 'shard-0-of-1.safetensors'));
 

@@ -7,21 +7,16 @@ import test from 'ava';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/psrun.js';
 import { loadCheckpoint } from '../../src/server/index.js';
+import { main } from '../../src/cli/psrun.js';
+import { checkpointJob } from './checkpoint-job.js';
 import { Capture } from './fixture.js';
 
 // one pipeline: 512 samples / 64 = 8 steps an epoch, 16 in all; a checkpoint every 4 steps
 const PIPE = ['--strategy', 'pipeline', '--stages', '2', '--micro-batches', '4', '--dataset', 'synthetic', '--train-samples', '512', '--test-samples', '256',
   '--epochs', '2', '--batch-size', '64', '--momentum', '0.9', '--checkpoint-steps', '4', '--progress', 'none', '--kill-grace', '2'];
 
-async function run(d: string, extra: string[], env: Record<string, string> = {}) {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const json = join(d, 'result.json');
-  const code = await main(['node', 'psrun', ...PIPE, '--checkpoint-dir', join(d, 'ckpt'), '--json', json, ...extra], { stdout, stderr, handleSignals: false, env: { ...process.env, ...env } });
-  return { code, out: stdout.text + stderr.text, result: code === 0 ? JSON.parse(readFileSync(json, 'utf8')) : undefined };
-}
+const run = checkpointJob(PIPE);
 
 function tmp(t: { teardown(f: () => void): void }, name: string): string {
   const d = mkdtempSync(join(tmpdir(), `psrun-pipe-${name}-`));

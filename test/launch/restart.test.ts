@@ -7,20 +7,14 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/psrun.js';
+import { checkpointJob } from './checkpoint-job.js';
 import { Capture } from './fixture.js';
 
 // 2 trainers x 512 samples / 64 = 8 steps an epoch, 16 in all; a checkpoint every 4 steps
 const JOB = ['--servers', '1', '--trainers', '2', '--dataset', 'synthetic', '--train-samples', '1024', '--test-samples', '256', '--epochs', '2',
   '--batch-size', '64', '--momentum', '0.9', '--checkpoint-steps', '4', '--progress', 'none', '--kill-grace', '2'];
 
-async function run(dir: string, extra: string[], env: Record<string, string> = {}) {
-  const json = join(dir, 'result.json');
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(['node', 'psrun', ...JOB, '--checkpoint-dir', join(dir, 'ckpt'), '--json', json, ...extra],
-    { stdout, stderr, handleSignals: false, env: { ...process.env, ...env } });
-  return { code, out: stdout.text + stderr.text, result: code === 0 ? JSON.parse(readFileSync(json, 'utf8')) : undefined };
-}
+const run = checkpointJob(JOB);
 
 const finalShard = (dir: string) => readFileSync(join(dir, 'ckpt', 'ckpt-000000016', 'shard-0-of-1.safetensors'));
 
