@@ -10,6 +10,8 @@
 //     status and its test accuracy against the uninterrupted run's.
 //  3. checkpoint size on disk and the time to write one (the servers' own figure, from the files'
 //     timestamps is too coarse: measured by writing the same shard with CheckpointStore here).
+//  4. elastic trainers: samples/s of an async job whose first server hands out the batches
+//     (--min-trainers 1) against the same job with fixed shares, interleaved, median of the ratios.
 //
 // Flags: --rounds N (default 3), --epochs N (default 6), --every S (default 2), --json FILE.
 import { spawn } from 'node:child_process';
@@ -171,6 +173,24 @@ async function main(): Promise<void> {
     out.kills = killRuns;
     const ok = killRuns.filter((k) => k.code === 0 && typeof k.accuracyDelta === 'number' && Math.abs(k.accuracyDelta as number) <= 0.01).length;
     console.log(`kills: ${ok} of ${killRuns.length} jobs finished with status 0 and accuracy within 0.01; median detection ${median(killRuns.map((k) => k.detectMs as number).filter(Number.isFinite)).toFixed(0)} ms, median resume ${median(killRuns.map((k) => k.resumeMs as number).filter(Number.isFinite)).toFixed(0)} ms (targets 5,000 and 10,000 ms)`);
+
+    // 4. elastic trainers: the batches handed out with each push's reply against fixed shares
+    const elasticRatios: number[] = [];
+    const fixedRates: number[] = [];
+    const elasticRates: number[] = [];
+    const async = [...job(Math.max(1, Math.round(flags.epochs / 4))), '--consistency', 'async'];
+    for (let r = 0; r < flags.rounds; r++) {
+      const fixed = await psrun(async);
+      const elastic = await psrun([...async, '--min-trainers', '1']);
+      if (fixed.code !== 0 || elastic.code !== 0) throw new Error(`a run failed:\n${[...fixed.lines, ...elastic.lines].map((l) => l.text).slice(-20).join('\n')}`);
+      const [f, e] = [fixed.result!.samplesPerSecond as number, elastic.result!.samplesPerSecond as number];
+      fixedRates.push(f);
+      elasticRates.push(e);
+      elasticRatios.push(e / f);
+      console.log(`elastic round ${r + 1}: samples/s fixed shares ${f.toFixed(0)}, batches handed out ${e.toFixed(0)} (${elastic.result!.batches?.done} batches, ${JSON.stringify(elastic.result!.batches?.byTrainer)})`);
+    }
+    out.elastic = { fixed: median(fixedRates), elastic: median(elasticRates), ratios: elasticRatios };
+    console.log(`elastic trainers: ${(median(elasticRatios) * 100).toFixed(0)}% of the samples/s of fixed shares (median of ${flags.rounds} interleaved pairs, async, 2 trainers)`);
     if (flags.json) (await import('node:fs')).writeFileSync(flags.json, JSON.stringify(out, null, 2) + '\n');
   } finally {
     rmSync(ckRoot, { recursive: true, force: true });

@@ -139,8 +139,15 @@ export class PsClient {
    * job's batches are all done). The push of its gradient passes it to pushPull as `batch`.
    */
   takeBatch(shape: BatchQueueShape): Promise<number | null> {
+    // the reply of the last push brought it (no round trip), unless none could be handed out then
+    const ready = this.nextBatch;
+    this.nextBatch = undefined;
+    if (ready !== undefined) return Promise.resolve(ready);
     return this.agent.call<number | null>(this.servers[0]!, PS_FUNCTIONS.batch, [this.trainer, shape]);
   }
+
+  /** Elastic: the next batch, handed out with the first server's last pushPull reply. */
+  private nextBatch: number | null | undefined;
 
   /** Pushes the gradient shards (resolves when applied; false: overflowed, see pushPull). */
   push(scale = 1): Promise<boolean> {
@@ -153,8 +160,9 @@ export class PsClient {
     const s = overflow ? 1 : scale;
     // checkpoint >= 0: every server checkpoints once this push's step is taken, as number `checkpoint`
     const tail = checkpoint >= 0 ? [s, checkpoint] : s === 1 ? [] : [s];
-    // batch >= 0 (elastic): the first server, which handed it out, marks it done with this push's step
-    const first = batch >= 0 ? [s, checkpoint, batch] : tail;
+    // batch >= 0 (elastic): the first server, which handed it out, marks it done with this push's
+    // step, and (pushPull) hands out the next one with its reply
+    const first = batch >= 0 ? [s, checkpoint, batch, ...(fn === PS_FUNCTIONS.pushPull ? [true] : [])] : tail;
     await this.each((i) => {
       if (this.remote(i)) this.bytes += grads[i]!.byteLength;
       return this.agent.call<R>(this.servers[i]!, fn, [this.trainer, this.versions[i], grads[i], ...(i === 0 ? first : tail)]).then((r) => reply(i, r));
@@ -205,6 +213,7 @@ export class PsClient {
     releaseReceived(r.values); // copied: the reply's memory goes back to the transport now
     this.versions[i] = r.version;
     this.clocks[i] = r.clock;
+    if (i === 0 && r.batch !== undefined) this.nextBatch = r.batch;
   }
 
   private async each(f: (i: number) => Promise<unknown>): Promise<void> {

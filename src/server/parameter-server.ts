@@ -270,9 +270,12 @@ export class ParameterServer {
   }
 
   /** push, then pull: one round trip per server per step. */
-  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1, batch = -1): Promise<PullReply> {
+  async pushPull(trainer: string, version: number, grads: Gradients, scale = 1, checkpoint = -1, batch = -1, next = false): Promise<PullReply> {
     const t = await this.apply(trainer, version, grads, scale, checkpoint, batch);
-    return this.reply(t);
+    const r = this.reply(t);
+    // elastic: the next batch goes with the reply when it can be handed out at once
+    if (next && this.queue && t.live && this.queue.ready(trainer)) r.batch = await this.queue.take(trainer);
+    return r;
   }
 
   /**
@@ -429,7 +432,7 @@ export class ParameterServer {
     agent.register(PS_FUNCTIONS.join, (trainer: string, layout: ParameterSpec[], values: Float32Array, precision?: WirePrecision) => this.join(trainer, layout, values, precision ?? 'float32'));
     agent.register(PS_FUNCTIONS.pull, (trainer?: string) => this.pull(trainer));
     agent.register(PS_FUNCTIONS.push, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number, batch?: number) => this.push(trainer, version, grads, scale ?? 1, checkpoint ?? -1, batch ?? -1));
-    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number, batch?: number) => this.pushPull(trainer, version, grads, scale ?? 1, checkpoint ?? -1, batch ?? -1));
+    agent.register(PS_FUNCTIONS.pushPull, (trainer: string, version: number, grads: Gradients, scale?: number, checkpoint?: number, batch?: number, next?: boolean) => this.pushPull(trainer, version, grads, scale ?? 1, checkpoint ?? -1, batch ?? -1, next === true));
     agent.register(PS_FUNCTIONS.batch, (trainer: string, shape: BatchQueueShape) => this.batch(trainer, shape));
     agent.register(PS_FUNCTIONS.checkpoint, (id: number) => this.checkpoint(id));
     agent.register(PS_FUNCTIONS.skip, (trainer: string) => this.skip(trainer));

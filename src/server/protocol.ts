@@ -94,6 +94,12 @@ export interface PullReply {
   values: Float32Array | Uint16Array;
   /** ssp/async: the caller's clock (its pushes applied); sync: the round. */
   clock: number;
+  /**
+   * Elastic jobs, a pushPull that asked for it: the caller's next batch (null: the job's batches are
+   * all done), handed out with the reply so that a step costs no round trip more. Absent when none
+   * could be handed out at once (ask with ps.batch, which waits).
+   */
+  batch?: number | null;
 }
 
 export interface PushReply {

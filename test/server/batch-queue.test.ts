@@ -72,7 +72,10 @@ test('the server: a push carrying its batch marks it done at the step; a trainer
   ps.leave('a');
   await ps.join('b', LAYOUT, new Float32Array(2));
   t.is(await ps.batch('b', SHAPE), 1, 'the late joiner takes the batch a left with');
-  await ps.pushPull('b', 1, g(), 1, -1, 1);
+  // a pushPull that asks for it brings the next batch with its reply (no round trip more)
+  const r = await ps.pushPull('b', 1, g(), 1, -1, 1, true);
+  t.is(r.batch, 2);
+  t.is(await ps.batch('b', SHAPE), 2, 'it is the batch b holds now');
   t.deepEqual(ps.stats().batches!.byTrainer, { a: 1, b: 1 });
   t.is(ps.stats().batches!.requeued, 1);
   await t.throwsAsync(ps.batch('b', { perEpoch: 4, epochs: 2 }), { message: /numbered for 3 x 2/ });
