@@ -14,7 +14,7 @@
 // goes, so a restart resumes from the newest checkpoint taken.
 import { existsSync } from 'node:fs';
 import { CheckpointSchedule, CheckpointStore, flushOnSigterm, type LoadedCheckpoint, type ParameterSpec, type ShardSnapshot } from '../server/index.js';
-import type { Module, Optimizer, OptimizerState, Tensor } from '../tensor/index.js';
+import { Dropout, type Module, type Optimizer, type OptimizerState, type Tensor } from '../tensor/index.js';
 import type { TrainOptions } from './options.js';
 
 type CheckpointOptions = Pick<TrainOptions, 'checkpointDir' | 'checkpointEvery' | 'checkpointSteps' | 'checkpointKeep' | 'optimizer'>;
@@ -105,21 +105,37 @@ abstract class TrainerCheckpoints {
     if (cp.manifest.optimizer !== this.opts.optimizer) throw new RangeError(`--resume: checkpoint ${cp.id} holds ${cp.manifest.optimizer} state; this run uses --optimizer ${this.opts.optimizer}`);
   }
 
-  /** Copies of `model`'s buffers by name (batch-norm statistics). */
+  /**
+   * Copies of `model`'s buffers by name (batch-norm statistics), and its RNG state: the position of
+   * each Dropout layer's mask stream, as `rng.<path>.offset` (two F32 values, offset / 2^24 and
+   * offset % 2^24, each exact), so a resumed run draws the masks the uninterrupted one would have.
+   */
   protected static buffersOf(model: Module): Record<string, Float32Array> {
     const out: Record<string, Float32Array> = {};
     for (const [name, b] of model.namedBuffers()) out[name] = (b.storage as Float32Array).slice();
+    for (const [path, d] of dropoutsOf(model)) out[`rng.${path}.offset`] = new Float32Array([Math.floor(d.offset / 2 ** 24), d.offset % 2 ** 24]);
     return out;
+  }
+
+  /** Sets `model`'s Dropout positions from `cp` (a layer the checkpoint has no position for starts its stream at 0, as before). */
+  protected static restoreRng(cp: LoadedCheckpoint, model: Module): void {
+    const saved = cp.buffers();
+    for (const [path, d] of dropoutsOf(model)) {
+      const v = saved.get(`rng.${path}.offset`);
+      if (v && v.length === 2) d.offset = v[0]! * 2 ** 24 + v[1]!;
+    }
   }
 
   /** `cp`'s buffers for `model`, checked (every one present, of its length) before anything is set. */
   protected static savedBuffers(cp: LoadedCheckpoint, model: Module): Map<string, Float32Array> {
     const saved = cp.buffers();
+    const out = new Map<string, Float32Array>();
     for (const [name, b] of model.namedBuffers()) {
       const v = saved.get(name);
       if (!v || v.length !== b.size) throw new RangeError(`--resume: checkpoint ${cp.id} has no buffer ${name} of ${b.size} elements`);
+      out.set(name, v);
     }
-    return saved;
+    return out;
   }
 }
 
@@ -178,6 +194,7 @@ export class ModelCheckpoints extends TrainerCheckpoints {
       }
     }
     this.model.loadStateDict(state);
+    TrainerCheckpoints.restoreRng(cp, this.model);
     return r.version;
   }
 }
@@ -236,9 +253,20 @@ export class SegmentCheckpoints extends TrainerCheckpoints {
       (s.master.storage as Float32Array).set(r.values);
     }
     for (const [name, b] of this.model.namedBuffers()) (b.storage as Float32Array).set(saved.get(name)!);
+    TrainerCheckpoints.restoreRng(cp, this.model);
     this.flat?.set(all.values);
     return all.version;
   }
+}
+
+/** `model`'s Dropout layers by path ("2", "features.3"), in the order of its children. */
+function dropoutsOf(model: Module, prefix = '', out: Array<[string, Dropout]> = []): Array<[string, Dropout]> {
+  if (prefix === '' && model instanceof Dropout) out.push(['', model]);
+  for (const [name, child] of model.namedChildren()) {
+    if (child instanceof Dropout) out.push([`${prefix}${name}`, child]);
+    dropoutsOf(child, `${prefix}${name}.`, out);
+  }
+  return out;
 }
 
 /**

@@ -4,6 +4,8 @@ import test from 'ava';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CheckpointStore } from '../../src/server/index.js';
 import { trainLocal } from '../../src/trainer/local.js';
 import type { TrainOptions } from '../../src/trainer/options.js';
 
@@ -52,4 +54,21 @@ test('--resume with another model or optimizer is refused, naming the difference
   const r = await trainLocal({ ...BASE, epochs: 1, checkpointDir: empty, resume: true }, { log: (l) => logs.push(l) });
   t.is(r.samples, 16 * 32);
   t.true(logs.some((l) => /no complete checkpoint in .*; starting from the beginning/.test(l)));
+});
+
+test('a model with Dropout: the mask stream\'s position is saved, and a resumed run draws the masks the uninterrupted one did, bit for bit', async (t) => {
+  const model = fileURLToPath(new URL('./fixtures/dropout-model.ts', import.meta.url));
+  const opts = { ...BASE, model };
+  const a = dir(t);
+  const ref = await trainLocal({ ...opts, checkpointDir: a }, { log: () => {} });
+  const cp = (await new CheckpointStore(a, { log: () => {} }).latest())!;
+  // 32 steps of 32 samples x 16 features through the Dropout layer
+  const rng = cp.buffers().get('rng.2.offset')!;
+  t.deepEqual([...rng], [0, 32 * 32 * 16]);
+  const b = dir(t);
+  await trainLocal({ ...opts, checkpointDir: b, checkpointKeep: 10 }, { log: () => {} });
+  for (const d of readdirSync(b)) if (Number(d.slice(5)) > 10) rmSync(join(b, d), { recursive: true });
+  const resumed = await trainLocal({ ...opts, checkpointDir: b, checkpointKeep: 10, resume: true }, { log: () => {} });
+  t.true(final(b).equals(final(a)), 'parameters, optimizer state and the stream position all equal');
+  t.is(resumed.finalLoss, ref.finalLoss, 'the same masks, so the same losses');
 });
