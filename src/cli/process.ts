@@ -106,7 +106,7 @@ export async function runServerProcess(opts: TrainOptions, extra: ServerProcessO
     shards: place.servers,
     // elastic: joins are answered once the first --min-trainers have joined; the others join later
     trainers: opts.minTrainers > 0 ? Math.min(opts.minTrainers, place.trainers) : place.trainers,
-    ...(opts.minTrainers > 0 ? { expectedTrainers: place.trainers, lastCallMs: opts.elasticWait * 1000 } : {}),
+    ...(opts.minTrainers > 0 ? { elastic: true, expectedTrainers: place.trainers, lastCallMs: opts.elasticWait * 1000 } : {}),
     consistency: opts.consistency,
     staleness: opts.staleness,
     optimizer: optimizerSpec(opts),

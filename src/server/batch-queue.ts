@@ -30,6 +30,17 @@ export interface BatchQueueStats extends BatchQueueShape {
   byTrainer: Record<string, number>;
 }
 
+/** A queue as a checkpoint keeps it: every batch below `next` is done except those `pending`. */
+export interface BatchQueueState extends BatchQueueShape {
+  next: number;
+  /** Handed out (or given back) but not done at the checkpoint's step: handed out again first. */
+  pending: number[];
+  handed: number;
+  done: number;
+  requeued: number;
+  byTrainer: Record<string, number>;
+}
+
 export class BatchQueue {
   readonly total: number;
   private next = 0;
@@ -43,6 +54,28 @@ export class BatchQueue {
 
   constructor(readonly server: string, readonly shape: BatchQueueShape) {
     this.total = shape.perEpoch * shape.epochs;
+  }
+
+  /** The queue at this moment, for a checkpoint: a batch out with a trainer counts as not done. */
+  state(): BatchQueueState {
+    const pending = [...this.back, ...this.out.values()].sort((x, y) => x - y);
+    return { ...this.shape, next: this.next, pending, ...this.counts, byTrainer: { ...this.byTrainer } };
+  }
+
+  /** A queue going on from a checkpoint's `state` (the batches pending there are handed out first). */
+  static restore(server: string, s: BatchQueueState): BatchQueue {
+    const ok = (n: unknown, min: number) => Number.isSafeInteger(n) && (n as number) >= min;
+    if (!s || !ok(s.perEpoch, 1) || !ok(s.epochs, 1) || !ok(s.next, 0) || s.next > s.perEpoch * s.epochs || !Array.isArray(s.pending) || s.pending.some((b) => !ok(b, 0) || b >= s.next)) {
+      throw new RpcError(Status.FAILED_PRECONDITION, server, `parameter server "${server}": the checkpoint's batch queue (psrpc.batches) is malformed: ${JSON.stringify(s)?.slice(0, 200)}`);
+    }
+    const q = new BatchQueue(server, { perEpoch: s.perEpoch, epochs: s.epochs });
+    q.next = s.next;
+    q.back.push(...[...new Set(s.pending)].sort((x, y) => x - y));
+    q.counts.handed = s.handed ?? 0;
+    q.counts.done = s.done ?? 0;
+    q.counts.requeued = s.requeued ?? 0;
+    Object.assign(q.byTrainer, s.byTrainer ?? {});
+    return q;
   }
 
   /** Refuses a trainer whose data or epochs differ from the queue's (it would number batches otherwise). */

@@ -26,6 +26,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { join } from 'node:path';
 import { decodeSafetensorsHeader, encodeSafetensors, tensorData, type OptimizerState, type SafeHeader, type SafeTensorIn } from '../tensor/index.js';
 import type { ParameterSpec } from './shard-plan.js';
+import type { BatchQueueState } from './batch-queue.js';
 import type { CheckpointSink } from './protocol.js';
 
 export const CHECKPOINT_FORMAT = 'psrpc-checkpoint/1';
@@ -53,6 +54,8 @@ export interface ShardSnapshot {
   state: OptimizerState | null;
   /** Module buffers (batch-norm statistics) by name, written as `buffer.<name>` (a one-process model's checkpoint). */
   buffers?: Record<string, Float32Array>;
+  /** Elastic jobs, on the server that hands out the batches: its queue at this step (metadata psrpc.batches). */
+  batches?: BatchQueueState;
 }
 
 export interface ManifestShard {
@@ -94,6 +97,8 @@ export interface LoadedCheckpoint {
   read(start: number, length: number): RestoredRange;
   /** The module buffers the checkpoint holds, by name (empty when none). */
   buffers(): Map<string, Float32Array>;
+  /** Elastic jobs: the batch queue at the checkpoint's step (undefined: not an elastic job's). */
+  batches(): BatchQueueState | undefined;
 }
 
 export interface WriteResult {
@@ -200,9 +205,10 @@ interface ShardFile {
 }
 
 /** What a shard file's metadata says: the snapshot's description, its step counts and its data's checksum. */
-type ShardMeta = Omit<ShardSnapshot, 'values' | 'state'> & {
+type ShardMeta = Omit<ShardSnapshot, 'values' | 'state' | 'batches'> & {
   scalars: Record<string, number> | null;
   sha256: string;
+  batches?: BatchQueueState;
 };
 
 function metaOf(file: string, m: Record<string, string>): ShardMeta {
@@ -214,15 +220,18 @@ function metaOf(file: string, m: Record<string, string>): ShardMeta {
   if (m['psrpc.format'] !== CHECKPOINT_FORMAT) throw new Error(`${file}: metadata psrpc.format is ${JSON.stringify(m['psrpc.format'])}, expected "${CHECKPOINT_FORMAT}"`);
   let layout: ParameterSpec[];
   let scalars: Record<string, number> | null;
+  let batches: BatchQueueState | undefined;
   try {
     layout = JSON.parse(m['psrpc.layout'] ?? '') as ParameterSpec[];
     scalars = JSON.parse(m['psrpc.scalars'] ?? 'null') as Record<string, number> | null;
+    if (m['psrpc.batches'] !== undefined) batches = JSON.parse(m['psrpc.batches']) as BatchQueueState;
   } catch {
-    throw new Error(`${file}: metadata psrpc.layout or psrpc.scalars is not JSON`);
+    throw new Error(`${file}: metadata psrpc.layout, psrpc.scalars or psrpc.batches is not JSON`);
   }
   return {
     id: num('id'), shard: num('shard'), shards: num('shards'), start: num('start'), length: num('length'), total: num('total'), version: num('version'), trainers: num('trainers'),
     layout, consistency: m['psrpc.consistency'] ?? '', optimizer: m['psrpc.optimizer'] ?? '', scalars, sha256: m['psrpc.sha256'] ?? '',
+    ...(batches ? { batches } : {}),
   };
 }
 
@@ -324,6 +333,7 @@ export class CheckpointStore {
       'psrpc.layout': JSON.stringify(snap.layout),
       'psrpc.scalars': JSON.stringify(snap.state?.scalars ?? null),
       'psrpc.sha256': await sha256Yielding(data),
+      ...(snap.batches ? { 'psrpc.batches': JSON.stringify(snap.batches) } : {}),
     };
     const name = shardFileName(snap.shard, snap.shards);
     const bytes = await writeAtomic(sub, name, encodeSafetensors(tensors, meta));
@@ -480,6 +490,9 @@ export async function loadCheckpoint(dir: string, id?: number): Promise<LoadedCh
         for (const n of f.header.tensors.keys()) if (n.startsWith('buffer.')) out.set(n.slice('buffer.'.length), (tensorData(f.bytes, f.header, n) as Float32Array).slice());
       }
       return out;
+    },
+    batches(): BatchQueueState | undefined {
+      return shards.find((f) => f.meta.batches !== undefined)?.meta.batches;
     },
   };
 }

@@ -3,7 +3,7 @@ export { ParameterServer } from './parameter-server.js';
 export { PS_FUNCTIONS, CONSISTENCY_MODELS, WIRE_PRECISIONS } from './protocol.js';
 export type { ParameterServerOptions, ServerOptimizerOptions, ConsistencyModel, Gradients, PullReply, PushReply, ServerStats, WirePrecision } from './protocol.js';
 export { PsClient } from './client.js';
-export { BatchQueue, type BatchQueueShape, type BatchQueueStats } from './batch-queue.js';
+export { BatchQueue, type BatchQueueShape, type BatchQueueState, type BatchQueueStats } from './batch-queue.js';
 export { planShards, checkSpecs } from './shard-plan.js';
 export type { ParameterSpec, ShardSlice, Shard } from './shard-plan.js';
 export { ServerMetrics } from './metrics.js';

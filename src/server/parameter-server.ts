@@ -156,9 +156,10 @@ export class ParameterServer {
     this.log = o.log ?? ((line) => process.stderr.write(line + '\n'));
     const expectedTrainers = o.expectedTrainers ?? o.trainers;
     const lastCallMs = o.lastCallMs ?? 0;
+    const elastic = o.elastic ?? false;
     if (!Number.isSafeInteger(expectedTrainers) || expectedTrainers < o.trainers) throw errors.badOption(name, 'expectedTrainers', expectedTrainers, `expected an integer >= trainers (${o.trainers})`);
     if (!(lastCallMs >= 0) || !Number.isFinite(lastCallMs)) throw errors.badOption(name, 'lastCallMs', lastCallMs, 'expected a finite number >= 0');
-    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs, restartTimeoutMs, expectedTrainers, lastCallMs };
+    this.options = { ...rest, name, staleness, joinTimeoutMs, liveTimeoutMs, restartTimeoutMs, expectedTrainers, lastCallMs, elastic };
     this.clock = o.clock ?? systemClock;
     this.liveness = new Liveness({ timeoutMs: liveTimeoutMs, clock: this.clock, onSilent: (silent) => this.dropSilent(silent) });
     this.metrics = new ServerMetrics(name);
@@ -349,6 +350,7 @@ export class ParameterServer {
       total: this.layoutSpecs.reduce((n, p) => n + p.size, 0), version: this.version, layout: this.layoutSpecs.map((p) => ({ ...p })),
       consistency: this.options.consistency, trainers: this.options.trainers, optimizer: this.options.optimizer.kind,
       values: this.data.slice(), state: this.optimizer!.exportState(this.param!),
+      ...(this.queue ? { batches: this.queue.state() } : {}),
     };
   }
 
@@ -522,6 +524,9 @@ export class ParameterServer {
     if (restored) {
       this.version = restored.version;
       this.metrics.version.set(this.version);
+      // elastic: the batch queue goes on from the checkpoint's (on the server whose shard kept it)
+      const q = this.restore!.batches();
+      if (q && this.options.shard === 0) this.queue = BatchQueue.restore(this.name, q);
     }
   }
 
@@ -534,7 +539,15 @@ export class ParameterServer {
       throw new RpcError(Status.FAILED_PRECONDITION, this.name,
         `parameter server "${this.name}": trainer "${trainer}"'s model is not the one checkpoint ${cp.id} (${cp.dir}) was written for: ${why}`);
     }
-    if (cp.manifest.trainers !== this.options.trainers) {
+    // an elastic job's checkpoint holds the batch queue it goes on from; one of fixed shares holds none
+    const elastic = cp.batches() !== undefined;
+    if (elastic !== this.options.elastic) {
+      throw new RpcError(Status.FAILED_PRECONDITION, this.name, elastic
+        ? `parameter server "${this.name}": checkpoint ${cp.id} was written by an elastic job (--min-trainers), whose batches are handed out; resume it with --min-trainers (psrun --trainers MIN:MAX)`
+        : `parameter server "${this.name}": checkpoint ${cp.id} was written by a job whose trainers had fixed shares of the data, not by an elastic one (--min-trainers): it records no batch queue to go on from; resume it without --min-trainers`);
+    }
+    // an elastic job's batches are numbered whatever the number of trainers: any number may resume it
+    if (!elastic && cp.manifest.trainers !== this.options.trainers) {
       // a trainer's data share and its steps per epoch depend on the number of trainers: the step
       // count the checkpoint holds would put each trainer at another point of its epochs
       throw new RpcError(Status.FAILED_PRECONDITION, this.name,

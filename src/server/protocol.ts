@@ -58,6 +58,11 @@ export interface ParameterServerOptions {
   expectedTrainers?: number;
   lastCallMs?: number;
   /**
+   * An elastic job (--min-trainers): its trainers take batches from the queue of the first server
+   * (ps.batch). Only a checkpoint of an elastic job resumes one, and the other way round. Default false.
+   */
+  elastic?: boolean;
+  /**
    * Checkpoints: a push carrying a checkpoint number makes the server copy its shard and optimizer
    * state when that push's step is taken (sync: the round's) and write it here, off the hot path.
    */

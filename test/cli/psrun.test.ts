@@ -45,7 +45,7 @@ test('checkpoint and TLS flags psrun cannot honour are refused with one line bef
   const { main } = await import('../../src/cli/psrun.js');
   const cases: Array<[string[], RegExp]> = [
     [['--resume'], /^error: --resume needs --checkpoint-dir/],
-    [['--trainers', '1:2', '--checkpoint-dir', '/tmp/x'], /^error: --min-trainers \(elastic trainers\) with --checkpoint-dir: a checkpoint does not record which of the handed-out batches were trained yet/],
+    [['--trainers', '1:2', '--strategy', 'ddp'], /^error: --min-trainers \(elastic trainers\): only the centralized strategy takes trainers joining and leaving mid-run, got --strategy ddp/],
     [['--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'], /^error: --tls-cert \/nonexistent\/cert\.pem: cannot read the file \(ENOENT\)/],
   ];
   for (const [args, line] of cases) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/launch/free-port.js';
+import { CheckpointStore } from '../../src/server/index.js';
 import { main } from '../../src/cli/psrun.js';
 import { Capture } from './fixture.js';
 
@@ -100,8 +101,6 @@ test('elastic trainers are refused with a reason where they cannot work', async 
   const go = (args: string[]) => main(['node', 'psrun', '--dry-run', ...args], { stdout: new Capture(), stderr, handleSignals: false });
   t.is(await go(['--strategy', 'ddp', '--trainers', '1:2']), 1);
   t.regex(stderr.text, /--min-trainers \(elastic trainers\): only the centralized strategy/);
-  t.is(await go(['--trainers', '1:2', '--checkpoint-dir', 'x']), 1);
-  t.regex(stderr.text, /elastic jobs cannot resume from one/);
   t.is(await go(['--trainers', '3:2']), 1);
   t.regex(stderr.text, /--trainers MIN:MAX needs 1 <= MIN <= MAX/);
 });
@@ -126,4 +125,48 @@ test('psrun --trainers 2:3, sync: a trainer that dies is let go, the round goes 
   t.is(r.batches.byTrainer.trainer3, undefined, 'trainer3 completed none');
   t.is(r.samples, 64 * 64, 'the two trainers that finished trained every batch, the one trainer3 held included');
   t.deepEqual(r.perTrainer.map((p: { name: string }) => p.name), ['trainer1', 'trainer2']);
+});
+
+test('an elastic job checkpoints its batch queue: the server killed after checkpoint 8 restarts the job, which goes on with the batches not done there, each done once', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'psrpc-elastic-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = new Capture();
+  const code = await main(['node', 'psrun', '--servers', '1', '--trainers', '2:3', '--consistency', 'sync', '--dataset', 'synthetic', '--train-samples', '2048',
+    '--test-samples', '256', '--epochs', '2', '--batch-size', '64', '--progress', 'none', '--checkpoint-dir', join(dir, 'ckpt'), '--checkpoint-steps', '4',
+    '--max-restarts', '1', '--kill-grace', '2', '--json', join(dir, 'r.json')],
+  { stdout: out, stderr: out, handleSignals: false, env: { ...process.env, PSRPC_FAULT_KILL_AFTER_CHECKPOINT: '8' } });
+  t.is(code, 0, out.text);
+  t.regex(out.text, /psrun: ps0 \(ps-server, rank 0\) exited with signal SIGKILL; restarting the job from the latest checkpoint/);
+  t.regex(out.text, /ps0: resuming from checkpoint 8 /);
+  const r = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
+  t.is(r.restarts, 1);
+  // 8 sync rounds of 3 trainers were done at the checkpoint; the rest after the restart
+  t.is(r.batches.done, 64, 'every batch done once, counting those done before the checkpoint');
+  t.is(Object.values(r.batches.byTrainer as Record<string, number>).reduce((x, y) => x + y, 0), 64);
+  t.is(r.samples, (64 - 8 * 3) * 64, 'the last run trained the batches not done at the checkpoint');
+  // the checkpoint's queue, as written: every batch below next is done but the pending ones
+  const cp = (await new CheckpointStore(join(dir, 'ckpt'), { log: () => {} }).latest())!;
+  const q = cp.batches()!;
+  t.is(q.next, 64);
+  t.deepEqual(q.pending, []);
+  t.is(q.done, 64);
+});
+
+test('a checkpoint of fixed shares does not resume as an elastic job, nor an elastic one with fixed shares', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'psrpc-elastic-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const job = ['--servers', '1', '--dataset', 'synthetic', '--train-samples', '1024', '--test-samples', '128', '--epochs', '1', '--batch-size', '64', '--progress', 'none'];
+  const go = async (d: string, extra: string[]) => {
+    const out = new Capture();
+    const code = await main(['node', 'psrun', ...job, '--checkpoint-dir', join(dir, d), ...extra], { stdout: out, stderr: out, handleSignals: false });
+    return { code, text: out.text };
+  };
+  t.is((await go('fixed', ['--trainers', '2'])).code, 0);
+  const asElastic = await go('fixed', ['--trainers', '1:2', '--resume']);
+  t.is(asElastic.code, 1);
+  t.regex(asElastic.text, /written by a job whose trainers had fixed shares of the data, not by an elastic one/);
+  t.is((await go('elastic', ['--trainers', '1:2'])).code, 0);
+  const asFixed = await go('elastic', ['--trainers', '2', '--resume', '--epochs', '2']);
+  t.is(asFixed.code, 1);
+  t.regex(asFixed.text, /checkpoint \d+ was written by an elastic job \(--min-trainers\), whose batches are handed out; resume it with --min-trainers/);
 });

@@ -100,14 +100,12 @@ export function checkpointConflict(o: CheckpointFlags): string | null {
 
 /**
  * Why elastic trainers (--min-trainers) cannot run with these options, or null: only a strategy
- * whose servers hand out the batches takes trainers joining and leaving mid-run, and a checkpoint
- * does not record which handed-out batches were trained yet.
+ * whose servers hand out the batches takes trainers joining and leaving mid-run.
  */
-export function elasticConflict(o: { strategy: string; minTrainers?: number; checkpointDir?: string }): string | null {
+export function elasticConflict(o: { strategy: string; minTrainers?: number }): string | null {
   if (!((o.minTrainers ?? 0) > 0)) return null;
   const yes = [...table.values()].filter((s) => s.elastic).map((s) => s.name);
   if (!table.get(o.strategy)?.elastic) return `--min-trainers (elastic trainers): only the ${yes.join(', ')} strategy takes trainers joining and leaving mid-run, got --strategy ${o.strategy}`;
-  if (o.checkpointDir !== undefined) return '--min-trainers (elastic trainers) with --checkpoint-dir: a checkpoint does not record which of the handed-out batches were trained yet, so elastic jobs cannot resume from one (docs/FAULTS.md)';
   return null;
 }
 
