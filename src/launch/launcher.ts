@@ -178,7 +178,7 @@ export class Launcher {
 
     const restartedAfter = this.restartedAfter;
     const maxRestarts = this.opts.maxRestarts ?? 0;
-    const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
+    const log = (line: string) => this.say(line);
     try {
       let port = this.opts.port || (await freePort(host));
       for (;;) {
@@ -392,7 +392,7 @@ export class Launcher {
     if (this.restart >= max || !this.startArgs || !this.opts.restartAlone?.(spec)) return false;
     this.restart++;
     this.restartedAfter.push(f);
-    const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
+    const log = (line: string) => this.say(line);
     const wait = this.topology.train.restartTimeout ?? this.opts.restartTimeoutS ?? 60;
     log(`psrun: ${f.name} (${f.role}, rank ${f.rank}) exited with ${describeExit(f.code, f.signal)}; restarting it alone (restart ${this.restart} of ${max}): the others wait for it up to ${wait} s (--restart-timeout)`);
     for (const l of f.lastLines.slice(-5)) log(`  ${f.name} | ${l}`);
@@ -411,11 +411,17 @@ export class Launcher {
     const alive = this.running.filter((x) => x.spec.role === 'trainer' && !x.exited).length;
     if (alive < min) return false;
     this.gone.add(spec.name);
-    const log = this.opts.log ?? ((line: string) => this.err.write(line + '\n'));
+    const log = (line: string) => this.say(line);
     log(`psrun: ${f.name} (${f.role}, rank ${f.rank}) exited with ${describeExit(f.code, f.signal)}; the elastic job goes on with ${alive} trainer(s) (at least ${min})`);
     for (const l of f.lastLines.slice(-5)) log(`  ${f.name} | ${l}`);
     this.display?.finish(spec.name);
     return true;
+  }
+
+  /** Where restarts and let-go trainers are said (LauncherOptions.log, default stderr). */
+  private say(line: string): void {
+    if (this.opts.log) this.opts.log(line);
+    else this.err.write(line + '\n');
   }
 
   private fail(f: ProcessFailure): void {

@@ -257,7 +257,7 @@ export class Agent implements Dispatcher {
     return true;
   }
 
-  /** A worker rejoined at a new address: later calls go there (the old connection is closed). */
+  /** A worker rejoined at a new address, or joined an elastic world late: later calls go there (an old connection is closed). */
   private replaceWorker(w: WorkerInfo): void {
     if (w.name === this.name) return;
     const old = this.infos.get(w.name);

@@ -45,7 +45,7 @@ export class RendezvousHost {
    */
   onJoin: (worker: WorkerInfo, joined: number) => void = () => {};
 
-  /** Called after a rejoin replaced a member's address (the master's agent updates its own view). */
+  /** Called after a rejoin replaced a member's address, or a late join added one (the master's agent updates its own view). */
   onRejoin: (worker: WorkerInfo) => void = () => {};
 
   /** Lookups waiting for a member's address to change, by member name. */

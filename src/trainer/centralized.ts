@@ -101,7 +101,8 @@ export async function trainCentralized(opts: TrainOptions, ctx: TrainerContext):
   const { agent, train } = ctx;
   const sampler = trainerSampler(opts, ctx);
   const loader = new DataLoader(train, { batchSize: opts.batchSize, sampler, dropLast: true });
-  if (loader.length === 0) {
+  // elastic trainers have no share of their own (their batches come from the whole split: elasticSource)
+  if (loader.length === 0 && !(opts.minTrainers > 0)) {
     throw new RangeError(`--batch-size ${opts.batchSize} is larger than the ${sampler.length} training samples of trainer ${ctx.rank} of ${ctx.trainers}`);
   }
   const resolved = await resolveModel(opts.model);
