@@ -104,6 +104,13 @@ export class RendezvousHost {
       return reply(new RpcError(Status.INVALID_ARGUMENT, this.self, `rank ${w.rank} of "${w.name}" is outside [0, ${this.worldSize})`));
     }
     if (req.rejoin && this.complete && (!this.elastic || this.complete.some((x) => x.name === w.name))) return this.rejoin(w, reply);
+    // a process restarted before the world completed replaces its predecessor's pending join
+    const pending = req.rejoin && !this.complete ? this.joined.get(w.name) : undefined;
+    if (pending && pending.info.rank === w.rank) {
+      this.joined.delete(w.name);
+      this.ranks.delete(w.rank);
+      pending.reply(new RpcError(Status.ABORTED, this.self, `the join of "${w.name}" was taken over by a restarted process (rejoin) at ${w.address}`));
+    }
     const byName = this.joined.get(w.name) ?? (this.complete?.find((x) => x.name === w.name) && { info: w });
     if (byName) return reply(errors.duplicateWorker(this.self, 'name', w.name, w.name));
     const holder = this.ranks.get(w.rank) ?? this.complete?.find((x) => x.rank === w.rank)?.name;

@@ -117,3 +117,31 @@ test('leaving is for members of an elastic world; minWorldSize is checked', asyn
     await stopWorld(world, false);
   }
 });
+
+test('a process restarted before the world completed takes over its predecessor\'s pending join', async (t) => {
+  const master = await Agent.start({ name: 'w0', rank: 0, worldSize: 3, master: '127.0.0.1:0', heartbeatMs: 0, timeoutMs: LONG });
+  const agents: Agent[] = [master];
+  try {
+    const done = master.rendezvous();
+    const first = await Agent.start({ name: 'w1', rank: 1, worldSize: 3, master: master.address, heartbeatMs: 0, timeoutMs: LONG });
+    agents.push(first);
+    const joined = new Promise<void>((resolve) => { (master as unknown as { host: { onJoin: (w: unknown, n: number) => void } }).host.onJoin = (_w, n) => { if (n === 2) resolve(); }; });
+    const firstJoin = first.rendezvous().catch((e: unknown) => e);
+    await joined;
+    const again = await Agent.start({ name: 'w1', rank: 1, worldSize: 3, master: master.address, rejoin: true, heartbeatMs: 0, timeoutMs: LONG });
+    agents.push(again);
+    const againJoin = again.rendezvous();
+    const superseded = await firstJoin;
+    t.true(superseded instanceof RpcError);
+    t.is((superseded as RpcError).code, Status.ABORTED);
+    t.regex((superseded as Error).message, /the join of "w1" was taken over by a restarted process/);
+    const w2 = await Agent.start({ name: 'w2', rank: 2, worldSize: 3, master: master.address, heartbeatMs: 0, timeoutMs: LONG });
+    agents.push(w2);
+    await Promise.all([done, againJoin, w2.rendezvous()]);
+    t.is(master.workerInfo('w1').address, again.address);
+    again.register('who', () => 'again');
+    t.is(await w2.call('w1', 'who'), 'again');
+  } finally {
+    await Promise.all(agents.map((a) => a.shutdown({ graceful: false }).catch(() => {})));
+  }
+});
