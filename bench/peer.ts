@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Agent } from '../src/rpc/index.js';
 import { packageRoot } from '../src/tensor/native.js';
 
 const python = '/usr/bin/python3';
@@ -70,4 +71,23 @@ export function flagsOrExit<F>(parse: (argv: string[]) => F): F {
     process.stderr.write(`error: ${(e as Error).message}\n`);
     process.exit(1);
   }
+}
+
+/** A one-float tensor: the payload of the small-call measurements. */
+export const SMALL_PAYLOAD = [{ shape: [1], dtype: 'float32', data: new Float32Array(1) }];
+
+/**
+ * Round-trip times in microseconds of `timed` small `echo` calls to worker `to`, one at a time,
+ * after `warm` untimed ones (the warm-up must be long enough for V8 to compile the call path in
+ * both processes, about 5,000 round trips: with 500 the timed calls measure the JIT's warm-up).
+ */
+export async function smallCallLatencies(agent: Agent, to: string, warm: number, timed: number): Promise<number[]> {
+  for (let i = 0; i < warm; i++) await agent.call(to, 'echo', SMALL_PAYLOAD);
+  const lat: number[] = [];
+  for (let i = 0; i < timed; i++) {
+    const t0 = process.hrtime.bigint();
+    await agent.call(to, 'echo', SMALL_PAYLOAD);
+    lat.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  return lat;
 }

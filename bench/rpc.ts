@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { Agent } from '../src/rpc/index.js';
-import { anchorsDir, torchAvailable } from './peer.js';
+import { anchorsDir, SMALL_PAYLOAD, smallCallLatencies, torchAvailable } from './peer.js';
 import { CONFIGS, medianFigures, parseIperf, parseTorchPing, SIZES_MB, table, targets, type Config, type Figures } from './rpc-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -49,22 +49,13 @@ async function measurePsrpc(): Promise<Figures> {
   const kidExit = new Promise((r) => kid.on('exit', r));
   try {
     await agent.rendezvous();
-    const small = [{ shape: [1], dtype: 'float32', data: new Float32Array(1) }];
-    // warm-up long enough for V8 to have compiled the call path (about 5,000 round trips, both
-    // processes): after 500, the timed calls are the JIT's warm-up, not the transport
-    for (let i = 0; i < WARM_CALLS; i++) await agent.call('w1', 'echo', small);
-    const lat: number[] = [];
-    for (let i = 0; i < 2000; i++) {
-      const t0 = process.hrtime.bigint();
-      await agent.call('w1', 'echo', small);
-      lat.push(Number(process.hrtime.bigint() - t0) / 1000);
-    }
+    const lat = await smallCallLatencies(agent, 'w1', WARM_CALLS, 2000);
     lat.sort((a, b) => a - b);
     let callsPerSecond = 0;
     for (let rep = 0; rep < 3; rep++) {
       const n = 5000;
       const t0 = performance.now();
-      await Promise.all(Array.from({ length: n }, () => agent.call('w1', 'echo', small)));
+      await Promise.all(Array.from({ length: n }, () => agent.call('w1', 'echo', SMALL_PAYLOAD)));
       callsPerSecond = Math.max(callsPerSecond, n / ((performance.now() - t0) / 1000));
     }
     const echoGBps: Record<string, number> = {};

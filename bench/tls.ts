@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, type InitOptions } from '../src/rpc/index.js';
+import { smallCallLatencies } from './peer.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -57,14 +58,7 @@ async function measure(c: Config, certDir: string): Promise<Figures> {
   const kidExit = new Promise((r) => kid.on('exit', r));
   try {
     await agent.rendezvous();
-    const small = [{ shape: [1], dtype: 'float32', data: new Float32Array(1) }];
-    for (let i = 0; i < WARM_CALLS; i++) await agent.call('w1', 'echo', small);
-    const lat: number[] = [];
-    for (let i = 0; i < TIMED_CALLS; i++) {
-      const t0 = process.hrtime.bigint();
-      await agent.call('w1', 'echo', small);
-      lat.push(Number(process.hrtime.bigint() - t0) / 1000);
-    }
+    const lat = await smallCallLatencies(agent, 'w1', WARM_CALLS, TIMED_CALLS);
     const data = new Float32Array(ECHO_MIB * 262144);
     for (let i = 0; i < data.length; i += 1024) data[i] = i;
     const t = [{ shape: [data.length], dtype: 'float32', data }];
