@@ -8,14 +8,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syntheticDataset, type Dataset } from '../../src/data/index.js';
-import type { Agent } from '../../src/rpc/index.js';
 import { loadCheckpoint } from '../../src/server/index.js';
 import { BatchNorm2d, crossEntropy, Flatten, Generator, Linear, Module, Sequential, Tensor } from '../../src/tensor/index.js';
 import type { ModelContext, ModelModule } from '../../src/trainer/model.js';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
-import { trainPipeline } from '../../src/trainer/pipeline.js';
 import type { WorldTraining } from '../../src/trainer/strategy.js';
-import { startWorld, stopWorld } from '../rpc/world.js';
+import { runPipelineWorld } from './pipeline-world.js';
 
 // 120 samples / 10 = 12 steps an epoch for one pipeline, 6 for each of two
 const BASE: Partial<TrainOptions> = {
@@ -33,23 +31,8 @@ function dir(t: { teardown(f: () => void): void }): string {
   return d;
 }
 
-async function runWorld(opts: TrainOptions, train: Dataset): Promise<WorldTraining[]> {
-  const n = opts.stages * opts.replicas;
-  const agents = await startWorld(n);
-  try {
-    const names = agents.map((a) => a.name);
-    const runs = agents.map((agent: Agent, rank) => trainPipeline(opts, {
-      agent, rank, trainers: n, train, leave: true,
-      place: { name: agent.name, rank, worldSize: n, master: '', role: 'trainer' as const, index: rank, partitioned: true, servers: n, trainers: n, serverNames: names, trainerNames: names },
-    }));
-    const settled = await Promise.allSettled(runs);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    return settled.map((s) => (s as PromiseFulfilledResult<WorldTraining>).value);
-  } finally {
-    await stopWorld(agents, false);
-  }
-}
+/** The world of `opts`: stages x replicas ranks. */
+const runWorld = (opts: TrainOptions, train: Dataset): Promise<WorldTraining[]> => runPipelineWorld(opts.stages * opts.replicas, opts, train);
 
 /** A model with buffers on its middle stage: Linear(F, 8), a view as [N, 2, 2, 2], BatchNorm2d(2), Flatten, Linear(8, classes). */
 const batchNormModel: ModelModule = {

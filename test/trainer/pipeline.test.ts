@@ -3,14 +3,13 @@
 // of every pipeline's batches (replicas), within fp32 tolerance; and the failures it names.
 import test from 'ava';
 import { DataLoader, syntheticDataset, type Dataset } from '../../src/data/index.js';
-import type { Agent } from '../../src/rpc/index.js';
 import { createOptimizer, crossEntropy, flattenParameters, Module, mlp, Sequential, Tensor, type Labels } from '../../src/tensor/index.js';
 import { buildModel, modelContext, resolveModel, type ModelContext, type ModelModule } from '../../src/trainer/model.js';
 import { resolveOptions, type TrainOptions } from '../../src/trainer/options.js';
-import { trainPipeline, type PipelineReport } from '../../src/trainer/pipeline.js';
+import type { PipelineReport } from '../../src/trainer/pipeline.js';
 import { optimizerSpec, trainerSampler } from '../../src/trainer/setup.js';
 import type { WorldTraining } from '../../src/trainer/strategy.js';
-import { startWorld, stopWorld } from '../rpc/world.js';
+import { runPipelineWorld } from './pipeline-world.js';
 
 const BASE: Partial<TrainOptions> = { dataset: 'synthetic', hidden: 6, depth: 3, batchSize: 10, epochs: 2, lr: 0.1, momentum: 0.5, seed: 3, progress: 'none', collectiveTimeout: 600, strategy: 'pipeline' };
 
@@ -18,23 +17,7 @@ function dataset(): Dataset {
   return syntheticDataset({ samples: 120, seed: 11 }) as unknown as Dataset;
 }
 
-async function runWorld(n: number, opts: TrainOptions, train: Dataset): Promise<WorldTraining[]> {
-  const agents = await startWorld(n);
-  try {
-    const names = agents.map((a) => a.name);
-    const runs = agents.map((agent: Agent, rank) => trainPipeline(opts, {
-      agent, rank, trainers: n, train, leave: true,
-      place: { name: agent.name, rank, worldSize: n, master: '', role: 'trainer' as const, index: rank, partitioned: true, servers: n, trainers: n, serverNames: names, trainerNames: names },
-    }));
-    // every run settles before the world stops (a failing one must not leave the others hanging)
-    const settled = await Promise.allSettled(runs);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw Object.assign(new Error('a rank failed'), { settled });
-    return settled.map((s) => (s as PromiseFulfilledResult<WorldTraining>).value);
-  } finally {
-    await stopWorld(agents, false);
-  }
-}
+const runWorld = runPipelineWorld;
 
 /** Local training where each step sees every pipeline's batch concatenated (R = 1: the pipeline's own batch). */
 async function reference(replicas: number, opts: TrainOptions, train: Dataset): Promise<Float32Array> {
