@@ -9,16 +9,13 @@ import { ParameterServer, PsClient, type ParameterSpec } from '../../src/server/
 const LAYOUT: ParameterSpec[] = [{ name: 'w', size: 4 }];
 
 test('a trainer that dies mid-round is dropped at deadAfterMs and the round steps with the live one', async (t) => {
-  const { ps, server, clients, b, seconds } = await restartWorld(t, 0);
+  const { server, clients, seconds, killSecondThenPush } = await restartWorld(t, 0);
   // round 0 with both
   clients.forEach((c) => c.grads.fill(1));
   await Promise.all(clients.map((c) => c.pushPull()));
   t.deepEqual([...clients[0]!.params], [-1, -1, -1, -1]);
   // trainer2's process dies; trainer1 pushes round 1, which waits for trainer2
-  const lost = new Promise<string>((resolve) => ps.onPeerLost(resolve));
-  await b.shutdown({ graceful: false });
-  clients[0]!.grads.fill(2);
-  const pushed = clients[0]!.pushPull();
+  const { lost, pushed } = await killSecondThenPush();
   // each second of manual time waits for trainer1's ping to reach ps0 (trainer1 stays alive)
   await seconds(4);
   t.deepEqual(server.stats().dropped, [], 'not dropped before deadAfterMs');
@@ -66,15 +63,19 @@ async function restartWorld(t: import('ava').ExecutionContext, restartTimeoutMs:
     await agent.rendezvous();
     return new PsClient(agent, ['ps0'], LAYOUT, new Float32Array(4), new Float32Array(4));
   };
-  return { ps, server, clients, b: b!, lines, seconds, restart };
+  /** trainer2's process dies, then trainer1 pushes a gradient of 2s (its round waits for trainer2); `lost`: ps0's verdict on trainer2. */
+  const killSecondThenPush = async () => {
+    const lost = new Promise<string>((resolve) => ps.onPeerLost(resolve));
+    await b!.shutdown({ graceful: false });
+    clients[0]!.grads.fill(2);
+    return { lost, pushed: clients[0]!.pushPull() };
+  };
+  return { ps, server, clients, b: b!, lines, seconds, restart, killSecondThenPush };
 }
 
 test('restartTimeoutMs: a lost trainer is waited for; its restarted process rejoins and the round steps with both', async (t) => {
-  const { ps, server, clients, b, lines, seconds, restart } = await restartWorld(t, 10_000);
-  const lost = new Promise<string>((resolve) => ps.onPeerLost(resolve));
-  await b.shutdown({ graceful: false });
-  clients[0]!.grads.fill(2);
-  const pushed = clients[0]!.pushPull();
+  const { server, clients, lines, seconds, restart, killSecondThenPush } = await restartWorld(t, 10_000);
+  const { lost, pushed } = await killSecondThenPush();
   await seconds(5);
   t.is(await lost, 'trainer2');
   t.deepEqual(server.stats().dropped, [], 'lost, but waited for');
@@ -116,11 +117,8 @@ test('restartTimeoutMs: a restarted trainer whose predecessor had pushed in the 
 });
 
 test('restartTimeoutMs: a lost trainer that does not rejoin in time is dropped then, and the round steps without it', async (t) => {
-  const { ps, server, clients, b, lines, seconds } = await restartWorld(t, 10_000);
-  const lost = new Promise<string>((resolve) => ps.onPeerLost(resolve));
-  await b.shutdown({ graceful: false });
-  clients[0]!.grads.fill(2);
-  const pushed = clients[0]!.pushPull();
+  const { server, clients, lines, seconds, killSecondThenPush } = await restartWorld(t, 10_000);
+  const { lost, pushed } = await killSecondThenPush();
   await seconds(5);
   t.is(await lost, 'trainer2');
   await seconds(9);
@@ -130,4 +128,25 @@ test('restartTimeoutMs: a lost trainer that does not rejoin in time is dropped t
   t.deepEqual(server.stats().dropped, ['trainer2']);
   t.regex(lines.join('\n'), /trainer "trainer2" did not rejoin within 10\.0 s; rounds go on without it/);
   t.deepEqual([...clients[0]!.params], [-2, -2, -2, -2]);
+});
+
+test('ps.skip (a restarted trainer whose predecessor died between its pushes): the round steps without its gradient; refused twice in a round and outside sync', async (t) => {
+  const ps = new ParameterServer({ name: 'ps1', shard: 0, shards: 1, trainers: 2, consistency: 'sync', optimizer: { kind: 'sgd', lr: 1 } });
+  t.teardown(() => ps.close());
+  await Promise.all([ps.join('a', LAYOUT, new Float32Array(4)), ps.join('b', LAYOUT, new Float32Array(4))]);
+  const pushed = ps.pushPull('a', 0, new Float32Array([2, 2, 2, 2]));
+  const skipped = await ps.skip('b');
+  t.is(skipped.version, 1, 'answered once the round stepped');
+  t.deepEqual([...skipped.values], [-2, -2, -2, -2], 'with a\'s gradient alone');
+  t.is((await pushed).version, 1);
+  // round 1: b skips first (its answer waits for a's push); a second skip in the same round is refused
+  const first = ps.skip('b');
+  await t.throwsAsync(ps.skip('b'), { message: /round 1/ });
+  await ps.pushPull('a', 1, new Float32Array([1, 1, 1, 1]));
+  t.is((await first).version, 2);
+  t.deepEqual([...ps.values], [-3, -3, -3, -3]);
+  const async = new ParameterServer({ name: 'ps2', shard: 0, shards: 1, trainers: 1, consistency: 'async', optimizer: { kind: 'sgd', lr: 1 } });
+  t.teardown(() => async.close());
+  await async.join('a', LAYOUT, new Float32Array(4));
+  await t.throwsAsync(async.skip('a'), { message: /ps\.skip is for sync rounds \(this server is async\)/ });
 });
